@@ -10,4 +10,7 @@ pub mod v1 {
     tonic::include_proto!("strata.v1");
 }
 
+pub mod errors;
+
+pub use errors::ErrorCode;
 pub use v1::*;
