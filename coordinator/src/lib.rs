@@ -1,1 +1,95 @@
-//! placeholder
+//! Strata's metadata store.
+//!
+//! The [`Coordinator`] trait is a small revisioned key-value store: every key carries the
+//! revision of its last change, and every write is a compare-and-swap on it ([`Expect`]), so no
+//! read-modify-write can lose a concurrent update. Typed metadata (topics, partitions, groups)
+//! lives above it, in the broker, and is written once for every implementation.
+//!
+//! Implementations: [`EmbeddedCoordinator`] (one node, persisted in the data directory, used by
+//! `strata dev`); etcd comes with the cluster work. [`conformance`] holds the scenarios every
+//! implementation must pass.
+
+pub mod conformance;
+mod embedded;
+mod error;
+
+pub use embedded::EmbeddedCoordinator;
+pub use error::{CoordinatorError, Result};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// A value and the revision of its last change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Bytes,
+    /// The store-wide revision at which the key was last written (etcd's `mod_revision`).
+    pub revision: i64,
+}
+
+/// The condition a write requires of the key's current state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist (create-if-absent).
+    Absent,
+    /// The key must exist with exactly this revision.
+    Revision(i64),
+    /// No condition (only for keys nobody else writes).
+    Any,
+}
+
+/// One write of an atomic [`Coordinator::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub key: String,
+    /// `None` deletes the key.
+    pub value: Option<Bytes>,
+    pub expect: Expect,
+}
+
+impl Write {
+    pub fn put(key: impl Into<String>, value: impl Into<Bytes>, expect: Expect) -> Write {
+        Write {
+            key: key.into(),
+            value: Some(value.into()),
+            expect,
+        }
+    }
+
+    pub fn delete(key: impl Into<String>, expect: Expect) -> Write {
+        Write {
+            key: key.into(),
+            value: None,
+            expect,
+        }
+    }
+}
+
+/// The metadata store. Keys are relative to the cluster's root (`/strata/<cluster>/` in etcd).
+#[async_trait]
+pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
+    /// The cluster this store serves.
+    fn cluster(&self) -> &str;
+
+    /// The key's value and revision, if it exists.
+    async fn get(&self, key: &str) -> Result<Option<Versioned>>;
+
+    /// Every key under `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>>;
+
+    /// Applies every write or none: all conditions are checked first; any failed condition
+    /// fails the whole commit with [`CoordinatorError::Conflict`]. Returns the new revision.
+    async fn commit(&self, writes: Vec<Write>) -> Result<i64>;
+
+    /// One conditional put. Returns the key's new revision.
+    async fn put(&self, key: &str, value: Bytes, expect: Expect) -> Result<i64> {
+        self.commit(vec![Write::put(key, value, expect)]).await
+    }
+
+    /// One conditional delete.
+    async fn delete(&self, key: &str, expect: Expect) -> Result<()> {
+        self.commit(vec![Write::delete(key, expect)])
+            .await
+            .map(|_| ())
+    }
+}
