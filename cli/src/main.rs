@@ -1,1 +1,86 @@
-fn main() {}
+//! `strata`: one binary for the dev broker, topic administration, producing, consuming and
+//! load generation. The tracing subscriber is set up here and nowhere else.
+
+mod commands;
+mod output;
+mod parse;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Where `strata dev` listens, and where client commands look when told nothing else.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:7092";
+
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about = "Strata: a partitioned, replicated log with tiered storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a single-node broker with embedded metadata (nothing else to install).
+    Dev(commands::dev::DevArgs),
+    /// Create, list, describe, delete topics and change their config.
+    #[command(subcommand)]
+    Topic(commands::topic::TopicCommand),
+    /// Produce one record per line of standard input.
+    Produce(commands::produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(commands::consume::ConsumeArgs),
+    /// Load generator: measure produce or consume throughput and latency.
+    Bench(commands::bench::BenchArgs),
+}
+
+/// Flags every client command shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Broker addresses (host:port, comma-separated).
+    #[arg(long, env = "STRATA_BROKERS", default_value = DEFAULT_BROKERS, value_delimiter = ',')]
+    pub brokers: Vec<String>,
+}
+
+impl ConnectArgs {
+    pub fn client_config(&self) -> strata_client::ClientConfig {
+        strata_client::ClientConfig::new(self.brokers.iter().map(|b| b.trim().to_string()))
+    }
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let server = matches!(cli.command, Command::Dev(_));
+    init_tracing(if server { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => commands::dev::run(args).await,
+            Command::Topic(cmd) => commands::topic::run(cmd).await,
+            Command::Produce(args) => commands::produce::run(args).await,
+            Command::Consume(args) => commands::consume::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,176 @@
-//! End-to-end test support.
+//! Support for end-to-end tests: the `strata` binary (built on first use), `strata dev`
+//! processes on their own port and data directory, and CLI invocations.
+//!
+//! Invariant: a test that cannot start what it needs panics (fails); it never skips.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Path of the `strata` binary of this build profile, building it once if needed.
+pub fn strata_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("STRATA_BIN") {
+            return PathBuf::from(p);
+        }
+        // The test binary lives in <target>/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "strata", "--bin", "strata"]);
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            cmd.env("CARGO_TARGET_DIR", target);
+        }
+        let status = cmd.status().expect("running cargo build for the strata binary");
+        assert!(status.success(), "building the strata binary failed");
+        let bin = profile_dir.join("strata");
+        assert!(bin.exists(), "strata binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A free port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding a free port")
+}
+
+/// Waits until something accepts TCP connections at `addr`.
+pub fn wait_for_port(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after {within:?}");
+}
+
+/// A `strata dev` process with its own data directory and port.
+pub struct DevBroker {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl DevBroker {
+    /// Starts `strata dev` on a fresh data directory.
+    pub fn start() -> DevBroker {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut broker = DevBroker {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir,
+            _tmp: Some(tmp),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same data directory and port.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is still running");
+        let log = std::fs::File::create(self.data_dir.with_extension(format!("log.{}", now_ms())))
+            .or_else(|_| std::fs::File::create("/dev/null"))
+            .expect("log file");
+        let child = Command::new(strata_bin())
+            .args(["dev", "--listen", &self.addr.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting strata dev");
+        self.child = Some(child);
+        wait_for_port(self.addr, Duration::from_secs(30));
+    }
+
+    /// SIGKILL: no flush, no clean shutdown.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL strata dev");
+            child.wait().expect("reaping strata dev");
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(status.success());
+            let status = child.wait().expect("waiting for strata dev");
+            assert!(status.success(), "strata dev exited with {status}");
+        }
+    }
+
+    /// Runs a `strata` client command against this broker, feeding `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_cli(&self.addr.to_string(), args, stdin)
+    }
+
+    /// Like [`DevBroker::cli`], but panics with stderr unless the command succeeds.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.cli(args, stdin);
+        assert!(
+            out.status.success(),
+            "strata {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+}
+
+impl Drop for DevBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `strata ARGS --brokers ADDR` with `stdin`.
+pub fn run_cli(brokers: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(strata_bin())
+        .args(args)
+        .env("STRATA_BROKERS", brokers)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running strata");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.map(<[u8]>::to_vec);
+    let writer = std::thread::spawn(move || {
+        if let Some(input) = input {
+            let _ = pipe.write_all(&input);
+        }
+    });
+    let out = child.wait_with_output().expect("waiting for strata");
+    writer.join().expect("stdin writer");
+    out
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}

@@ -1,0 +1,52 @@
+//! The broker's configuration. The CLI fills it from flags, `STRATA_*` variables and files.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::topic_config::TopicConfig;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub broker_id: i32,
+    pub data_dir: PathBuf,
+    /// The address clients are told to use for this broker (`host:port`).
+    pub advertised_address: String,
+    pub rack: Option<String>,
+    /// Cluster-wide defaults a topic's overrides apply to.
+    pub topic_defaults: TopicConfig,
+    /// How often retention runs over every partition.
+    pub retention_check_interval: Duration,
+    /// How often time-based rolls (segment.ms) and flushes (flush.ms) are checked.
+    pub housekeeping_interval: Duration,
+    /// Largest request (and so produce payload) the gRPC server accepts.
+    pub max_request_bytes: usize,
+    /// Largest fetch answer, whatever the request asks.
+    pub max_fetch_bytes: usize,
+    /// Longest long-poll a fetch may ask for.
+    pub max_fetch_wait: Duration,
+    /// Most partitions one topic may have.
+    pub max_partitions_per_topic: u32,
+}
+
+impl BrokerConfig {
+    pub fn new(broker_id: i32, data_dir: impl Into<PathBuf>, advertised_address: impl Into<String>) -> Self {
+        BrokerConfig {
+            broker_id,
+            data_dir: data_dir.into(),
+            advertised_address: advertised_address.into(),
+            rack: None,
+            topic_defaults: TopicConfig::default(),
+            retention_check_interval: Duration::from_secs(30),
+            housekeeping_interval: Duration::from_secs(1),
+            max_request_bytes: 64 * 1024 * 1024,
+            max_fetch_bytes: 64 * 1024 * 1024,
+            max_fetch_wait: Duration::from_secs(30),
+            max_partitions_per_topic: 10_000,
+        }
+    }
+
+    /// Where partition logs live.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+}

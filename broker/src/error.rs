@@ -1,0 +1,127 @@
+//! The broker's error type, mapped to a gRPC status in exactly one place
+//! (`From<BrokerError> for tonic::Status`). Errors are logged where they are handled, not here.
+
+use strata_coordinator::CoordinatorError;
+use strata_log::{ErrorKind, LogError};
+use strata_proto::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("partition {partition} of topic {topic:?} does not exist (the topic has {count} partitions: 0..={last})", last = .count.saturating_sub(1))]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        count: u32,
+    },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: String },
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("offset {offset} is outside the log of {topic}/{partition} ({range})", range = describe_range(*.start, *.end))]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        start: i64,
+        end: i64,
+    },
+    #[error("not enough in-sync replicas for {topic}/{partition}: {isr} in sync, min.insync.replicas is {min}")]
+    NotEnoughReplicas {
+        topic: String,
+        partition: u32,
+        isr: usize,
+        min: u32,
+    },
+    #[error("{topic}/{partition}: {source}")]
+    Log {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: LogError,
+    },
+    #[error(transparent)]
+    Metadata(#[from] CoordinatorError),
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// The Kafka-style code clients react to.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
+                ErrorCode::UnknownTopicOrPartition
+            }
+            BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+            BrokerError::InvalidTopicName { .. } => ErrorCode::InvalidTopic,
+            BrokerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            BrokerError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            BrokerError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            BrokerError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            BrokerError::Log { source, .. } => match source {
+                LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+                LogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+                other => match other.kind() {
+                    ErrorKind::InvalidInput => ErrorCode::InvalidRecord,
+                    ErrorKind::Corrupt => ErrorCode::CorruptMessage,
+                    ErrorKind::OutOfRange => ErrorCode::OffsetOutOfRange,
+                    _ => ErrorCode::KafkaStorageError,
+                },
+            },
+            BrokerError::Metadata(CoordinatorError::Unavailable(_)) => {
+                ErrorCode::LeaderNotAvailable
+            }
+            BrokerError::Metadata(_) => ErrorCode::Unknown,
+            BrokerError::ShuttingDown => ErrorCode::LeaderNotAvailable,
+            BrokerError::Internal(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// Attaches the partition to a log error, turning out-of-range into its precise form.
+    pub fn from_log(topic: &str, partition: u32, source: LogError) -> BrokerError {
+        match source {
+            LogError::OffsetOutOfRange { offset, start, end } => BrokerError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                start,
+                end,
+            },
+            source => BrokerError::Log {
+                topic: topic.to_string(),
+                partition,
+                source,
+            },
+        }
+    }
+}
+
+impl From<BrokerError> for tonic::Status {
+    fn from(err: BrokerError) -> tonic::Status {
+        err.code().status(err.to_string())
+    }
+}
+
+fn describe_range(start: i64, end: i64) -> String {
+    if start >= end {
+        format!("the log is empty; the next offset to be written is {end}")
+    } else {
+        format!("valid offsets are {start}..={}; {end} is the next offset to be written", end - 1)
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

@@ -1,0 +1,233 @@
+//! Typed cluster metadata over the [`Coordinator`]'s key-value store.
+//!
+//! Keys (relative to the cluster root, as DESIGN.md lays them out):
+//! - `brokers/<id>`: [`BrokerRecord`]
+//! - `topics/<name>`: [`TopicRecord`] (id, partition count, replication factor, config overrides)
+//! - `partitions/<name>/<p>`: [`PartitionState`] (replicas, leader, leader epoch, ISR)
+//!
+//! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent),
+//! and a topic's record and its partition states are created and deleted in one commit.
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use strata_coordinator::{Coordinator, CoordinatorError, Expect, Versioned, Write};
+
+use crate::error::{BrokerError, Result};
+
+/// Longest topic name (Kafka's limit).
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: i32,
+    pub address: String,
+    #[serde(default)]
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub topic_id: String,
+    pub partitions: u32,
+    pub replication_factor: u32,
+    /// Topic-level overrides, validated before they were stored.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    /// -1 when the partition has no leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+/// A value read with the revision to compare against when writing it back.
+#[derive(Debug, Clone)]
+pub struct Revisioned<T> {
+    pub value: T,
+    pub revision: i64,
+}
+
+pub fn broker_key(id: i32) -> String {
+    format!("brokers/{id}")
+}
+
+pub fn topic_key(name: &str) -> String {
+    format!("topics/{name}")
+}
+
+pub fn partition_key(topic: &str, partition: u32) -> String {
+    format!("partitions/{topic}/{partition}")
+}
+
+/// Checks a topic name against `[A-Za-z0-9._-]{1,249}` (and refuses "." and "..").
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name.len() > MAX_TOPIC_NAME_LEN {
+        Some(format!("it is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}", name.len()))
+    } else if name == "." || name == ".." {
+        Some("\".\" and \"..\" are not allowed".to_string())
+    } else {
+        name.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .map(|c| format!("character {c:?} is not allowed; use letters, digits, '.', '_' and '-'"))
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(BrokerError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// Typed access to the metadata keys.
+#[derive(Debug, Clone)]
+pub struct MetadataStore {
+    store: Arc<dyn Coordinator>,
+}
+
+impl MetadataStore {
+    pub fn new(store: Arc<dyn Coordinator>) -> Self {
+        MetadataStore { store }
+    }
+
+    pub fn cluster(&self) -> &str {
+        self.store.cluster()
+    }
+
+    pub async fn register_broker(&self, broker: &BrokerRecord) -> Result<()> {
+        self.store
+            .put(&broker_key(broker.id), encode(broker)?, Expect::Any)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn brokers(&self) -> Result<Vec<BrokerRecord>> {
+        self.list("brokers/").await.map(|v| v.into_iter().map(|r| r.value).collect())
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<Revisioned<TopicRecord>>> {
+        match self.store.get(&topic_key(name)).await? {
+            None => Ok(None),
+            Some(v) => decode(&topic_key(name), v).map(Some),
+        }
+    }
+
+    pub async fn topics(&self) -> Result<Vec<Revisioned<TopicRecord>>> {
+        self.list("topics/").await
+    }
+
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<Revisioned<PartitionState>>> {
+        let mut states: Vec<(u32, Revisioned<PartitionState>)> = Vec::new();
+        for (key, v) in self.store.list(&format!("partitions/{topic}/")).await? {
+            let index = key.rsplit('/').next().and_then(|p| p.parse::<u32>().ok());
+            let Some(index) = index else {
+                return Err(corrupt(&key, "the key does not end in a partition number"));
+            };
+            states.push((index, decode(&key, v)?));
+        }
+        states.sort_by_key(|(i, _)| *i);
+        Ok(states.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Creates a topic and its partition states in one commit; fails if the name is taken.
+    pub async fn create_topic(&self, topic: &TopicRecord, partitions: &[PartitionState]) -> Result<()> {
+        let mut writes = vec![Write::put(topic_key(&topic.name), encode(topic)?, Expect::Absent)];
+        for (i, p) in partitions.iter().enumerate() {
+            writes.push(Write::put(partition_key(&topic.name, i as u32), encode(p)?, Expect::Absent));
+        }
+        match self.store.commit(writes).await {
+            Err(CoordinatorError::Conflict { .. }) => Err(BrokerError::TopicExists(topic.name.clone())),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Deletes a topic record (at the revision read) and every partition state.
+    pub async fn delete_topic(&self, topic: &Revisioned<TopicRecord>) -> Result<()> {
+        let name = &topic.value.name;
+        let mut writes = vec![Write::delete(topic_key(name), Expect::Revision(topic.revision))];
+        for (key, _) in self.store.list(&format!("partitions/{name}/")).await? {
+            writes.push(Write::delete(key, Expect::Any));
+        }
+        match self.store.commit(writes).await {
+            Err(CoordinatorError::Conflict { .. }) => Err(BrokerError::Internal(format!(
+                "topic {name:?} changed while it was being deleted; try again"
+            ))),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Replaces a topic record if it is still at the revision read. `Ok(false)` on a conflict.
+    pub async fn update_topic(&self, topic: &TopicRecord, revision: i64) -> Result<bool> {
+        match self
+            .store
+            .put(&topic_key(&topic.name), encode(topic)?, Expect::Revision(revision))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(CoordinatorError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<Revisioned<T>>> {
+        self.store
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, v)| decode(&k, v))
+            .collect()
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| BrokerError::Internal(format!("encoding metadata: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(key: &str, v: Versioned) -> Result<Revisioned<T>> {
+    let value = serde_json::from_slice(&v.value).map_err(|e| corrupt(key, &e.to_string()))?;
+    Ok(Revisioned {
+        value,
+        revision: v.revision,
+    })
+}
+
+fn corrupt(key: &str, reason: &str) -> BrokerError {
+    BrokerError::Metadata(CoordinatorError::Corrupt {
+        path: key.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["orders", "a.b_c-D9", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("..", "not allowed"),
+            ("a/b", "'/'"),
+            ("sp ace", "' '"),
+            (&"x".repeat(250), "limit is 249"),
+        ] {
+            let err = validate_topic_name(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The gRPC services: thin translations between `strata.v1` messages and [`BrokerState`].
+//! Every error leaves through `From<BrokerError> for Status` (error.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+use strata_proto as pb;
+use strata_proto::v1::{admin_server::Admin, log_server::Log};
+use tonic::{Request, Response, Status};
+
+use crate::error::BrokerError;
+use crate::state::BrokerState;
+
+#[derive(Debug, Clone)]
+pub struct LogService {
+    pub state: Arc<BrokerState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    pub state: Arc<BrokerState>,
+}
+
+#[tonic::async_trait]
+impl Log for LogService {
+    async fn produce(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+        let req = request.into_inner();
+        let acks = pb::Acks::try_from(req.acks).map_err(|_| {
+            BrokerError::InvalidRequest(format!("acks value {} is not one of 0, 1, all", req.acks))
+        })?;
+        let topic = self.state.replicas.topic(&req.topic)?;
+        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let min_isr = match acks {
+            pb::Acks::All | pb::Acks::Unspecified => Some(topic.config.min_insync_replicas),
+            pb::Acks::None | pb::Acks::Leader => None,
+        };
+        let info = partition.append(req.records, min_isr).await?;
+        Ok(Response::new(pb::ProduceResponse {
+            base_offset: info.base_offset,
+            last_offset: info.last_offset,
+            log_start_offset: partition.log_start_offset()?,
+        }))
+    }
+
+    async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
+        let req = request.into_inner();
+        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let cfg = &self.state.config;
+        let max_wait = Duration::from_millis(req.max_wait_ms as u64).min(cfg.max_fetch_wait);
+        let max_bytes = match req.max_bytes {
+            0 => cfg.max_fetch_bytes,
+            n => (n as usize).min(cfg.max_fetch_bytes),
+        };
+        let result = partition
+            .fetch(req.offset, max_wait, req.min_bytes as usize, max_bytes)
+            .await?;
+        Ok(Response::new(pb::FetchResponse {
+            high_watermark: result.high_watermark,
+            log_start_offset: result.log_start_offset,
+            log_end_offset: result.log_end_offset,
+            records: result.records,
+        }))
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        use pb::list_offsets_request::Spec;
+        let req = request.into_inner();
+        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let (offset, timestamp_ms) = match req.spec {
+            Some(Spec::Earliest(_)) => (partition.log_start_offset()?, -1),
+            Some(Spec::Latest(_)) => (partition.high_watermark(), -1),
+            Some(Spec::TimestampMs(ts)) => partition
+                .offset_for_timestamp(ts)
+                .await?
+                .unwrap_or((partition.high_watermark(), -1)),
+            None => {
+                return Err(BrokerError::InvalidRequest(
+                    "list offsets needs one of earliest, latest or timestamp_ms".to_string(),
+                )
+                .into())
+            }
+        };
+        Ok(Response::new(pb::ListOffsetsResponse { offset, timestamp_ms }))
+    }
+
+    async fn metadata(&self, request: Request<pb::MetadataRequest>) -> Result<Response<pb::MetadataResponse>, Status> {
+        let req = request.into_inner();
+        let state = &self.state;
+        let handles = if req.topics.is_empty() {
+            state.replicas.topics()
+        } else {
+            req.topics
+                .iter()
+                .map(|t| state.replicas.topic(t))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let topics = handles
+            .iter()
+            .map(|t| pb::TopicMetadata {
+                name: t.record.name.clone(),
+                topic_id: t.record.topic_id.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let s = p.state();
+                        pb::PartitionInfo {
+                            partition: p.index,
+                            leader: s.leader,
+                            replicas: s.replicas,
+                            isr: s.isr,
+                            leader_epoch: s.leader_epoch,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let brokers = state
+            .metadata
+            .brokers()
+            .await?
+            .into_iter()
+            .map(|b| pb::BrokerInfo {
+                id: b.id,
+                address: b.address,
+                rack: b.rack.unwrap_or_default(),
+                alive: true,
+            })
+            .collect();
+        Ok(Response::new(pb::MetadataResponse {
+            cluster: state.metadata.cluster().to_string(),
+            controller: state.config.broker_id,
+            brokers,
+            topics,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        Ok(Response::new(self.state.create_topic(request.into_inner()).await?))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.state.delete_topic(&request.into_inner().name).await?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        Ok(Response::new(self.state.list_topics()))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        Ok(Response::new(self.state.describe_topic(&request.into_inner().name)?))
+    }
+
+    async fn alter_topic_config(
+        &self,
+        request: Request<pb::AlterTopicConfigRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        Ok(Response::new(self.state.alter_topic_config(request.into_inner()).await?))
+    }
+}
