@@ -1,20 +1,34 @@
-//! Strata's storage engine.
+//! Strata's storage engine: the batch format and one partition's local log.
 //!
 //! - [`batch`]: the RecordBatch v2 header, CRC-32C validation and offset stamping (no records).
 //! - [`records`]: building batches from records and decoding them back (clients and tools).
 //! - [`varint`]: Kafka's zig-zag varints.
 //! - [`clock`]: injected wall-clock time.
+//! - [`config`]: [`LogConfig`], the per-partition settings (segment.bytes, retention.ms, ...).
+//! - [`index`]: the sparse, memory-mapped offset and time indexes beside each segment.
+//! - [`scan`]: one sequential pass over a segment file (recovery, index rebuilds).
+//! - [`segment`]: one `.log` file of whole batches with its indexes.
+//! - [`log`]: [`Log`], a partition directory of segments: append, read, roll, retention,
+//!   flush policy, truncation and crash recovery.
 //!
 //! Invariant: the broker's produce and fetch paths touch batch headers only; per-record work
-//! happens in clients.
+//! happens in clients (and in the one batch a timestamp lookup decodes). Bytes read from disk
+//! are returned only after their batch passed its CRC check.
 
 pub mod batch;
 pub mod clock;
+pub mod config;
 pub mod error;
+pub mod index;
+pub mod log;
 pub mod records;
+pub mod scan;
+pub mod segment;
 pub mod varint;
 
 pub use batch::{BatchHeader, Compression};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::LogConfig;
 pub use error::{ErrorKind, LogError, Result};
+pub use log::{AppendInfo, Log, ReadResult, RetentionReport, SegmentInfo};
 pub use records::{BatchBuilder, Header, Record};

@@ -1,0 +1,518 @@
+//! [`Log`]: one partition's local log, a directory of segments ordered by base offset.
+//!
+//! ```text
+//! <dir>/00000000000000000000.log        batches, offsets 0..
+//!       00000000000000000000.index      sparse offset index
+//!       00000000000000000000.timeindex  sparse time index
+//!       00000000000000001234.log        ... the last segment is the active one
+//!       .clean_shutdown                 written by close(), removed by open()
+//! ```
+//!
+//! Invariants kept here:
+//! - offsets are dense: every segment starts where the previous one ends, and the next
+//!   append gets the log end offset; only the last (active) segment takes appends;
+//! - an append is all or nothing: every batch is validated before any byte is written;
+//! - a read returns only whole batches that passed their CRC check, and never an offset at or
+//!   above the caller's `max_offset` (the high watermark) except inside the first batch;
+//! - retention deletes whole sealed segments from the oldest, never the active one;
+//! - after a crash (no `.clean_shutdown`), `open` re-validates the active segment and cuts a
+//!   torn tail, so the log end offset is always the end of the last whole, valid batch.
+//!
+//! Durability: an append is in the page cache when it returns; it is on disk after `flush`
+//! (called by the `flush.messages` / `flush.ms` policies, or by the caller). A crash of the
+//! process loses nothing written; a crash of the machine loses what was not flushed.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchIter};
+use crate::clock::Clock;
+use crate::config::LogConfig;
+use crate::error::{LogError, Result};
+use crate::segment::{file_stem, OpenMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+
+/// The marker `close` leaves behind so that the next `open` can skip recovery.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".clean_shutdown";
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset given to the last record.
+    pub last_offset: i64,
+    /// Largest batch max timestamp among the appended batches.
+    pub max_timestamp: i64,
+    pub batches: usize,
+    pub records: i64,
+}
+
+/// Batches read from the log, with the log's bounds at the time of the read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole, CRC-checked batches; empty at the end of the visible log.
+    pub bytes: Bytes,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionReport {
+    pub deleted_segments: usize,
+    pub deleted_bytes: u64,
+    /// The log start offset after the pass.
+    pub log_start_offset: i64,
+}
+
+/// A description of one segment (for admin tools and tiering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub base_offset: i64,
+    /// Offset after the segment's last record.
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    /// -1 when no batch carries a timestamp.
+    pub max_timestamp: i64,
+    pub sealed: bool,
+    /// The `.log` file.
+    pub path: PathBuf,
+}
+
+/// One partition's local log. Appends and maintenance take `&mut self`; reads take `&self`.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    /// Never empty; the last one is the active segment.
+    segments: BTreeMap<i64, Segment>,
+    unflushed_records: u64,
+    last_flush_ms: i64,
+    /// A segment file was created or removed since the directory was last fsynced.
+    dir_dirty: bool,
+}
+
+impl Log {
+    /// Opens the log in `dir` (created if missing), running recovery when the last close was
+    /// not clean. An empty directory is a new log starting at offset 0.
+    pub fn open(dir: impl Into<PathBuf>, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log> {
+        let dir = dir.into();
+        config.validate()?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LogError::io(format!("creating log directory {}", dir.display()), e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = marker.exists();
+        let mut bases = list_segments(&dir)?;
+        let now = clock.now_ms();
+        if !clean && bases.len() > 1 {
+            // A crash right after a roll: the tail to re-validate is the previous segment's.
+            let last = bases[bases.len() - 1];
+            let path = dir.join(format!("{}.{LOG_EXT}", file_stem(last)));
+            let len = std::fs::metadata(&path)
+                .map_err(|e| LogError::io(format!("reading the size of {}", path.display()), e))?
+                .len();
+            if len == 0 {
+                remove_segment_files(&dir, last)?;
+                bases.pop();
+            }
+        }
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let mode = match bases.get(i + 1) {
+                Some(&next_base) => OpenMode::Sealed { next_base },
+                None if clean => OpenMode::ActiveClean,
+                None => OpenMode::ActiveRecover,
+            };
+            segments.insert(base, Segment::open(&dir, base, &config, mode, now)?);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(&dir, 0, &config, now)?);
+        }
+        if clean {
+            std::fs::remove_file(&marker)
+                .map_err(|e| LogError::io(format!("removing {}", marker.display()), e))?;
+        }
+        sync_dir(&dir)?;
+        let log = Log {
+            dir,
+            config,
+            clock,
+            segments,
+            unflushed_records: 0,
+            last_flush_ms: now,
+            dir_dirty: false,
+        };
+        tracing::debug!(dir = %log.dir.display(), clean, start = log.log_start_offset(),
+            end = log.log_end_offset(), segments = log.segments.len(), "opened log");
+        Ok(log)
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Validates, stamps (offsets from the log end offset, `leader_epoch`) and appends a
+    /// buffer of batches. On any error nothing is written.
+    pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let summary = batch::validate_all(batches)?;
+        for item in BatchIter::new(batches) {
+            let (header, _) = item?;
+            if header.total_len() > self.config.max_message_bytes {
+                return Err(LogError::BatchTooLarge {
+                    size: header.total_len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+        }
+        let base_offset = self.log_end_offset();
+        let last_offset = base_offset + summary.records - 1;
+        let now = self.clock.now_ms();
+        let active = self.active();
+        if !active.is_empty()
+            && (active.size() + batches.len() as u64 > self.config.segment_bytes
+                || self.segment_ms_elapsed(active, now)
+                || active.index_full()
+                || !active.offset_fits(last_offset))
+        {
+            self.roll(now)?;
+        }
+        batch::stamp_all(batches, base_offset, leader_epoch);
+        self.active_mut().append(batches, now)?;
+        self.unflushed_records += summary.records as u64;
+        if let Some(n) = self.config.flush_messages {
+            if self.unflushed_records >= n {
+                self.flush()?;
+            }
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp: summary.max_timestamp,
+            batches: summary.batches,
+            records: summary.records,
+        })
+    }
+
+    fn segment_ms_elapsed(&self, segment: &Segment, now: i64) -> bool {
+        self.config
+            .segment_ms
+            .is_some_and(|ms| now - segment.created_ms() >= ms)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset.
+    fn roll(&mut self, now: i64) -> Result<()> {
+        let next = self.log_end_offset();
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, next, &self.config, now)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled a new segment");
+        self.segments.insert(next, segment);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`: at most `max_bytes`
+    /// (but always one batch), none starting at or above `max_offset` (exclusive, the high
+    /// watermark). Empty at the log end or at/above `max_offset`.
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let mut bytes = Bytes::new();
+        if offset < end && offset < max_offset {
+            // A segment yields nothing only if it ends before `offset`; then try the next.
+            let first = self
+                .segments
+                .range(..=offset)
+                .next_back()
+                .map_or(start, |(&base, _)| base);
+            for segment in self.segments.range(first..).map(|(_, s)| s) {
+                bytes = segment.read(offset, max_bytes, max_offset)?;
+                if !bytes.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(ReadResult {
+            bytes,
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// The (offset, timestamp) of the first record whose timestamp is >= `timestamp_ms`;
+    /// `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        for segment in self.segments.values() {
+            if segment.max_timestamp() >= timestamp_ms {
+                if let Some(found) = segment.find_by_timestamp(timestamp_ms)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first offset still in the local log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments.keys().next().copied().unwrap_or(0)
+    }
+
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Total bytes of all segments' log files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.segments
+            .values()
+            .map(|s| SegmentInfo {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size_bytes: s.size(),
+                max_timestamp: s.max_timestamp(),
+                sealed: s.is_sealed(),
+                path: s.log_path().to_path_buf(),
+            })
+            .collect()
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; it applies to the next append, roll and retention pass
+    /// (index sizes to segments created from now on).
+    pub fn update_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Rolls the active segment if it is non-empty and older than `segment.ms`.
+    pub fn roll_if_due(&mut self) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let active = self.active();
+        if active.is_empty() || !self.segment_ms_elapsed(active, now) {
+            return Ok(false);
+        }
+        self.roll(now)?;
+        Ok(true)
+    }
+
+    /// Deletes sealed segments from the oldest while the log stays at least
+    /// `retention.bytes` big without them, or while their newest record is older than
+    /// `retention.ms`. The active segment is never deleted.
+    pub fn enforce_retention(&mut self) -> Result<RetentionReport> {
+        let now = self.clock.now_ms();
+        let mut total = self.size_bytes();
+        let mut report = RetentionReport::default();
+        while self.segments.len() > 1 {
+            let Some(oldest) = self.segments.values().next() else {
+                break;
+            };
+            let by_bytes = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total - oldest.size() >= limit);
+            // A segment without timestamps ages from when this process first saw it.
+            let newest = if oldest.max_timestamp() >= 0 {
+                oldest.max_timestamp()
+            } else {
+                oldest.created_ms()
+            };
+            let by_time = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| newest < now.saturating_sub(ms));
+            if !by_bytes && !by_time {
+                break;
+            }
+            let Some((_, segment)) = self.segments.pop_first() else {
+                break;
+            };
+            let size = segment.size();
+            tracing::info!(segment = %segment.log_path().display(), size, by_bytes, by_time,
+                "deleting a segment past retention");
+            segment.delete()?;
+            self.dir_dirty = true;
+            total -= size;
+            report.deleted_segments += 1;
+            report.deleted_bytes += size;
+        }
+        report.log_start_offset = self.log_start_offset();
+        Ok(report)
+    }
+
+    /// fsyncs the log files and indexes of every segment written since the last flush.
+    pub fn flush(&mut self) -> Result<()> {
+        for segment in self.segments.values_mut() {
+            if segment.is_dirty() {
+                segment.flush()?;
+            }
+        }
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        self.unflushed_records = 0;
+        self.last_flush_ms = self.clock.now_ms();
+        Ok(())
+    }
+
+    /// Flushes if `flush.ms` has passed since the last flush and something is unflushed.
+    pub fn flush_if_due(&mut self) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let due = self
+            .config
+            .flush_ms
+            .is_some_and(|ms| now - self.last_flush_ms >= ms);
+        let dirty = self.dir_dirty || self.segments.values().any(Segment::is_dirty);
+        if !due || !dirty {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Drops every record at and after `offset`. Truncation happens at batch boundaries: the
+    /// batch holding `offset` goes whole, so the log end offset becomes its base offset.
+    /// Offsets below the log start offset are out of range. The result is flushed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset >= end {
+            return Ok(());
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        while self.segments.len() > 1 {
+            match self.segments.last_key_value() {
+                Some((&base, _)) if base >= offset => {
+                    if let Some((_, segment)) = self.segments.pop_last() {
+                        segment.delete()?;
+                        self.dir_dirty = true;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let active = self.active_mut();
+        active.truncate_to(offset)?;
+        if active.is_sealed() {
+            active.unseal()?;
+        }
+        tracing::info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(),
+            "truncated the log");
+        self.flush()
+    }
+
+    /// Flushes everything, trims the indexes and leaves the clean-shutdown marker.
+    pub fn close(mut self) -> Result<()> {
+        self.active_mut().trim_for_close()?;
+        self.flush()?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        let file = File::create(&marker)
+            .map_err(|e| LogError::io(format!("creating {}", marker.display()), e))?;
+        file.sync_all()
+            .map_err(|e| LogError::io(format!("fsyncing {}", marker.display()), e))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes the log's directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| LogError::io(format!("removing log directory {}", dir.display()), e))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Lists the base offsets of the directory's segments, removing leftovers: `*.deleted` and
+/// `*.tmp` files, and indexes whose `.log` is gone.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| LogError::io(format!("listing log directory {}", dir.display()), e))?;
+    let mut logs = std::collections::BTreeSet::new();
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| LogError::io(format!("listing log directory {}", dir.display()), e))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(".deleted") || name.ends_with(".tmp") {
+            tracing::info!(file = %path.display(), "removing a leftover file");
+            remove_file(&path)?;
+            continue;
+        }
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let base = match stem.parse::<i64>() {
+            Ok(b) if b >= 0 && stem.len() == 20 => b,
+            _ => continue,
+        };
+        match ext {
+            LOG_EXT => {
+                logs.insert(base);
+            }
+            INDEX_EXT | TIME_INDEX_EXT => indexes.push((base, path.clone())),
+            _ => {}
+        }
+    }
+    for (base, path) in indexes {
+        if !logs.contains(&base) {
+            tracing::info!(file = %path.display(), "removing an index without its log");
+            remove_file(&path)?;
+        }
+    }
+    Ok(logs.into_iter().collect())
+}
+
+fn remove_segment_files(dir: &Path, base: i64) -> Result<()> {
+    let stem = file_stem(base);
+    for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        remove_file(&dir.join(format!("{stem}.{ext}")))?;
+    }
+    Ok(())
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(format!("removing {}", path.display()), e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(format!("fsyncing log directory {}", dir.display()), e))
+}
