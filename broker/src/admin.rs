@@ -25,7 +25,11 @@ impl BrokerState {
             )));
         }
         let brokers = self.metadata.brokers().await?;
-        let rf = if req.replication_factor == 0 { 1 } else { req.replication_factor };
+        let rf = if req.replication_factor == 0 {
+            1
+        } else {
+            req.replication_factor
+        };
         if rf as usize > brokers.len() {
             return Err(BrokerError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is larger than the number of live brokers ({})",
@@ -107,12 +111,17 @@ impl BrokerState {
             topic_id: topic.record.topic_id.clone(),
             replication_factor: topic.record.replication_factor,
             partitions,
-            config: topic_config::effective(&topic.config).into_iter().collect::<HashMap<_, _>>(),
+            config: topic_config::effective(&topic.config)
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
             overrides: topic.record.config.keys().cloned().collect(),
         })
     }
 
-    pub async fn alter_topic_config(&self, req: pb::AlterTopicConfigRequest) -> Result<pb::TopicDescription> {
+    pub async fn alter_topic_config(
+        &self,
+        req: pb::AlterTopicConfigRequest,
+    ) -> Result<pb::TopicDescription> {
         if let Some(key) = req.delete.iter().find(|k| req.set.contains_key(*k)) {
             return Err(BrokerError::InvalidConfig(format!(
                 "config key {key:?} is both set and deleted in one request"
@@ -127,7 +136,9 @@ impl BrokerState {
             let mut record = current.value.clone();
             for key in &req.delete {
                 if !topic_config::KEYS.iter().any(|(k, _)| k == key) {
-                    return Err(BrokerError::InvalidConfig(format!("unknown topic config key {key:?}")));
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "unknown topic config key {key:?}"
+                    )));
                 }
                 record.config.remove(key);
             }
@@ -135,7 +146,11 @@ impl BrokerState {
                 record.config.insert(k.clone(), v.clone());
             }
             topic_config::resolve(self.replicas.defaults(), &record.config)?;
-            if self.metadata.update_topic(&record, current.revision).await? {
+            if self
+                .metadata
+                .update_topic(&record, current.revision)
+                .await?
+            {
                 self.replicas.update_topic(record)?;
                 tracing::info!(topic = %req.name, "topic config changed");
                 return self.describe_topic(&req.name);

@@ -29,7 +29,11 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
-    pub fn new(broker_id: i32, data_dir: impl Into<PathBuf>, advertised_address: impl Into<String>) -> Self {
+    pub fn new(
+        broker_id: i32,
+        data_dir: impl Into<PathBuf>,
+        advertised_address: impl Into<String>,
+    ) -> Self {
         BrokerConfig {
             broker_id,
             data_dir: data_dir.into(),

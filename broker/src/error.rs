@@ -120,7 +120,10 @@ fn describe_range(start: i64, end: i64) -> String {
     if start >= end {
         format!("the log is empty; the next offset to be written is {end}")
     } else {
-        format!("valid offsets are {start}..={}; {end} is the next offset to be written", end - 1)
+        format!(
+            "valid offsets are {start}..={}; {end} is the next offset to be written",
+            end - 1
+        )
     }
 }
 

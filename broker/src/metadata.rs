@@ -72,13 +72,18 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         Some("it is empty".to_string())
     } else if name.len() > MAX_TOPIC_NAME_LEN {
-        Some(format!("it is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}", name.len()))
+        Some(format!(
+            "it is {} characters long; the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        ))
     } else if name == "." || name == ".." {
         Some("\".\" and \"..\" are not allowed".to_string())
     } else {
         name.chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            .map(|c| format!("character {c:?} is not allowed; use letters, digits, '.', '_' and '-'"))
+            .map(|c| {
+                format!("character {c:?} is not allowed; use letters, digits, '.', '_' and '-'")
+            })
     };
     match reason {
         None => Ok(()),
@@ -112,7 +117,9 @@ impl MetadataStore {
     }
 
     pub async fn brokers(&self) -> Result<Vec<BrokerRecord>> {
-        self.list("brokers/").await.map(|v| v.into_iter().map(|r| r.value).collect())
+        self.list("brokers/")
+            .await
+            .map(|v| v.into_iter().map(|r| r.value).collect())
     }
 
     pub async fn topic(&self, name: &str) -> Result<Option<Revisioned<TopicRecord>>> {
@@ -140,13 +147,27 @@ impl MetadataStore {
     }
 
     /// Creates a topic and its partition states in one commit; fails if the name is taken.
-    pub async fn create_topic(&self, topic: &TopicRecord, partitions: &[PartitionState]) -> Result<()> {
-        let mut writes = vec![Write::put(topic_key(&topic.name), encode(topic)?, Expect::Absent)];
+    pub async fn create_topic(
+        &self,
+        topic: &TopicRecord,
+        partitions: &[PartitionState],
+    ) -> Result<()> {
+        let mut writes = vec![Write::put(
+            topic_key(&topic.name),
+            encode(topic)?,
+            Expect::Absent,
+        )];
         for (i, p) in partitions.iter().enumerate() {
-            writes.push(Write::put(partition_key(&topic.name, i as u32), encode(p)?, Expect::Absent));
+            writes.push(Write::put(
+                partition_key(&topic.name, i as u32),
+                encode(p)?,
+                Expect::Absent,
+            ));
         }
         match self.store.commit(writes).await {
-            Err(CoordinatorError::Conflict { .. }) => Err(BrokerError::TopicExists(topic.name.clone())),
+            Err(CoordinatorError::Conflict { .. }) => {
+                Err(BrokerError::TopicExists(topic.name.clone()))
+            }
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
@@ -154,7 +175,10 @@ impl MetadataStore {
     /// Deletes a topic record (at the revision read) and every partition state.
     pub async fn delete_topic(&self, topic: &Revisioned<TopicRecord>) -> Result<()> {
         let name = &topic.value.name;
-        let mut writes = vec![Write::delete(topic_key(name), Expect::Revision(topic.revision))];
+        let mut writes = vec![Write::delete(
+            topic_key(name),
+            Expect::Revision(topic.revision),
+        )];
         for (key, _) in self.store.list(&format!("partitions/{name}/")).await? {
             writes.push(Write::delete(key, Expect::Any));
         }
@@ -170,7 +194,11 @@ impl MetadataStore {
     pub async fn update_topic(&self, topic: &TopicRecord, revision: i64) -> Result<bool> {
         match self
             .store
-            .put(&topic_key(&topic.name), encode(topic)?, Expect::Revision(revision))
+            .put(
+                &topic_key(&topic.name),
+                encode(topic)?,
+                Expect::Revision(revision),
+            )
             .await
         {
             Ok(_) => Ok(true),

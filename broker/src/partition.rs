@@ -89,7 +89,11 @@ impl Partition {
 
     /// Appends the request's batches. `records` is validated (CRC, framing, size) by the log
     /// before anything is written; a rejected request leaves the log unchanged.
-    pub async fn append(self: &Arc<Self>, records: Bytes, require_min_isr: Option<u32>) -> Result<AppendInfo> {
+    pub async fn append(
+        self: &Arc<Self>,
+        records: Bytes,
+        require_min_isr: Option<u32>,
+    ) -> Result<AppendInfo> {
         if let Some(min) = require_min_isr {
             let isr = self.state.read().isr.len();
             if isr < min as usize {
@@ -119,7 +123,13 @@ impl Partition {
     }
 
     /// Reads whole batches from `offset`, waiting up to `max_wait` for `min_bytes` to be there.
-    pub async fn fetch(self: &Arc<Self>, offset: i64, max_wait: Duration, min_bytes: usize, max_bytes: usize) -> Result<FetchResult> {
+    pub async fn fetch(
+        self: &Arc<Self>,
+        offset: i64,
+        max_wait: Duration,
+        min_bytes: usize,
+        max_bytes: usize,
+    ) -> Result<FetchResult> {
         let deadline = Instant::now() + max_wait;
         let mut hw_rx = self.high_watermark.subscribe();
         loop {
@@ -149,7 +159,10 @@ impl Partition {
     }
 
     /// The first offset whose timestamp is at or after `timestamp_ms`, with that timestamp.
-    pub async fn offset_for_timestamp(self: &Arc<Self>, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+    pub async fn offset_for_timestamp(
+        self: &Arc<Self>,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>> {
         let me = self.clone();
         blocking(move || {
             let hw = me.high_watermark();
@@ -213,7 +226,9 @@ impl Partition {
 }
 
 /// Runs blocking log work on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BrokerError::Internal(format!("log task failed: {e}")))?

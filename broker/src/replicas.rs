@@ -47,7 +47,8 @@ impl ReplicaManager {
     }
 
     fn topic_dir(&self, record: &TopicRecord) -> PathBuf {
-        self.logs_dir.join(format!("{}~{}", record.name, record.topic_id))
+        self.logs_dir
+            .join(format!("{}~{}", record.name, record.topic_id))
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<TopicHandle>> {
@@ -66,11 +67,15 @@ impl ReplicaManager {
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         let handle = self.topic(topic)?;
-        handle.partitions.get(partition as usize).cloned().ok_or(BrokerError::UnknownPartition {
-            topic: topic.to_string(),
-            partition,
-            count: handle.record.partitions,
-        })
+        handle
+            .partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or(BrokerError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                count: handle.record.partitions,
+            })
     }
 
     /// Opens (creating if needed) every partition log of a topic and starts serving it.
@@ -93,8 +98,12 @@ impl ReplicaManager {
                 .into_iter()
                 .enumerate()
                 .map(|(i, state)| {
-                    let log = strata_log::Log::open(dir.join(i.to_string()), log_config.clone(), clock.clone())
-                        .map_err(|e| BrokerError::from_log(&topic, i as u32, e))?;
+                    let log = strata_log::Log::open(
+                        dir.join(i.to_string()),
+                        log_config.clone(),
+                        clock.clone(),
+                    )
+                    .map_err(|e| BrokerError::from_log(&topic, i as u32, e))?;
                     Ok(Partition::new(topic.clone(), i as u32, log, state))
                 })
                 .collect::<Result<Vec<_>>>()
@@ -134,7 +143,8 @@ impl ReplicaManager {
         blocking(move || {
             for p in &handle.partitions {
                 if let Some(log) = p.take_log() {
-                    log.delete().map_err(|e| BrokerError::from_log(&p.topic, p.index, e))?;
+                    log.delete()
+                        .map_err(|e| BrokerError::from_log(&p.topic, p.index, e))?;
                 }
             }
             remove_dir(&dir)
@@ -165,7 +175,10 @@ impl ReplicaManager {
     /// Deletes topic directories that no known topic owns (left by a delete that crashed).
     pub async fn remove_orphans(&self, known: Vec<TopicRecord>) -> Result<()> {
         let logs_dir = self.logs_dir.clone();
-        let keep: Vec<String> = known.iter().map(|r| format!("{}~{}", r.name, r.topic_id)).collect();
+        let keep: Vec<String> = known
+            .iter()
+            .map(|r| format!("{}~{}", r.name, r.topic_id))
+            .collect();
         blocking(move || {
             let entries = match std::fs::read_dir(&logs_dir) {
                 Ok(e) => e,

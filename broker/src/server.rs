@@ -35,7 +35,11 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub async fn start(config: BrokerConfig, coordinator: Arc<dyn Coordinator>, clock: Arc<dyn Clock>) -> Result<Broker> {
+    pub async fn start(
+        config: BrokerConfig,
+        coordinator: Arc<dyn Coordinator>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Broker> {
         let lock = lock_data_dir(&config)?;
         let metadata = MetadataStore::new(coordinator);
         metadata
@@ -45,7 +49,11 @@ impl Broker {
                 rack: config.rack.clone(),
             })
             .await?;
-        let replicas = ReplicaManager::new(config.logs_dir(), config.topic_defaults.clone(), clock.clone());
+        let replicas = ReplicaManager::new(
+            config.logs_dir(),
+            config.topic_defaults.clone(),
+            clock.clone(),
+        );
         let topics = metadata.topics().await?;
         for topic in &topics {
             let states = metadata.partitions(&topic.value.name).await?;
@@ -72,13 +80,21 @@ impl Broker {
     }
 
     /// Serves gRPC on `listener` until `shutdown` completes, then closes every log cleanly.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
         let state = self.state.clone();
         let max = state.config.max_request_bytes;
-        let log = LogServer::new(LogService { state: state.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(state.config.max_fetch_bytes + 1024 * 1024);
-        let admin = AdminServer::new(AdminService { state: state.clone() });
+        let log = LogServer::new(LogService {
+            state: state.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(state.config.max_fetch_bytes + 1024 * 1024);
+        let admin = AdminServer::new(AdminService {
+            state: state.clone(),
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop_rx));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -93,7 +109,10 @@ impl Broker {
         let _ = stop_tx.send(true);
         let _ = housekeeping.await;
         let closed = state.replicas.close_all().await;
-        tracing::info!(broker = state.config.broker_id, "broker stopped; logs closed");
+        tracing::info!(
+            broker = state.config.broker_id,
+            "broker stopped; logs closed"
+        );
         served.map_err(|e| BrokerError::Internal(format!("gRPC server failed: {e}")))?;
         closed
     }
@@ -101,19 +120,25 @@ impl Broker {
 
 fn lock_data_dir(config: &BrokerConfig) -> Result<File> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| BrokerError::Internal(format!("cannot create data directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        BrokerError::Internal(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let path = dir.join(".lock");
-    let file = File::create(&path).map_err(|e| BrokerError::Internal(format!("cannot create {}: {e}", path.display())))?;
+    let file = File::create(&path)
+        .map_err(|e| BrokerError::Internal(format!("cannot create {}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::Internal(format!(
             "data directory {} is in use by another Strata process",
             dir.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(BrokerError::Internal(format!("cannot lock {}: {e}", path.display())))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(BrokerError::Internal(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
     }
 }
 

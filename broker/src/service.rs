@@ -22,7 +22,10 @@ pub struct AdminService {
 
 #[tonic::async_trait]
 impl Log for LogService {
-    async fn produce(&self, request: Request<pb::ProduceRequest>) -> Result<Response<pb::ProduceResponse>, Status> {
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
         let acks = pb::Acks::try_from(req.acks).map_err(|_| {
             BrokerError::InvalidRequest(format!("acks value {} is not one of 0, 1, all", req.acks))
@@ -41,7 +44,10 @@ impl Log for LogService {
         }))
     }
 
-    async fn fetch(&self, request: Request<pb::FetchRequest>) -> Result<Response<pb::FetchResponse>, Status> {
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
         let partition = self.state.replicas.partition(&req.topic, req.partition)?;
         let cfg = &self.state.config;
@@ -82,10 +88,16 @@ impl Log for LogService {
                 .into())
             }
         };
-        Ok(Response::new(pb::ListOffsetsResponse { offset, timestamp_ms }))
+        Ok(Response::new(pb::ListOffsetsResponse {
+            offset,
+            timestamp_ms,
+        }))
     }
 
-    async fn metadata(&self, request: Request<pb::MetadataRequest>) -> Result<Response<pb::MetadataResponse>, Status> {
+    async fn metadata(
+        &self,
+        request: Request<pb::MetadataRequest>,
+    ) -> Result<Response<pb::MetadataResponse>, Status> {
         let req = request.into_inner();
         let state = &self.state;
         let handles = if req.topics.is_empty() {
@@ -144,7 +156,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        Ok(Response::new(self.state.create_topic(request.into_inner()).await?))
+        Ok(Response::new(
+            self.state.create_topic(request.into_inner()).await?,
+        ))
     }
 
     async fn delete_topic(
@@ -166,13 +180,17 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        Ok(Response::new(self.state.describe_topic(&request.into_inner().name)?))
+        Ok(Response::new(
+            self.state.describe_topic(&request.into_inner().name)?,
+        ))
     }
 
     async fn alter_topic_config(
         &self,
         request: Request<pb::AlterTopicConfigRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        Ok(Response::new(self.state.alter_topic_config(request.into_inner()).await?))
+        Ok(Response::new(
+            self.state.alter_topic_config(request.into_inner()).await?,
+        ))
     }
 }

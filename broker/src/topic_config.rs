@@ -28,21 +28,54 @@ impl Default for TopicConfig {
 
 /// Every key a topic may set, with a line of help.
 pub const KEYS: &[(&str, &str)] = &[
-    ("cleanup.policy", "only \"delete\" (retention by time and size) is supported"),
-    ("flush.messages", "fsync after this many records (-1: leave it to the OS)"),
-    ("flush.ms", "fsync at least this often, in ms (-1: leave it to the OS)"),
-    ("index.interval.bytes", "bytes between two offset-index entries"),
+    (
+        "cleanup.policy",
+        "only \"delete\" (retention by time and size) is supported",
+    ),
+    (
+        "flush.messages",
+        "fsync after this many records (-1: leave it to the OS)",
+    ),
+    (
+        "flush.ms",
+        "fsync at least this often, in ms (-1: leave it to the OS)",
+    ),
+    (
+        "index.interval.bytes",
+        "bytes between two offset-index entries",
+    ),
     ("max.message.bytes", "largest batch accepted, in bytes"),
-    ("min.insync.replicas", "replicas that must have a batch before acks=all answers"),
-    ("retention.bytes", "partition size above which old segments are deleted (-1: no limit)"),
-    ("retention.ms", "age after which segments are deleted, in ms (-1: keep forever)"),
-    ("segment.bytes", "size at which the active segment is rolled"),
-    ("segment.index.bytes", "maximum size of a segment's index files"),
-    ("segment.ms", "age at which the active segment is rolled, in ms"),
+    (
+        "min.insync.replicas",
+        "replicas that must have a batch before acks=all answers",
+    ),
+    (
+        "retention.bytes",
+        "partition size above which old segments are deleted (-1: no limit)",
+    ),
+    (
+        "retention.ms",
+        "age after which segments are deleted, in ms (-1: keep forever)",
+    ),
+    (
+        "segment.bytes",
+        "size at which the active segment is rolled",
+    ),
+    (
+        "segment.index.bytes",
+        "maximum size of a segment's index files",
+    ),
+    (
+        "segment.ms",
+        "age at which the active segment is rolled, in ms",
+    ),
 ];
 
 /// Checks that every override names a known key and parses; returns the resolved config.
-pub fn resolve(defaults: &TopicConfig, overrides: &BTreeMap<String, String>) -> Result<TopicConfig> {
+pub fn resolve(
+    defaults: &TopicConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<TopicConfig> {
     let mut cfg = defaults.clone();
     for (key, value) in overrides {
         apply(&mut cfg, key, value)?;
@@ -63,13 +96,19 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
         }
         "flush.messages" => log.flush_messages = optional(key, value)?.map(|v| v as u64),
         "flush.ms" => log.flush_ms = optional(key, value)?,
-        "index.interval.bytes" => log.index_interval_bytes = positive(key, value, u32::MAX as i64)? as u32,
-        "max.message.bytes" => log.max_message_bytes = positive(key, value, i32::MAX as i64)? as usize,
+        "index.interval.bytes" => {
+            log.index_interval_bytes = positive(key, value, u32::MAX as i64)? as u32
+        }
+        "max.message.bytes" => {
+            log.max_message_bytes = positive(key, value, i32::MAX as i64)? as usize
+        }
         "min.insync.replicas" => cfg.min_insync_replicas = positive(key, value, 1024)? as u32,
         "retention.bytes" => log.retention_bytes = optional(key, value)?.map(|v| v as u64),
         "retention.ms" => log.retention_ms = optional(key, value)?,
         "segment.bytes" => log.segment_bytes = positive(key, value, i64::MAX)? as u64,
-        "segment.index.bytes" => log.segment_index_bytes = positive(key, value, i32::MAX as i64)? as u32,
+        "segment.index.bytes" => {
+            log.segment_index_bytes = positive(key, value, i32::MAX as i64)? as u32
+        }
         "segment.ms" => log.segment_ms = optional(key, value)?,
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
@@ -93,7 +132,11 @@ fn parse(key: &str, value: &str) -> Result<i64> {
 fn optional(key: &str, value: &str) -> Result<Option<i64>> {
     match parse(key, value)? {
         -1 => Ok(None),
-        v if v < 0 => Err(invalid(key, value, "expected -1 (no limit) or a value >= 0")),
+        v if v < 0 => Err(invalid(
+            key,
+            value,
+            "expected -1 (no limit) or a value >= 0",
+        )),
         v => Ok(Some(v)),
     }
 }
@@ -116,15 +159,33 @@ pub fn effective(cfg: &TopicConfig) -> BTreeMap<String, String> {
     let log = &cfg.log;
     BTreeMap::from([
         ("cleanup.policy".to_string(), "delete".to_string()),
-        ("flush.messages".to_string(), opt(log.flush_messages.map(|v| v as i64))),
+        (
+            "flush.messages".to_string(),
+            opt(log.flush_messages.map(|v| v as i64)),
+        ),
         ("flush.ms".to_string(), opt(log.flush_ms)),
-        ("index.interval.bytes".to_string(), log.index_interval_bytes.to_string()),
-        ("max.message.bytes".to_string(), log.max_message_bytes.to_string()),
-        ("min.insync.replicas".to_string(), cfg.min_insync_replicas.to_string()),
-        ("retention.bytes".to_string(), opt(log.retention_bytes.map(|v| v as i64))),
+        (
+            "index.interval.bytes".to_string(),
+            log.index_interval_bytes.to_string(),
+        ),
+        (
+            "max.message.bytes".to_string(),
+            log.max_message_bytes.to_string(),
+        ),
+        (
+            "min.insync.replicas".to_string(),
+            cfg.min_insync_replicas.to_string(),
+        ),
+        (
+            "retention.bytes".to_string(),
+            opt(log.retention_bytes.map(|v| v as i64)),
+        ),
         ("retention.ms".to_string(), opt(log.retention_ms)),
         ("segment.bytes".to_string(), log.segment_bytes.to_string()),
-        ("segment.index.bytes".to_string(), log.segment_index_bytes.to_string()),
+        (
+            "segment.index.bytes".to_string(),
+            log.segment_index_bytes.to_string(),
+        ),
         ("segment.ms".to_string(), opt(log.segment_ms)),
     ])
 }
@@ -134,14 +195,21 @@ mod tests {
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn overrides_apply_and_show_in_the_effective_map() {
         let cfg = resolve(
             &TopicConfig::default(),
-            &overrides(&[("retention.ms", "-1"), ("segment.bytes", "1048576"), ("min.insync.replicas", "2")]),
+            &overrides(&[
+                ("retention.ms", "-1"),
+                ("segment.bytes", "1048576"),
+                ("min.insync.replicas", "2"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.log.retention_ms, None);
