@@ -12,7 +12,11 @@ use std::process::ExitCode;
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:7092";
 
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about = "Strata: a partitioned, replicated log with tiered storage")]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a partitioned, replicated log with tiered storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(cli.command, Command::Dev(_));
     init_tracing(if server { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -24,7 +24,11 @@ pub fn duration(s: &str) -> Result<Duration, String> {
         "m" | "min" => n * 60_000,
         "h" => n * 3_600_000,
         "d" => n * 86_400_000,
-        other => return Err(format!("unknown duration unit {other:?} in {s:?}; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {s:?}; use ms, s, m, h or d"
+            ))
+        }
     };
     Ok(Duration::from_millis(ms))
 }
@@ -45,7 +49,11 @@ pub fn size(s: &str) -> Result<usize, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit {other:?} in {s:?}; use B, KiB, MiB, GiB, KB, MB or GB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}; use B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
     };
     Ok((n * mult) as usize)
 }
@@ -83,20 +91,28 @@ mod tests {
         assert_eq!(duration("5ms").unwrap(), Duration::from_millis(5));
         assert_eq!(duration("30d").unwrap(), Duration::from_secs(30 * 86400));
         assert_eq!(duration("250").unwrap(), Duration::from_millis(250));
-        assert!(duration("5 parsecs").unwrap_err().contains("unknown duration unit"));
+        assert!(duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown duration unit"));
         assert_eq!(size("1MiB").unwrap(), 1 << 20);
         assert_eq!(size("16384").unwrap(), 16384);
         assert!(size("-3").is_err());
         assert_eq!(offset_spec("start").unwrap(), OffsetSpec::Start);
         assert_eq!(offset_spec("42").unwrap(), OffsetSpec::Offset(42));
-        assert_eq!(offset_spec("@1700000000000").unwrap(), OffsetSpec::Timestamp(1700000000000));
+        assert_eq!(
+            offset_spec("@1700000000000").unwrap(),
+            OffsetSpec::Timestamp(1700000000000)
+        );
         assert!(offset_spec("-1").is_err());
         assert!(offset_spec("@soon").is_err());
     }
 
     #[test]
     fn key_values_need_an_equals_sign() {
-        assert_eq!(key_value("retention.ms=1000").unwrap(), ("retention.ms".into(), "1000".into()));
+        assert_eq!(
+            key_value("retention.ms=1000").unwrap(),
+            ("retention.ms".into(), "1000".into())
+        );
         assert!(key_value("retention.ms").unwrap_err().contains("key=value"));
         assert!(key_value("=5").is_err());
     }

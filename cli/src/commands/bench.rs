@@ -11,7 +11,10 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use strata_client::{Acks, Admin, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, SeekTo};
+use strata_client::{
+    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+    SeekTo,
+};
 use strata_log::Compression;
 use tokio::sync::mpsc;
 
@@ -81,7 +84,10 @@ async fn ensure_topic(client: &ClientConfig, args: &BenchArgs) -> anyhow::Result
     if admin.describe_topic(&args.topic).await.is_ok() {
         return Ok(());
     }
-    match admin.create_topic(&args.topic, args.partitions, 1, HashMap::new()).await {
+    match admin
+        .create_topic(&args.topic, args.partitions, 1, HashMap::new())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some(strata_proto::ErrorCode::TopicAlreadyExists) => Ok(()),
         Err(e) => Err(e).context(format!("creating bench topic {:?}", args.topic)),
@@ -102,13 +108,20 @@ fn payload(size: usize) -> Bytes {
     Bytes::from(data)
 }
 
-async fn produce(client: &ClientConfig, args: &BenchArgs, records: u64, acks: Acks) -> anyhow::Result<Outcome> {
+async fn produce(
+    client: &ClientConfig,
+    args: &BenchArgs,
+    records: u64,
+    acks: Acks,
+) -> anyhow::Result<Outcome> {
     let mut config = ProducerConfig::new(client.clone());
     config.acks = acks;
     config.batch_bytes = args.batch_bytes;
     config.linger = args.linger;
     config.compression = args.compression;
-    config.buffer_bytes = config.buffer_bytes.max(args.batch_bytes * 4 * args.partitions as usize);
+    config.buffer_bytes = config
+        .buffer_bytes
+        .max(args.batch_bytes * 4 * args.partitions as usize);
     let producer = Producer::connect(config).await?;
     let data = payload(args.record_size);
     let (tx, mut rx) = mpsc::channel(1 << 16);
@@ -116,7 +129,7 @@ async fn produce(client: &ClientConfig, args: &BenchArgs, records: u64, acks: Ac
         let mut latencies = Vec::with_capacity(records as usize);
         let mut first_error = None;
         while let Some((sent, delivery)) = rx.recv().await {
-            let delivery: strata_client::DeliveryFuture = delivery;
+            let (sent, delivery): (Instant, strata_client::DeliveryFuture) = (sent, delivery);
             match delivery.await {
                 Ok(_) => latencies.push((Instant::now() - sent).as_micros() as u64),
                 Err(e) => {
@@ -130,7 +143,9 @@ async fn produce(client: &ClientConfig, args: &BenchArgs, records: u64, acks: Ac
     for i in 0..records {
         let start = (i as usize * 7) % args.record_size;
         let value = data.slice(start..start + args.record_size);
-        let delivery = producer.send(ProducerRecord::new(args.topic.clone(), value)).await?;
+        let delivery = producer
+            .send(ProducerRecord::new(args.topic.clone(), value))
+            .await?;
         if tx.send((Instant::now(), delivery)).await.is_err() {
             break;
         }
@@ -141,7 +156,10 @@ async fn produce(client: &ClientConfig, args: &BenchArgs, records: u64, acks: Ac
     let seconds = started.elapsed().as_secs_f64();
     producer.close().await?;
     if let Some(e) = first_error {
-        bail!("{} of {records} records failed; first error: {e}", records - latencies_us.len() as u64);
+        bail!(
+            "{} of {records} records failed; first error: {e}",
+            records - latencies_us.len() as u64
+        );
     }
     Ok(Outcome {
         records,
@@ -163,7 +181,10 @@ async fn fill(client: &ClientConfig, args: &BenchArgs) -> anyhow::Result<()> {
         .sum();
     let missing = args.records as i64 - have;
     if missing > 0 {
-        eprintln!("bench: producing {missing} records into {} first", args.topic);
+        eprintln!(
+            "bench: producing {missing} records into {} first",
+            args.topic
+        );
         produce(client, args, missing as u64, Acks::Leader).await?;
     }
     Ok(())
@@ -182,7 +203,12 @@ async fn consume(client: &ClientConfig, args: &BenchArgs) -> anyhow::Result<Outc
     config.fetch_max_bytes = config.fetch_max_bytes.max(args.batch_bytes as u32 * 4);
     let mut consumer = Consumer::connect(config).await?;
     consumer
-        .assign(partitions.iter().map(|p| (args.topic.clone(), *p)).collect())
+        .assign(
+            partitions
+                .iter()
+                .map(|p| (args.topic.clone(), *p))
+                .collect(),
+        )
         .await?;
     for p in &partitions {
         consumer.seek(&args.topic, *p, SeekTo::Earliest).await?;
@@ -195,7 +221,10 @@ async fn consume(client: &ClientConfig, args: &BenchArgs) -> anyhow::Result<Outc
         let batch = consumer.poll(Duration::from_millis(500)).await?;
         if batch.is_empty() {
             if idle_since.elapsed() > Duration::from_secs(10) {
-                bail!("no records arrived for 10 s after {records} of {}", args.records);
+                bail!(
+                    "no records arrived for 10 s after {records} of {}",
+                    args.records
+                );
             }
             continue;
         }
@@ -248,7 +277,17 @@ fn report(args: &BenchArgs, mut o: Outcome) -> anyhow::Result<()> {
         Format::Text => println!(
             "{}",
             table(
-                &["SCENARIO", "RECORDS", "BYTES", "SECONDS", "RECORDS/S", "MB/S", "P50 MS", "P99 MS", "P99.9 MS"],
+                &[
+                    "SCENARIO",
+                    "RECORDS",
+                    "BYTES",
+                    "SECONDS",
+                    "RECORDS/S",
+                    "MB/S",
+                    "P50 MS",
+                    "P99 MS",
+                    "P99.9 MS"
+                ],
                 &[vec![
                     scenario.to_string(),
                     o.records.to_string(),

@@ -50,7 +50,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     };
     let mut consumer = Consumer::connect(ConsumerConfig::new(client)).await?;
     consumer
-        .assign(partitions.iter().map(|p| (args.topic.clone(), *p)).collect())
+        .assign(
+            partitions
+                .iter()
+                .map(|p| (args.topic.clone(), *p))
+                .collect(),
+        )
         .await?;
     let to = match args.offset {
         OffsetSpec::Start => SeekTo::Earliest,

@@ -58,7 +58,11 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     });
     let mut lines = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin()).split(b'\n');
     let (mut records, mut bytes, mut send_error) = (0u64, 0u64, None);
-    while let Some(mut line) = lines.next_segment().await.context("reading standard input")? {
+    while let Some(mut line) = lines
+        .next_segment()
+        .await
+        .context("reading standard input")?
+    {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
@@ -96,9 +100,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         "produced {} records ({bytes} bytes) in {secs:.2} s ({:.0} records/s){}",
         records - failed,
         (records - failed) as f64 / secs.max(1e-9),
-        if failed > 0 { format!("; {failed} records failed") } else { String::new() }
+        if failed > 0 {
+            format!("; {failed} records failed")
+        } else {
+            String::new()
+        }
     );
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn split_key(line: &Bytes, separator: Option<&str>) -> (Option<Bytes>, Bytes) {

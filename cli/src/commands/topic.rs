@@ -63,11 +63,25 @@ pub enum TopicCommand {
 
 pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TopicCommand::Create { name, partitions, replicas, config, connect } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replicas,
+            config,
+            connect,
+        } => {
             let admin = Admin::connect(connect.client_config()).await?;
             let configs: HashMap<String, String> = config.into_iter().collect();
-            let d = admin.create_topic(&name, partitions, replicas, configs).await?;
-            println!("created topic {} ({} partitions, replication factor {}, id {})", d.name, d.partitions.len(), d.replication_factor, d.topic_id);
+            let d = admin
+                .create_topic(&name, partitions, replicas, configs)
+                .await?;
+            println!(
+                "created topic {} ({} partitions, replication factor {}, id {})",
+                d.name,
+                d.partitions.len(),
+                d.replication_factor,
+                d.topic_id
+            );
         }
         TopicCommand::List { format, connect } => {
             let admin = Admin::connect(connect.client_config()).await?;
@@ -83,13 +97,27 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
                 Format::Text => {
                     let rows: Vec<Vec<String>> = topics
                         .iter()
-                        .map(|t| vec![t.name.clone(), t.partitions.to_string(), t.replication_factor.to_string(), t.topic_id.clone()])
+                        .map(|t| {
+                            vec![
+                                t.name.clone(),
+                                t.partitions.to_string(),
+                                t.replication_factor.to_string(),
+                                t.topic_id.clone(),
+                            ]
+                        })
                         .collect();
-                    println!("{}", table(&["NAME", "PARTITIONS", "REPLICAS", "ID"], &rows));
+                    println!(
+                        "{}",
+                        table(&["NAME", "PARTITIONS", "REPLICAS", "ID"], &rows)
+                    );
                 }
             }
         }
-        TopicCommand::Describe { name, format, connect } => {
+        TopicCommand::Describe {
+            name,
+            format,
+            connect,
+        } => {
             let admin = Admin::connect(connect.client_config()).await?;
             let d = admin.describe_topic(&name).await?;
             match format {
@@ -102,16 +130,33 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             admin.delete_topic(&name).await?;
             println!("deleted topic {name}");
         }
-        TopicCommand::AlterConfig { name, set, delete, connect } => {
+        TopicCommand::AlterConfig {
+            name,
+            set,
+            delete,
+            connect,
+        } => {
             if set.is_empty() && delete.is_empty() {
                 bail!("nothing to change: give --set key=value or --delete key");
             }
             let admin = Admin::connect(connect.client_config()).await?;
-            let d = admin.alter_topic_config(&name, set.into_iter().collect(), delete).await?;
+            let d = admin
+                .alter_topic_config(&name, set.into_iter().collect(), delete)
+                .await?;
             let mut overrides = d.overrides.clone();
             overrides.sort();
-            let shown: Vec<String> = overrides.iter().map(|k| format!("{k}={}", d.config.get(k).cloned().unwrap_or_default())).collect();
-            println!("altered topic {name}; overrides now: {}", if shown.is_empty() { "none".to_string() } else { shown.join(", ") });
+            let shown: Vec<String> = overrides
+                .iter()
+                .map(|k| format!("{k}={}", d.config.get(k).cloned().unwrap_or_default()))
+                .collect();
+            println!(
+                "altered topic {name}; overrides now: {}",
+                if shown.is_empty() {
+                    "none".to_string()
+                } else {
+                    shown.join(", ")
+                }
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -139,7 +184,12 @@ pub fn describe_json(d: &TopicDescription) -> serde_json::Value {
 }
 
 fn describe_text(d: &TopicDescription) -> String {
-    let ids = |v: &[i32]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let ids = |v: &[i32]| {
+        v.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     let rows: Vec<Vec<String>> = d
         .partitions
         .iter()
@@ -161,7 +211,11 @@ fn describe_text(d: &TopicDescription) -> String {
     let cfg_rows: Vec<Vec<String>> = config
         .iter()
         .map(|(k, v)| {
-            let source = if d.overrides.contains(k) { "topic" } else { "default" };
+            let source = if d.overrides.contains(k) {
+                "topic"
+            } else {
+                "default"
+            };
             vec![k.to_string(), v.to_string(), source.to_string()]
         })
         .collect();
@@ -171,7 +225,19 @@ fn describe_text(d: &TopicDescription) -> String {
         d.topic_id,
         d.partitions.len(),
         d.replication_factor,
-        table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "LOG-END", "BYTES"], &rows),
+        table(
+            &[
+                "PARTITION",
+                "LEADER",
+                "REPLICAS",
+                "ISR",
+                "LOG-START",
+                "HIGH-WATERMARK",
+                "LOG-END",
+                "BYTES"
+            ],
+            &rows
+        ),
         table(&["CONFIG", "VALUE", "SOURCE"], &cfg_rows)
     )
 }

@@ -1,0 +1,131 @@
+//! Topic administration: thin wrappers over the `Admin` service.
+//!
+//! Each call goes to the first bootstrap (then known) broker that can be reached; the broker
+//! forwards to the controller. Broker errors come back as [`Error::Broker`] with the broker's
+//! own sentence. Nothing here retries a call that reached a broker: the caller decides.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use strata_proto::admin_client::AdminClient;
+use strata_proto::{
+    AlterTopicConfigRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
+    ListTopicsRequest, MetadataResponse, TopicDescription, TopicSummary,
+};
+use tonic::transport::Channel;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::metadata::Cluster;
+
+/// A handle for administrative calls.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+impl Admin {
+    /// Connects to the cluster (loading its metadata, which proves a broker answers).
+    pub async fn connect(config: ClientConfig) -> Result<Admin> {
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: HashMap<String, String>,
+    ) -> Result<TopicDescription> {
+        let request = CreateTopicRequest {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.create_topic(r).await }
+        })
+        .await
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let request = DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.delete_topic(r).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>> {
+        let response = self
+            .call(|mut c| async move { c.list_topics(ListTopicsRequest {}).await })
+            .await?;
+        Ok(response.topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        let request = DescribeTopicRequest {
+            name: name.to_string(),
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.describe_topic(r).await }
+        })
+        .await
+    }
+
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: HashMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<TopicDescription> {
+        let request = AlterTopicConfigRequest {
+            name: name.to_string(),
+            set,
+            delete,
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.alter_topic_config(r).await }
+        })
+        .await
+    }
+
+    /// Brokers, topics (all of them when `topics` is empty) and partition leaders.
+    pub async fn metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        self.cluster.fetch_metadata(topics).await
+    }
+
+    /// Runs `call` on the first reachable broker.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut last = None;
+        for address in self.cluster.any_broker_addresses() {
+            let client = match self.cluster.conns().admin(&address).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            return call(client)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| self.cluster.conns().error(s, &address));
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidInput("no broker address given".to_string())))
+    }
+}

@@ -1,0 +1,145 @@
+//! Settings of the client, the producer and the consumer, with Kafka-like defaults.
+//!
+//! Plain structs built with `new` and adjusted field by field; the CLI maps its flags onto them.
+
+use std::time::Duration;
+
+use strata_log::Compression;
+
+use crate::error::Error;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Bootstrap brokers as `host:port`, tried in order.
+    pub brokers: Vec<String>,
+    /// Upper bound on one request, long polls included.
+    pub request_timeout: Duration,
+    /// Upper bound on opening a connection to one broker.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(brokers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ClientConfig {
+            brokers: brokers.into_iter().map(Into::into).collect(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// When the broker acknowledges a produce request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// Do not wait for the broker (`acks=0`); offsets are reported as -1.
+    None,
+    /// Once the leader has appended the batch (`acks=1`).
+    Leader,
+    /// Once every in-sync replica has it (`acks=all`).
+    All,
+}
+
+impl Acks {
+    pub(crate) fn to_proto(self) -> strata_proto::Acks {
+        match self {
+            Acks::None => strata_proto::Acks::None,
+            Acks::Leader => strata_proto::Acks::Leader,
+            Acks::All => strata_proto::Acks::All,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(Error::InvalidInput(format!(
+                "acks {other:?} is not valid; use 0, 1 or all"
+            ))),
+        }
+    }
+}
+
+/// Producer settings; see the field comments for the defaults.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub client: ClientConfig,
+    /// Default: [`Acks::All`].
+    pub acks: Acks,
+    /// A batch is sealed once it reaches this many bytes (uncompressed). Default 16 KiB.
+    pub batch_bytes: usize,
+    /// How long an open batch may wait for more records. Default 5 ms.
+    pub linger: Duration,
+    /// Default: none.
+    pub compression: Compression,
+    /// Memory for records not yet acknowledged; `send` waits when it is used up. Default 32 MiB.
+    pub buffer_bytes: usize,
+    /// First wait before a retry; doubles up to 1 s. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// How long a batch may take from creation to acknowledgement, retries included. Default 120 s.
+    pub delivery_timeout: Duration,
+    /// Produce requests in flight per partition; 1 keeps order across retries. Default 1.
+    pub max_in_flight_per_partition: usize,
+}
+
+impl ProducerConfig {
+    pub fn new(client: ClientConfig) -> Self {
+        ProducerConfig {
+            client,
+            acks: Acks::All,
+            batch_bytes: 16 * 1024,
+            linger: Duration::from_millis(5),
+            compression: Compression::None,
+            buffer_bytes: 32 * 1024 * 1024,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+            max_in_flight_per_partition: 1,
+        }
+    }
+}
+
+/// Consumer settings; see the field comments for the defaults.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub client: ClientConfig,
+    /// Longest long poll of one fetch. Default 500 ms.
+    pub fetch_max_wait: Duration,
+    /// The broker answers once this many bytes are ready. Default 1.
+    pub fetch_min_bytes: u32,
+    /// Soft cap on one partition's fetch response. Default 4 MiB.
+    pub fetch_max_bytes: u32,
+    /// Fetch responses buffered per partition ahead of `poll`. Default 4.
+    pub prefetch_batches: usize,
+}
+
+impl ConsumerConfig {
+    pub fn new(client: ClientConfig) -> Self {
+        ConsumerConfig {
+            client,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 4 * 1024 * 1024,
+            prefetch_batches: 4,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_parse() {
+        assert_eq!("0".parse::<Acks>().unwrap(), Acks::None);
+        assert_eq!("1".parse::<Acks>().unwrap(), Acks::Leader);
+        assert_eq!("all".parse::<Acks>().unwrap(), Acks::All);
+        assert_eq!("-1".parse::<Acks>().unwrap(), Acks::All);
+        let err = "2".parse::<Acks>().unwrap_err();
+        assert_eq!(err.to_string(), "acks \"2\" is not valid; use 0, 1 or all");
+    }
+}

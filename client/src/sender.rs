@@ -1,0 +1,120 @@
+//! The producer's background sender: takes ready batches from the [`Accumulator`] and sends
+//! each to its partition leader, retrying retriable failures with exponential backoff (capped
+//! at 1 s) until the delivery timeout.
+//!
+//! A batch's bytes are built once, when it leaves the accumulator, and the same `Bytes` go out
+//! on every attempt. A retried batch holds its partition's in-flight slot, so later batches of
+//! that partition wait behind it and order is kept. The loop ends once the accumulator is
+//! closed and empty: closing never drops a buffered record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::ProduceRequest;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::accumulator::{Accumulator, Batch};
+use crate::config::{Acks, ProducerConfig};
+use crate::error::{Error, Result};
+use crate::metadata::Cluster;
+
+/// Longest wait between two attempts of one batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs until the accumulator is closed and everything in it is complete.
+pub(crate) async fn run(acc: Arc<Accumulator>, cluster: Arc<Cluster>, config: Arc<ProducerConfig>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        let closing = acc.is_closed();
+        let (ready, next) = acc.drain(Instant::now(), closing);
+        for batch in ready {
+            let (acc, cluster, config) = (acc.clone(), cluster.clone(), config.clone());
+            tasks.spawn(async move {
+                let shared = batch.shared.clone();
+                let reserved = batch.reserved;
+                let outcome = send_batch(batch, &cluster, &config).await;
+                shared.complete(outcome);
+                acc.completed(&shared, reserved);
+            });
+        }
+        // Reap finished tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+        if closing && acc.is_idle() {
+            break;
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = acc.wakeup.notified() => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => acc.wakeup.notified().await,
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Delivers one batch; returns its base offset (-1 with acks=0) or the error that fails it.
+async fn send_batch(batch: Batch, cluster: &Cluster, config: &ProducerConfig) -> Result<i64> {
+    let topic = batch.shared.topic.clone();
+    let partition = batch.shared.partition;
+    let records = batch.builder.build().map_err(|e| {
+        Error::InvalidInput(format!("cannot build a batch for {topic}/{partition}: {e}"))
+    })?;
+    let request = ProduceRequest {
+        topic: topic.to_string(),
+        partition,
+        acks: config.acks.to_proto() as i32,
+        timeout_ms: config
+            .client
+            .request_timeout
+            .as_millis()
+            .min(u32::MAX as u128) as u32,
+        records,
+    };
+    let deadline = batch.created + config.delivery_timeout;
+    let mut backoff = config.retry_backoff;
+    loop {
+        let attempt = async {
+            let address = cluster.leader(&topic, partition).await?;
+            let mut client = cluster.conns().log(&address).await?;
+            if config.acks == Acks::None {
+                // Handed to the transport: the records are as delivered as acks=0 gets.
+                batch.shared.complete(Ok(-1));
+            }
+            client
+                .produce(request.clone())
+                .await
+                .map(|r| r.into_inner().base_offset)
+                .map_err(|s| cluster.conns().error(s, &address))
+        }
+        .await;
+        let err = match attempt {
+            Ok(_) if config.acks == Acks::None => return Ok(-1),
+            Ok(base_offset) => return Ok(base_offset),
+            Err(e) => e,
+        };
+        if batch.shared.is_complete() {
+            // acks=0: nobody waits for this answer any more.
+            tracing::debug!(%topic, partition, error = %err, "acks=0 produce failed");
+            return Ok(-1);
+        }
+        if !err.is_retriable() {
+            return Err(err);
+        }
+        if Instant::now() + backoff >= deadline {
+            return Err(Error::DeliveryTimeout {
+                topic: topic.to_string(),
+                partition,
+                after: config.delivery_timeout,
+                last: Box::new(err),
+            });
+        }
+        tracing::debug!(%topic, partition, error = %err, backoff_ms = backoff.as_millis() as u64, "retrying produce");
+        cluster.refresh_after(&topic, &err).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
