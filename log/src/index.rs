@@ -32,7 +32,7 @@ pub const TIME_ENTRY_LEN: usize = 12;
 
 /// One index file: a mapping of fixed-size entries, the first `entries` of which are in use.
 #[derive(Debug)]
-struct IndexFile {
+pub struct IndexFile {
     path: PathBuf,
     file: File,
     /// `None` when the file is empty (an empty mapping is not portable).
@@ -107,7 +107,7 @@ impl IndexFile {
 
     /// Grows the file to `max_bytes` (rounded down to whole entries) so appends go to the
     /// mapping. Never shrinks below the entries in use.
-    fn preallocate(&mut self, max_bytes: u32) -> Result<()> {
+    pub fn preallocate(&mut self, max_bytes: u32) -> Result<()> {
         let cap = (max_bytes as usize / self.entry_len).max(self.entries);
         if cap == self.capacity {
             return Ok(());
@@ -116,11 +116,24 @@ impl IndexFile {
     }
 
     /// Shrinks the file to the entries in use.
-    fn trim(&mut self) -> Result<()> {
+    pub fn trim(&mut self) -> Result<()> {
         if self.capacity == self.entries {
             return Ok(());
         }
         self.set_len((self.entries * self.entry_len) as u64)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Entries in use.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
     }
 
     fn entry(&self, i: usize) -> &[u8] {
@@ -130,7 +143,7 @@ impl IndexFile {
         }
     }
 
-    fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.entries >= self.capacity
     }
 
@@ -182,7 +195,7 @@ impl IndexFile {
         Ok(())
     }
 
-    fn flush(&self) -> Result<()> {
+    pub fn flush(&self) -> Result<()> {
         self.flush_map()?;
         self.file
             .sync_all()
@@ -202,6 +215,26 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+macro_rules! index_deref {
+    ($ty:ident) => {
+        impl std::ops::Deref for $ty {
+            type Target = IndexFile;
+            fn deref(&self) -> &IndexFile {
+                &self.0
+            }
+        }
+
+        impl std::ops::DerefMut for $ty {
+            fn deref_mut(&mut self) -> &mut IndexFile {
+                &mut self.0
+            }
+        }
+    };
+}
+
+index_deref!(OffsetIndex);
+index_deref!(TimeIndex);
+
 /// The offset index: relative offset -> file position of the batch holding it.
 #[derive(Debug)]
 pub struct OffsetIndex(IndexFile);
@@ -215,22 +248,6 @@ impl OffsetIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<OffsetIndex> {
         Ok(OffsetIndex(IndexFile::open(path, OFFSET_ENTRY_LEN, true)?))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0.path
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.entries
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.entries == 0
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.0.is_full()
     }
 
     /// Entry `i` as (relative offset, position).
@@ -297,18 +314,6 @@ impl OffsetIndex {
         }
         Ok(())
     }
-
-    pub fn preallocate(&mut self, max_bytes: u32) -> Result<()> {
-        self.0.preallocate(max_bytes)
-    }
-
-    pub fn trim(&mut self) -> Result<()> {
-        self.0.trim()
-    }
-
-    pub fn flush(&self) -> Result<()> {
-        self.0.flush()
-    }
 }
 
 /// The time index: timestamp -> relative offset of a batch up to which no record is newer.
@@ -324,22 +329,6 @@ impl TimeIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path) -> Result<TimeIndex> {
         Ok(TimeIndex(IndexFile::open(path, TIME_ENTRY_LEN, true)?))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0.path
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.entries
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.entries == 0
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.0.is_full()
     }
 
     /// Entry `i` as (timestamp, relative offset).
@@ -400,18 +389,6 @@ impl TimeIndex {
             prev = Some((ts, rel));
         }
         Ok(())
-    }
-
-    pub fn preallocate(&mut self, max_bytes: u32) -> Result<()> {
-        self.0.preallocate(max_bytes)
-    }
-
-    pub fn trim(&mut self) -> Result<()> {
-        self.0.trim()
-    }
-
-    pub fn flush(&self) -> Result<()> {
-        self.0.flush()
     }
 }
 

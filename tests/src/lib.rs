@@ -19,7 +19,10 @@ pub fn strata_bin() -> PathBuf {
         }
         // The test binary lives in <target>/<profile>/deps/.
         let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target profile dir");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut cmd = Command::new(cargo);
@@ -30,7 +33,9 @@ pub fn strata_bin() -> PathBuf {
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        let status = cmd.status().expect("running cargo build for the strata binary");
+        let status = cmd
+            .status()
+            .expect("running cargo build for the strata binary");
         assert!(status.success(), "building the strata binary failed");
         let bin = profile_dir.join("strata");
         assert!(bin.exists(), "strata binary not found at {}", bin.display());

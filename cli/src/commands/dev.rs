@@ -18,6 +18,7 @@ pub struct DevArgs {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -40,4 +41,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     );
     broker.serve(listener, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every partition keeps a log and two index files open: lift the soft limit on open files to
+/// the hard limit, as Kafka's operations guide asks of its brokers.
+pub fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 16_384 => tracing::warn!(
+            limit = n,
+            "the open-files limit is low; raise it (ulimit -n) for brokers with many partitions"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
 }

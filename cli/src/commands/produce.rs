@@ -92,7 +92,11 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     if let Some(e) = send_error {
         eprintln!("error: {e}");
-        eprintln!("stopped after {records} lines; {failed} earlier records failed");
+        let before = records - 1;
+        eprintln!(
+            "stopped at line {records}: {} records before it were produced, {failed} failed",
+            before - failed.min(before)
+        );
         return Ok(ExitCode::FAILURE);
     }
     flushed?;
