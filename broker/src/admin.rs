@@ -1,21 +1,32 @@
-//! Topic administration: create, delete, list, describe, alter config.
+//! Topic administration: create, delete, list, describe, alter config, cluster info.
 //!
-//! Invariant: metadata is written first (one CAS commit), the local replicas follow it; a
-//! request that fails validation writes nothing.
+//! Invariants: metadata is written first (one CAS commit), replicas follow it through
+//! [`BrokerState::sync`]; a request that fails validation writes nothing. Replica placement
+//! happens on the controller only: another broker forwards topic creation to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use strata_proto as pb;
 
 use crate::error::{BrokerError, Result};
 use crate::metadata::{validate_topic_name, PartitionState, TopicRecord};
+use crate::placement;
+use crate::snapshot::TopicState;
 use crate::state::BrokerState;
 use crate::topic_config;
 
 /// How often a config change is retried when another writer changed the topic first.
 const CAS_ATTEMPTS: usize = 5;
 
+/// Request metadata marking a creation forwarded by another broker (never forwarded twice).
+pub const FORWARDED_KEY: &str = "strata-forwarded";
+
 impl BrokerState {
-    pub async fn create_topic(&self, req: pb::CreateTopicRequest) -> Result<pb::TopicDescription> {
+    pub async fn create_topic(
+        &self,
+        req: pb::CreateTopicRequest,
+        forwarded: bool,
+    ) -> Result<pb::TopicDescription> {
         validate_topic_name(&req.name)?;
         let max = self.config.max_partitions_per_topic;
         if req.partitions == 0 || req.partitions > max {
@@ -24,41 +35,70 @@ impl BrokerState {
                 req.partitions
             )));
         }
+        let overrides: BTreeMap<String, String> = req.configs.clone().into_iter().collect();
+        topic_config::resolve(self.replicas.defaults(), &overrides)?;
+        if !self.is_controller.load(Ordering::SeqCst) {
+            return self.forward_create(req, forwarded).await;
+        }
         let brokers = self.metadata.brokers().await?;
-        let rf = if req.replication_factor == 0 {
-            1
-        } else {
-            req.replication_factor
-        };
-        if rf as usize > brokers.len() {
-            return Err(BrokerError::InvalidReplicationFactor(format!(
+        let rf = req.replication_factor.max(1);
+        let topic_id = uuid::Uuid::new_v4();
+        let start = (topic_id.as_u128() % brokers.len().max(1) as u128) as usize;
+        let states = placement::place(&brokers, req.partitions, rf, start).ok_or_else(|| {
+            BrokerError::InvalidReplicationFactor(format!(
                 "replication factor {rf} is larger than the number of live brokers ({})",
                 brokers.len()
-            )));
-        }
-        let overrides: BTreeMap<String, String> = req.configs.into_iter().collect();
-        topic_config::resolve(self.replicas.defaults(), &overrides)?;
+            ))
+        })?;
         let record = TopicRecord {
             name: req.name.clone(),
-            topic_id: uuid::Uuid::new_v4().simple().to_string(),
+            topic_id: topic_id.simple().to_string(),
             partitions: req.partitions,
             replication_factor: rf,
             config: overrides,
             created_ms: self.clock.now_ms(),
         };
-        let me = self.config.broker_id;
-        let states: Vec<PartitionState> = (0..req.partitions)
-            .map(|_| PartitionState {
-                replicas: vec![me],
-                leader: me,
-                leader_epoch: 0,
-                isr: vec![me],
-            })
-            .collect();
         self.metadata.create_topic(&record, &states).await?;
-        self.replicas.open_topic(record, states).await?;
-        tracing::info!(topic = %req.name, partitions = req.partitions, "topic created");
-        self.describe_topic(&req.name)
+        tracing::info!(topic = %req.name, partitions = req.partitions, replication_factor = rf, "topic created");
+        self.sync().await?;
+        let topic = TopicState {
+            record,
+            partitions: states,
+        };
+        Ok(self.describe(&topic, |_| None))
+    }
+
+    async fn forward_create(
+        &self,
+        req: pb::CreateTopicRequest,
+        forwarded: bool,
+    ) -> Result<pb::TopicDescription> {
+        let controller = self.metadata.controller().await?;
+        let address = match controller {
+            Some(id) if !forwarded => self
+                .metadata
+                .brokers()
+                .await?
+                .into_iter()
+                .find(|b| b.id == id)
+                .map(|b| b.address),
+            _ => None,
+        };
+        let Some(address) = address else {
+            return Err(BrokerError::NotController(
+                "no controller is available to place the topic's replicas; retry in a few seconds"
+                    .to_string(),
+            ));
+        };
+        let mut request = tonic::Request::new(req);
+        request.metadata_mut().insert(
+            FORWARDED_KEY,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        let answer = self.peers.admin(&address)?.create_topic(request).await;
+        answer
+            .map(|r| r.into_inner())
+            .map_err(BrokerError::Forwarded)
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
@@ -68,17 +108,17 @@ impl BrokerState {
             .await?
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         self.metadata.delete_topic(&topic).await?;
-        self.replicas.delete_topic(name).await?;
         tracing::info!(topic = %name, "topic deleted");
-        Ok(())
+        self.sync().await
     }
 
     pub fn list_topics(&self) -> pb::ListTopicsResponse {
         pb::ListTopicsResponse {
             topics: self
                 .replicas
-                .topics()
-                .iter()
+                .snapshot()
+                .topics
+                .values()
                 .map(|t| pb::TopicSummary {
                     name: t.record.name.clone(),
                     topic_id: t.record.topic_id.clone(),
@@ -89,33 +129,104 @@ impl BrokerState {
         }
     }
 
-    pub fn describe_topic(&self, name: &str) -> Result<pb::TopicDescription> {
-        let topic = self.replicas.topic(name)?;
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
-            let state = p.state();
-            let stats = p.stats()?;
-            partitions.push(pb::PartitionDescription {
-                partition: p.index,
-                leader: state.leader,
-                replicas: state.replicas,
-                isr: state.isr,
-                log_start_offset: stats.log_start_offset,
-                high_watermark: stats.high_watermark,
-                log_end_offset: stats.log_end_offset,
-                size_bytes: stats.size_bytes,
-            });
+    /// The topic with every partition's offsets, asked of each partition's leader.
+    pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicDescription> {
+        let snapshot = self.replicas.snapshot();
+        let topic = snapshot.topic(name)?;
+        let mut by_leader: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for (i, p) in topic.partitions.iter().enumerate() {
+            by_leader.entry(p.leader).or_default().push(i as u32);
         }
-        Ok(pb::TopicDescription {
+        let mut status: HashMap<u32, pb::PartitionStatus> = HashMap::new();
+        for (leader, partitions) in by_leader {
+            if leader == self.config.broker_id {
+                status.extend(
+                    self.partition_status(name, &partitions)
+                        .into_iter()
+                        .map(|s| (s.partition, s)),
+                );
+            } else if let Some(address) = snapshot.address(leader) {
+                let req = pb::PartitionStatusRequest {
+                    topic: name.to_string(),
+                    partitions,
+                };
+                match self.peers.replica(address)?.partition_status(req).await {
+                    Ok(r) => status.extend(
+                        r.into_inner()
+                            .partitions
+                            .into_iter()
+                            .map(|s| (s.partition, s)),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(leader, error = %e.message(), "leader did not answer partition status")
+                    }
+                }
+            }
+        }
+        Ok(self.describe(topic, |p| status.get(&p).cloned()))
+    }
+
+    /// Offsets of the partitions of `topic` this broker leads.
+    pub fn partition_status(&self, topic: &str, partitions: &[u32]) -> Vec<pb::PartitionStatus> {
+        partitions
+            .iter()
+            .filter_map(|p| self.replicas.leader(topic, *p).ok())
+            .filter_map(|p| {
+                let s = p.stats().ok()?;
+                Some(pb::PartitionStatus {
+                    partition: p.index,
+                    log_start_offset: s.log_start_offset,
+                    high_watermark: s.high_watermark,
+                    log_end_offset: s.log_end_offset,
+                    size_bytes: s.size_bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// A description from metadata plus whatever status is known (-1 where none is).
+    fn describe(
+        &self,
+        topic: &TopicState,
+        status: impl Fn(u32) -> Option<pb::PartitionStatus>,
+    ) -> pb::TopicDescription {
+        let config = topic_config::resolve(self.replicas.defaults(), &topic.record.config)
+            .map(|c| topic_config::effective(&c))
+            .unwrap_or_default();
+        let partitions = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, state): (usize, &PartitionState)| {
+                // Unknown offsets (leader down or not answering) show as -1.
+                let (start, hw, end, size) = status(i as u32).map_or((-1, -1, -1, 0), |s| {
+                    (
+                        s.log_start_offset,
+                        s.high_watermark,
+                        s.log_end_offset,
+                        s.size_bytes,
+                    )
+                });
+                pb::PartitionDescription {
+                    partition: i as u32,
+                    leader: state.leader,
+                    replicas: state.replicas.clone(),
+                    isr: state.isr.clone(),
+                    log_start_offset: start,
+                    high_watermark: hw,
+                    log_end_offset: end,
+                    size_bytes: size,
+                }
+            })
+            .collect();
+        pb::TopicDescription {
             name: topic.record.name.clone(),
             topic_id: topic.record.topic_id.clone(),
             replication_factor: topic.record.replication_factor,
             partitions,
-            config: topic_config::effective(&topic.config)
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
+            config: config.into_iter().collect(),
             overrides: topic.record.config.keys().cloned().collect(),
-        })
+        }
     }
 
     pub async fn alter_topic_config(
@@ -151,14 +262,46 @@ impl BrokerState {
                 .update_topic(&record, current.revision)
                 .await?
             {
-                self.replicas.update_topic(record)?;
                 tracing::info!(topic = %req.name, "topic config changed");
-                return self.describe_topic(&req.name);
+                self.sync().await?;
+                return self.describe_topic(&req.name).await;
             }
         }
         Err(BrokerError::Internal(format!(
             "topic {:?} kept changing while its config was being altered; try again",
             req.name
         )))
+    }
+
+    pub async fn cluster_info(&self) -> Result<pb::ClusterInfoResponse> {
+        let alive: Vec<i32> = self
+            .metadata
+            .brokers()
+            .await?
+            .iter()
+            .map(|b| b.id)
+            .collect();
+        let controller = self.metadata.controller().await?.unwrap_or(-1);
+        let brokers = self
+            .metadata
+            .known_brokers()
+            .await?
+            .into_iter()
+            .map(|b| pb::BrokerInfo {
+                id: b.id,
+                alive: alive.contains(&b.id),
+                address: b.address,
+                rack: b.rack.unwrap_or_default(),
+            })
+            .collect();
+        let snapshot = self.metadata.snapshot().await?;
+        Ok(pb::ClusterInfoResponse {
+            cluster: self.metadata.cluster().to_string(),
+            controller,
+            brokers,
+            partitions: snapshot.partition_count(),
+            offline_partitions: snapshot.offline_partitions(),
+            under_replicated_partitions: snapshot.under_replicated_partitions(),
+        })
     }
 }

@@ -26,6 +26,11 @@ pub struct BrokerConfig {
     pub max_fetch_wait: Duration,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: u32,
+    /// Lease of the broker's registration and of the controller election: a broker that dies
+    /// is noticed after this long.
+    pub session_ttl: Duration,
+    /// How often metadata is re-read even without a change notification.
+    pub metadata_resync_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -46,6 +51,8 @@ impl BrokerConfig {
             max_fetch_bytes: 64 * 1024 * 1024,
             max_fetch_wait: Duration::from_secs(30),
             max_partitions_per_topic: 10_000,
+            session_ttl: Duration::from_secs(6),
+            metadata_resync_interval: Duration::from_secs(5),
         }
     }
 

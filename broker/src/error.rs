@@ -15,6 +15,13 @@ pub enum BrokerError {
         partition: u32,
         count: u32,
     },
+    #[error("{}", not_leader(topic, *partition, *broker, *leader))]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        broker: i32,
+        leader: i32,
+    },
     #[error("topic {0:?} already exists")]
     TopicExists(String),
     #[error("invalid topic name {name:?}: {reason}")]
@@ -51,6 +58,11 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] CoordinatorError),
+    #[error("{0}")]
+    NotController(String),
+    /// The controller's own answer to a forwarded request, passed on as it is.
+    #[error("{}", .0.message())]
+    Forwarded(tonic::Status),
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]
@@ -64,6 +76,8 @@ impl BrokerError {
             BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
                 ErrorCode::UnknownTopicOrPartition
             }
+            BrokerError::NotLeader { leader, .. } if *leader < 0 => ErrorCode::LeaderNotAvailable,
+            BrokerError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
             BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
             BrokerError::InvalidTopicName { .. } => ErrorCode::InvalidTopic,
             BrokerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
@@ -86,7 +100,10 @@ impl BrokerError {
                 ErrorCode::LeaderNotAvailable
             }
             BrokerError::Metadata(_) => ErrorCode::Unknown,
-            BrokerError::ShuttingDown => ErrorCode::LeaderNotAvailable,
+            BrokerError::ShuttingDown | BrokerError::NotController(_) => {
+                ErrorCode::LeaderNotAvailable
+            }
+            BrokerError::Forwarded(status) => ErrorCode::of(status),
             BrokerError::Internal(_) => ErrorCode::Unknown,
         }
     }
@@ -113,6 +130,16 @@ impl BrokerError {
 impl From<BrokerError> for tonic::Status {
     fn from(err: BrokerError) -> tonic::Status {
         err.code().status(err.to_string())
+    }
+}
+
+fn not_leader(topic: &str, partition: u32, broker: i32, leader: i32) -> String {
+    if leader < 0 {
+        format!("{topic}/{partition} has no leader right now (no in-sync replica is alive)")
+    } else if leader == broker {
+        format!("broker {broker} leads {topic}/{partition} but has not opened it yet; retry")
+    } else {
+        format!("broker {broker} is not the leader of {topic}/{partition}; broker {leader} is")
     }
 }
 

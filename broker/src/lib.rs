@@ -4,7 +4,12 @@
 //! - [`service`]: the `Log` and `Admin` gRPC services, thin translations only.
 //! - [`admin`]: topic create, delete, describe, config changes (metadata first, replicas follow).
 //! - [`partition`]: one replica: log, high watermark, long-poll fetch.
-//! - [`replicas`]: the replicas this broker hosts.
+//! - [`replicas`]: the replicas this broker hosts, kept in line with the metadata.
+//! - [`cluster`]: following the metadata (watch + periodic resync).
+//! - [`controller`]: the elected broker that places replicas and moves leadership.
+//! - [`placement`]: placement and leader election rules (pure).
+//! - [`snapshot`]: one consistent view of the cluster metadata.
+//! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
 //! - [`topic_config`]: topic config keys, parsing, defaults.
 //! - [`error`]: the crate's error and its single mapping to a gRPC status.
@@ -12,13 +17,18 @@
 //! Invariant: the produce path validates and stamps batch headers only; it never decodes records.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
+pub mod controller;
 pub mod error;
 pub mod metadata;
 pub mod partition;
+pub mod peers;
+pub mod placement;
 pub mod replicas;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod state;
 pub mod topic_config;
 

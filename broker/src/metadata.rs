@@ -1,7 +1,9 @@
 //! Typed cluster metadata over the [`Coordinator`]'s key-value store.
 //!
 //! Keys (relative to the cluster root, as DESIGN.md lays them out):
-//! - `brokers/<id>`: [`BrokerRecord`]
+//! - `brokers/<id>`: [`BrokerRecord`], bound to the broker's lease: present while it is alive
+//! - `broker_ids/<id>`: the same record, permanent: every broker that ever joined
+//! - election `controller`: the controller's id
 //! - `topics/<name>`: [`TopicRecord`] (id, partition count, replication factor, config overrides)
 //! - `partitions/<name>/<p>`: [`PartitionState`] (replicas, leader, leader epoch, ISR)
 //!
@@ -59,6 +61,13 @@ pub fn broker_key(id: i32) -> String {
     format!("brokers/{id}")
 }
 
+pub fn known_broker_key(id: i32) -> String {
+    format!("broker_ids/{id}")
+}
+
+/// The election whose leader is the controller.
+pub const CONTROLLER_ELECTION: &str = "controller";
+
 pub fn topic_key(name: &str) -> String {
     format!("topics/{name}")
 }
@@ -109,17 +118,120 @@ impl MetadataStore {
         self.store.cluster()
     }
 
-    pub async fn register_broker(&self, broker: &BrokerRecord) -> Result<()> {
-        self.store
-            .put(&broker_key(broker.id), encode(broker)?, Expect::Any)
-            .await?;
-        Ok(())
+    pub fn store(&self) -> &Arc<dyn Coordinator> {
+        &self.store
     }
 
+    /// Registers the broker as alive (a key bound to a lease of `ttl`) and records it as known.
+    /// A conflict means another live process holds the id, or a crashed one's lease has not
+    /// expired yet.
+    pub async fn register_broker(
+        &self,
+        broker: &BrokerRecord,
+        ttl: std::time::Duration,
+    ) -> Result<strata_coordinator::Lease> {
+        let lease = self
+            .store
+            .register(&broker_key(broker.id), encode(broker)?, ttl)
+            .await?;
+        self.store
+            .put(&known_broker_key(broker.id), encode(broker)?, Expect::Any)
+            .await?;
+        Ok(lease)
+    }
+
+    /// Brokers alive now.
     pub async fn brokers(&self) -> Result<Vec<BrokerRecord>> {
         self.list("brokers/")
             .await
             .map(|v| v.into_iter().map(|r| r.value).collect())
+    }
+
+    /// Every broker that ever registered.
+    pub async fn known_brokers(&self) -> Result<Vec<BrokerRecord>> {
+        self.list("broker_ids/")
+            .await
+            .map(|v| v.into_iter().map(|r| r.value).collect())
+    }
+
+    /// The controller's id, if one is elected.
+    pub async fn controller(&self) -> Result<Option<i32>> {
+        Ok(self
+            .store
+            .leader(CONTROLLER_ELECTION)
+            .await?
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok()))
+    }
+
+    /// Reads everything into one snapshot.
+    pub async fn snapshot(&self) -> Result<crate::snapshot::ClusterSnapshot> {
+        use crate::snapshot::{ClusterSnapshot, TopicState};
+        let alive = self.brokers().await?;
+        let known = self.known_brokers().await?;
+        let controller = self.controller().await?.unwrap_or(-1);
+        let topics = self.topics().await?;
+        let mut all_partitions: BTreeMap<String, Vec<(u32, PartitionState)>> = BTreeMap::new();
+        for (key, v) in self.store.list("partitions/").await? {
+            let mut parts = key.trim_start_matches("partitions/").rsplitn(2, '/');
+            let (Some(index), Some(topic)) = (parts.next(), parts.next()) else {
+                return Err(corrupt(&key, "expected partitions/<topic>/<partition>"));
+            };
+            let index: u32 = index
+                .parse()
+                .map_err(|_| corrupt(&key, "the key does not end in a partition number"))?;
+            let state: Revisioned<PartitionState> = decode(&key, v)?;
+            all_partitions
+                .entry(topic.to_string())
+                .or_default()
+                .push((index, state.value));
+        }
+        let mut snapshot = ClusterSnapshot {
+            cluster: self.cluster().to_string(),
+            controller,
+            known_brokers: known.into_iter().map(|b| (b.id, b)).collect(),
+            alive: alive.into_iter().map(|b| (b.id, b)).collect(),
+            topics: BTreeMap::new(),
+        };
+        for t in topics {
+            let mut parts = all_partitions.remove(&t.value.name).unwrap_or_default();
+            parts.sort_by_key(|(i, _)| *i);
+            // A topic is complete only with every partition state (they are created together).
+            let complete = parts.len() == t.value.partitions as usize
+                && parts.iter().enumerate().all(|(i, (p, _))| i as u32 == *p);
+            if !complete {
+                tracing::warn!(topic = %t.value.name, "topic metadata incomplete; ignoring it for now");
+                continue;
+            }
+            let partitions = parts.into_iter().map(|(_, s)| s).collect();
+            snapshot.topics.insert(
+                t.value.name.clone(),
+                TopicState {
+                    record: t.value,
+                    partitions,
+                },
+            );
+        }
+        Ok(snapshot)
+    }
+
+    /// Replaces a partition's state if it is still at `revision`. `Ok(false)` on a conflict.
+    pub async fn update_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        state: &PartitionState,
+        revision: i64,
+    ) -> Result<bool> {
+        let key = partition_key(topic, partition);
+        match self
+            .store
+            .put(&key, encode(state)?, Expect::Revision(revision))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(CoordinatorError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn topic(&self, name: &str) -> Result<Option<Revisioned<TopicRecord>>> {

@@ -42,6 +42,7 @@ pub struct Partition {
     /// The high watermark; receivers wake long-polling fetches.
     high_watermark: watch::Sender<i64>,
     state: RwLock<PartitionState>,
+    min_insync_replicas: std::sync::atomic::AtomicU32,
 }
 
 impl Partition {
@@ -54,11 +55,28 @@ impl Partition {
             log: RwLock::new(Some(log)),
             high_watermark: watch::Sender::new(hw),
             state: RwLock::new(state),
+            min_insync_replicas: std::sync::atomic::AtomicU32::new(1),
         })
     }
 
     pub fn state(&self) -> PartitionState {
         self.state.read().clone()
+    }
+
+    /// The topic's min.insync.replicas, as last applied from the metadata.
+    pub fn min_insync_replicas(&self) -> u32 {
+        self.min_insync_replicas
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_min_insync_replicas(&self, n: u32) {
+        self.min_insync_replicas
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Applies leadership and ISR from the metadata.
+    pub fn set_state(&self, state: PartitionState) {
+        *self.state.write() = state;
     }
 
     pub fn high_watermark(&self) -> i64 {

@@ -1,12 +1,16 @@
-//! The partition replicas this broker hosts, by topic.
+//! The partition replicas this broker hosts, kept in line with the cluster metadata.
 //!
-//! Invariant: a topic is in the map only with all its partition logs open; removal takes every
-//! log out of its partition before deleting files, so no request touches a deleted log.
-//! Directories: `<data>/logs/<topic>~<topic_id>/<partition>/` ('~' never appears in a topic
-//! name, and the id keeps a re-created topic away from its predecessor's files).
+//! [`ReplicaManager::apply`] takes a whole [`ClusterSnapshot`] and makes the local replicas
+//! match it: opens the logs of partitions assigned to this broker, updates their leader state
+//! and config, and closes and deletes what is no longer assigned or whose topic is gone.
+//!
+//! Invariants: a request is served only by the partition's leader, as the last applied
+//! snapshot says; removal takes every log out of its partition before deleting files, so no
+//! request touches a deleted log. Directories: `<data>/logs/<topic>~<topic_id>/<partition>/`
+//! ('~' never appears in a topic name; the id keeps a re-created topic away from old files).
 
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_log::Clock;
@@ -14,31 +18,41 @@ use strata_log::Clock;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{PartitionState, TopicRecord};
 use crate::partition::{blocking, Partition};
+use crate::snapshot::{ClusterSnapshot, TopicState};
 use crate::topic_config::{self, TopicConfig};
 
-/// A topic as this broker serves it.
+/// A topic as this broker hosts it: only the partitions assigned here.
 #[derive(Debug)]
 pub struct TopicHandle {
     pub record: TopicRecord,
     pub config: TopicConfig,
-    pub partitions: Vec<Arc<Partition>>,
+    pub partitions: BTreeMap<u32, Arc<Partition>>,
 }
 
 #[derive(Debug)]
 pub struct ReplicaManager {
+    broker_id: i32,
     logs_dir: PathBuf,
     defaults: TopicConfig,
     clock: Arc<dyn Clock>,
     topics: RwLock<HashMap<String, Arc<TopicHandle>>>,
+    snapshot: RwLock<Arc<ClusterSnapshot>>,
 }
 
 impl ReplicaManager {
-    pub fn new(logs_dir: PathBuf, defaults: TopicConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        broker_id: i32,
+        logs_dir: PathBuf,
+        defaults: TopicConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         ReplicaManager {
+            broker_id,
             logs_dir,
             defaults,
             clock,
             topics: RwLock::new(HashMap::new()),
+            snapshot: RwLock::new(Arc::new(ClusterSnapshot::default())),
         }
     }
 
@@ -46,102 +60,174 @@ impl ReplicaManager {
         &self.defaults
     }
 
+    /// The metadata last applied.
+    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        self.snapshot.read().clone()
+    }
+
     fn topic_dir(&self, record: &TopicRecord) -> PathBuf {
         self.logs_dir
             .join(format!("{}~{}", record.name, record.topic_id))
     }
 
-    pub fn topic(&self, name: &str) -> Result<Arc<TopicHandle>> {
-        self.topics
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
-    }
-
-    pub fn topics(&self) -> Vec<Arc<TopicHandle>> {
+    /// Local topics, by name.
+    pub fn local_topics(&self) -> Vec<Arc<TopicHandle>> {
         let mut all: Vec<_> = self.topics.read().values().cloned().collect();
         all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
         all
     }
 
-    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
-        let handle = self.topic(topic)?;
-        handle
+    /// The local replica of a partition, whatever its role.
+    pub fn local(&self, topic: &str, partition: u32) -> Option<Arc<Partition>> {
+        self.topics
+            .read()
+            .get(topic)?
             .partitions
-            .get(partition as usize)
+            .get(&partition)
             .cloned()
-            .ok_or(BrokerError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-                count: handle.record.partitions,
-            })
     }
 
-    /// Opens (creating if needed) every partition log of a topic and starts serving it.
-    pub async fn open_topic(&self, record: TopicRecord, states: Vec<PartitionState>) -> Result<()> {
-        let config = topic_config::resolve(&self.defaults, &record.config)?;
-        if states.len() != record.partitions as usize {
-            return Err(BrokerError::Internal(format!(
-                "topic {:?} has {} partitions but {} partition states",
-                record.name,
-                record.partitions,
-                states.len()
-            )));
+    /// The partition if this broker leads it; otherwise the precise error (unknown topic or
+    /// partition, not the leader, no leader).
+    pub fn leader(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        if let Some(p) = self.local(topic, partition) {
+            if p.state().leader == self.broker_id {
+                return Ok(p);
+            }
         }
-        let dir = self.topic_dir(&record);
-        let clock = self.clock.clone();
-        let log_config = config.log.clone();
-        let topic: Arc<str> = Arc::from(record.name.as_str());
-        let partitions = blocking(move || {
-            states
-                .into_iter()
-                .enumerate()
-                .map(|(i, state)| {
-                    let log = strata_log::Log::open(
-                        dir.join(i.to_string()),
-                        log_config.clone(),
-                        clock.clone(),
-                    )
-                    .map_err(|e| BrokerError::from_log(&topic, i as u32, e))?;
-                    Ok(Partition::new(topic.clone(), i as u32, log, state))
-                })
-                .collect::<Result<Vec<_>>>()
+        let snapshot = self.snapshot();
+        let state = snapshot.partition(topic, partition)?;
+        Err(BrokerError::NotLeader {
+            topic: topic.to_string(),
+            partition,
+            broker: self.broker_id,
+            leader: state.leader,
         })
-        .await?;
+    }
+
+    /// Makes the local replicas match `snapshot`, then publishes it.
+    pub async fn apply(&self, snapshot: Arc<ClusterSnapshot>) -> Result<()> {
+        let current: HashMap<String, Arc<TopicHandle>> = self.topics.read().clone();
+        for (name, handle) in &current {
+            let same = snapshot
+                .topics
+                .get(name)
+                .is_some_and(|t| t.record.topic_id == handle.record.topic_id);
+            if !same {
+                self.remove_topic(name).await?;
+            }
+        }
+        for (name, topic) in &snapshot.topics {
+            let existing = self.topics.read().get(name).cloned();
+            if let Err(e) = self.apply_topic(topic, existing).await {
+                // One broken topic must not stop the others from being served.
+                tracing::error!(topic = %name, error = %e, "cannot apply topic metadata");
+            }
+        }
+        *self.snapshot.write() = snapshot;
+        Ok(())
+    }
+
+    async fn apply_topic(
+        &self,
+        topic: &TopicState,
+        existing: Option<Arc<TopicHandle>>,
+    ) -> Result<()> {
+        let me = self.broker_id;
+        let assigned: BTreeMap<u32, PartitionState> = topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.replicas.contains(&me))
+            .map(|(i, s)| (i as u32, s.clone()))
+            .collect();
+        let config = topic_config::resolve(&self.defaults, &topic.record.config)?;
+        let mut partitions = existing
+            .as_ref()
+            .map(|h| h.partitions.clone())
+            .unwrap_or_default();
+        let config_changed = existing.as_ref().is_some_and(|h| h.config != config);
+        // Drop partitions no longer assigned here.
+        let gone: Vec<u32> = partitions
+            .keys()
+            .filter(|p| !assigned.contains_key(p))
+            .copied()
+            .collect();
+        for p in gone {
+            if let Some(partition) = partitions.remove(&p) {
+                let dir = self.topic_dir(&topic.record).join(p.to_string());
+                blocking(move || {
+                    if let Some(log) = partition.take_log() {
+                        log.delete().map_err(|e| {
+                            BrokerError::from_log(&partition.topic, partition.index, e)
+                        })?;
+                    }
+                    remove_dir(&dir)
+                })
+                .await?;
+            }
+        }
+        // Update the ones we have, open the new ones.
+        let mut to_open = Vec::new();
+        for (p, state) in &assigned {
+            match partitions.get(p) {
+                Some(partition) => {
+                    partition.set_state(state.clone());
+                    if config_changed {
+                        partition.update_config(config.log.clone())?;
+                        partition.set_min_insync_replicas(config.min_insync_replicas);
+                    }
+                }
+                None => to_open.push((*p, state.clone())),
+            }
+        }
+        if !to_open.is_empty() {
+            let dir = self.topic_dir(&topic.record);
+            let (clock, log_config) = (self.clock.clone(), config.log.clone());
+            let min_isr = config.min_insync_replicas;
+            let name: Arc<str> = Arc::from(topic.record.name.as_str());
+            let opened = blocking(move || {
+                to_open
+                    .into_iter()
+                    .map(|(p, state)| {
+                        let log = strata_log::Log::open(
+                            dir.join(p.to_string()),
+                            log_config.clone(),
+                            clock.clone(),
+                        )
+                        .map_err(|e| BrokerError::from_log(&name, p, e))?;
+                        let partition = Partition::new(name.clone(), p, log, state);
+                        partition.set_min_insync_replicas(min_isr);
+                        Ok((p, partition))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+            partitions.extend(opened);
+        }
+        if partitions.is_empty() && existing.is_none() {
+            return Ok(());
+        }
         let handle = Arc::new(TopicHandle {
-            record: record.clone(),
+            record: topic.record.clone(),
             config,
             partitions,
         });
-        self.topics.write().insert(record.name.clone(), handle);
+        self.topics
+            .write()
+            .insert(topic.record.name.clone(), handle);
         Ok(())
     }
 
-    /// Applies a changed topic record (config overrides) to the running partitions.
-    pub fn update_topic(&self, record: TopicRecord) -> Result<()> {
-        let old = self.topic(&record.name)?;
-        let config = topic_config::resolve(&self.defaults, &record.config)?;
-        for p in &old.partitions {
-            p.update_config(config.log.clone())?;
-        }
-        let handle = Arc::new(TopicHandle {
-            record: record.clone(),
-            config,
-            partitions: old.partitions.clone(),
-        });
-        self.topics.write().insert(record.name.clone(), handle);
-        Ok(())
-    }
-
-    /// Stops serving a topic and deletes its files.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+    /// Stops hosting a topic and deletes its files.
+    async fn remove_topic(&self, name: &str) -> Result<()> {
         let Some(handle) = self.topics.write().remove(name) else {
             return Ok(());
         };
         let dir = self.topic_dir(&handle.record);
+        tracing::info!(topic = %name, "deleting local replicas");
         blocking(move || {
-            for p in &handle.partitions {
+            for p in handle.partitions.values() {
                 if let Some(log) = p.take_log() {
                     log.delete()
                         .map_err(|e| BrokerError::from_log(&p.topic, p.index, e))?;
@@ -158,7 +244,7 @@ impl ReplicaManager {
         blocking(move || {
             let mut first_error = None;
             for t in topics {
-                for p in &t.partitions {
+                for p in t.partitions.values() {
                     if let Some(log) = p.take_log() {
                         if let Err(e) = log.close() {
                             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
@@ -172,12 +258,14 @@ impl ReplicaManager {
         .await
     }
 
-    /// Deletes topic directories that no known topic owns (left by a delete that crashed).
-    pub async fn remove_orphans(&self, known: Vec<TopicRecord>) -> Result<()> {
+    /// Deletes topic directories that the snapshot does not know (left by a delete that
+    /// happened while this broker was down, or crashed half-way).
+    pub async fn remove_orphans(&self, snapshot: &ClusterSnapshot) -> Result<()> {
         let logs_dir = self.logs_dir.clone();
-        let keep: Vec<String> = known
-            .iter()
-            .map(|r| format!("{}~{}", r.name, r.topic_id))
+        let keep: Vec<String> = snapshot
+            .topics
+            .values()
+            .map(|t| format!("{}~{}", t.record.name, t.record.topic_id))
             .collect();
         blocking(move || {
             let entries = match std::fs::read_dir(&logs_dir) {

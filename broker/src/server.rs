@@ -1,17 +1,21 @@
 //! Starting, serving and stopping one broker.
 //!
-//! [`Broker::start`] locks the data directory, registers the broker, and opens the logs of every
-//! topic in the metadata. [`Broker::serve`] takes a bound listener and a shutdown future (so
+//! [`Broker::start`] locks the data directory, registers the broker under a lease, and opens
+//! the replicas the metadata assigns to it. While serving, background tasks follow the
+//! metadata, campaign for (and run) the controller, keep the registration, and do housekeeping. [`Broker::serve`] takes a bound listener and a shutdown future (so
 //! tests bind port 0 and stop cleanly); on shutdown it stops accepting requests, lets running
 //! ones finish, stops background work and closes every log cleanly (flush, clean marker).
 
 use std::fs::File;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_coordinator::Coordinator;
+use strata_coordinator::{Coordinator, CoordinatorError, Lease};
 use strata_log::Clock;
-use strata_proto::v1::{admin_server::AdminServer, log_server::LogServer};
+use strata_proto::v1::{
+    admin_server::AdminServer, log_server::LogServer, replica_server::ReplicaServer,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -19,8 +23,9 @@ use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{BrokerRecord, MetadataStore};
 use crate::partition::blocking;
+use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
-use crate::service::{AdminService, LogService};
+use crate::service::{AdminService, LogService, ReplicaService};
 use crate::state::BrokerState;
 
 /// HTTP/2 flow-control windows: large enough that one stream can carry a multi-MiB batch
@@ -30,11 +35,14 @@ const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
 pub struct Broker {
     state: Arc<BrokerState>,
+    registration: Lease,
     /// Held for the broker's lifetime: one process per data directory.
     _lock: File,
 }
 
 impl Broker {
+    /// Locks the data directory, registers the broker (waiting out the lease of a crashed
+    /// predecessor with the same id), and applies the current metadata to the local replicas.
     pub async fn start(
         config: BrokerConfig,
         coordinator: Arc<dyn Coordinator>,
@@ -42,35 +50,42 @@ impl Broker {
     ) -> Result<Broker> {
         let lock = lock_data_dir(&config)?;
         let metadata = MetadataStore::new(coordinator);
-        metadata
-            .register_broker(&BrokerRecord {
-                id: config.broker_id,
-                address: config.advertised_address.clone(),
-                rack: config.rack.clone(),
-            })
-            .await?;
+        let me = BrokerRecord {
+            id: config.broker_id,
+            address: config.advertised_address.clone(),
+            rack: config.rack.clone(),
+        };
+        let registration = register(&metadata, &me, config.session_ttl).await?;
         let replicas = ReplicaManager::new(
+            config.broker_id,
             config.logs_dir(),
             config.topic_defaults.clone(),
             clock.clone(),
         );
-        let topics = metadata.topics().await?;
-        for topic in &topics {
-            let states = metadata.partitions(&topic.value.name).await?;
-            let states = states.into_iter().map(|s| s.value).collect();
-            replicas.open_topic(topic.value.clone(), states).await?;
-        }
-        replicas
-            .remove_orphans(topics.iter().map(|t| t.value.clone()).collect())
+        let state = Arc::new(BrokerState {
+            config,
+            metadata,
+            replicas,
+            clock,
+            peers: Peers::default(),
+            is_controller: AtomicBool::new(false),
+            sync_lock: tokio::sync::Mutex::new(()),
+        });
+        state.sync().await?;
+        state
+            .replicas
+            .remove_orphans(&state.replicas.snapshot())
             .await?;
-        tracing::info!(broker = config.broker_id, topics = topics.len(), data_dir = %config.data_dir.display(), "broker started");
+        tracing::info!(
+            broker = state.config.broker_id,
+            address = %state.config.advertised_address,
+            topics = state.replicas.local_topics().len(),
+            data_dir = %state.config.data_dir.display(),
+            "broker started"
+        );
         Ok(Broker {
-            state: Arc::new(BrokerState {
-                config,
-                metadata,
-                replicas,
-                clock,
-            }),
+            state,
+            registration,
             _lock: lock,
         })
     }
@@ -79,7 +94,8 @@ impl Broker {
         &self.state
     }
 
-    /// Serves gRPC on `listener` until `shutdown` completes, then closes every log cleanly.
+    /// Serves gRPC on `listener` until `shutdown` completes, then stops background work,
+    /// closes every log cleanly and gives up the registration and any controller role.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -95,8 +111,19 @@ impl Broker {
         let admin = AdminServer::new(AdminService {
             state: state.clone(),
         });
+        let replica = ReplicaServer::new(ReplicaService {
+            state: state.clone(),
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let housekeeping = tokio::spawn(housekeeping(state.clone(), stop_rx));
+        let tasks = [
+            tokio::spawn(housekeeping(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::cluster::follow_metadata(
+                state.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx)),
+        ];
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -104,10 +131,13 @@ impl Broker {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .add_service(log)
             .add_service(admin)
+            .add_service(replica)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let _ = stop_tx.send(true);
-        let _ = housekeeping.await;
+        for task in tasks {
+            let _ = task.await;
+        }
         let closed = state.replicas.close_all().await;
         tracing::info!(
             broker = state.config.broker_id,
@@ -115,6 +145,89 @@ impl Broker {
         );
         served.map_err(|e| BrokerError::Internal(format!("gRPC server failed: {e}")))?;
         closed
+    }
+}
+
+/// Registers the broker. A conflict may be the lease of this broker's own crashed predecessor:
+/// wait until it expires (a little over one TTL); after that the id belongs to a live broker.
+async fn register(metadata: &MetadataStore, me: &BrokerRecord, ttl: Duration) -> Result<Lease> {
+    let deadline = tokio::time::Instant::now() + ttl + ttl / 2 + Duration::from_secs(1);
+    let mut logged = false;
+    loop {
+        match metadata.register_broker(me, ttl).await {
+            Ok(lease) => return Ok(lease),
+            Err(BrokerError::Metadata(CoordinatorError::Conflict { .. }))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                if !logged {
+                    tracing::info!(
+                        broker = me.id,
+                        "broker id is registered; waiting for an earlier registration to expire"
+                    );
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(BrokerError::Metadata(CoordinatorError::Conflict { .. })) => {
+                let holder = metadata
+                    .brokers()
+                    .await?
+                    .into_iter()
+                    .find(|b| b.id == me.id);
+                let at = holder
+                    .map(|b| format!(" at {}", b.address))
+                    .unwrap_or_default();
+                return Err(BrokerError::InvalidRequest(format!(
+                    "broker id {} is already registered by a live broker{at}; give each broker its own --id",
+                    me.id
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Keeps the registration: if its lease is ever lost (etcd lost it), registers again.
+async fn keep_registered(
+    state: Arc<BrokerState>,
+    mut lease: Lease,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = BrokerRecord {
+        id: state.config.broker_id,
+        address: state.config.advertised_address.clone(),
+        rack: state.config.rack.clone(),
+    };
+    loop {
+        tokio::select! {
+            _ = lease.lost() => {}
+            _ = stop.changed() => {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(error = %e, "releasing the broker registration failed");
+                }
+                return;
+            }
+        }
+        tracing::warn!(
+            broker = me.id,
+            "broker registration lost; registering again"
+        );
+        loop {
+            let attempt = tokio::select! {
+                r = register(&state.metadata, &me, state.config.session_ttl) => r,
+                _ = stop.changed() => return,
+            };
+            match attempt {
+                Ok(new) => {
+                    lease = new;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "registering again failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 
@@ -156,10 +269,10 @@ async fn housekeeping(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) 
         if retention {
             last_retention = tokio::time::Instant::now();
         }
-        let topics = state.replicas.topics();
+        let topics = state.replicas.local_topics();
         let outcome = blocking(move || {
             for t in &topics {
-                for p in &t.partitions {
+                for p in t.partitions.values() {
                     if let Err(e) = p.housekeeping(retention) {
                         // A partition removed meanwhile is not an error worth a warning.
                         if !matches!(e, BrokerError::UnknownTopic(_)) {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use strata_proto as pb;
-use strata_proto::v1::{admin_server::Admin, log_server::Log};
+use strata_proto::v1::{admin_server::Admin, log_server::Log, replica_server::Replica};
 use tonic::{Request, Response, Status};
 
 use crate::error::BrokerError;
@@ -20,6 +20,12 @@ pub struct AdminService {
     pub state: Arc<BrokerState>,
 }
 
+/// Calls between brokers.
+#[derive(Debug, Clone)]
+pub struct ReplicaService {
+    pub state: Arc<BrokerState>,
+}
+
 #[tonic::async_trait]
 impl Log for LogService {
     async fn produce(
@@ -30,10 +36,9 @@ impl Log for LogService {
         let acks = pb::Acks::try_from(req.acks).map_err(|_| {
             BrokerError::InvalidRequest(format!("acks value {} is not one of 0, 1, all", req.acks))
         })?;
-        let topic = self.state.replicas.topic(&req.topic)?;
-        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let partition = self.state.replicas.leader(&req.topic, req.partition)?;
         let min_isr = match acks {
-            pb::Acks::All | pb::Acks::Unspecified => Some(topic.config.min_insync_replicas),
+            pb::Acks::All | pb::Acks::Unspecified => Some(partition.min_insync_replicas()),
             pb::Acks::None | pb::Acks::Leader => None,
         };
         let info = partition.append(req.records, min_isr).await?;
@@ -49,7 +54,7 @@ impl Log for LogService {
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
         let req = request.into_inner();
-        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let partition = self.state.replicas.leader(&req.topic, req.partition)?;
         let cfg = &self.state.config;
         let max_wait = Duration::from_millis(req.max_wait_ms as u64).min(cfg.max_fetch_wait);
         let max_bytes = match req.max_bytes {
@@ -73,7 +78,7 @@ impl Log for LogService {
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
         use pb::list_offsets_request::Spec;
         let req = request.into_inner();
-        let partition = self.state.replicas.partition(&req.topic, req.partition)?;
+        let partition = self.state.replicas.leader(&req.topic, req.partition)?;
         let (offset, timestamp_ms) = match req.spec {
             Some(Spec::Earliest(_)) => (partition.log_start_offset()?, -1),
             Some(Spec::Latest(_)) => (partition.high_watermark(), -1),
@@ -99,51 +104,47 @@ impl Log for LogService {
         request: Request<pb::MetadataRequest>,
     ) -> Result<Response<pb::MetadataResponse>, Status> {
         let req = request.into_inner();
-        let state = &self.state;
-        let handles = if req.topics.is_empty() {
-            state.replicas.topics()
+        let snapshot = self.state.replicas.snapshot();
+        let topics = if req.topics.is_empty() {
+            snapshot.topics.values().collect()
         } else {
             req.topics
                 .iter()
-                .map(|t| state.replicas.topic(t))
+                .map(|t| snapshot.topic(t))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let topics = handles
-            .iter()
+        let topics = topics
+            .into_iter()
             .map(|t| pb::TopicMetadata {
                 name: t.record.name.clone(),
                 topic_id: t.record.topic_id.clone(),
                 partitions: t
                     .partitions
                     .iter()
-                    .map(|p| {
-                        let s = p.state();
-                        pb::PartitionInfo {
-                            partition: p.index,
-                            leader: s.leader,
-                            replicas: s.replicas,
-                            isr: s.isr,
-                            leader_epoch: s.leader_epoch,
-                        }
+                    .enumerate()
+                    .map(|(i, s)| pb::PartitionInfo {
+                        partition: i as u32,
+                        leader: s.leader,
+                        replicas: s.replicas.clone(),
+                        isr: s.isr.clone(),
+                        leader_epoch: s.leader_epoch,
                     })
                     .collect(),
             })
             .collect();
-        let brokers = state
-            .metadata
-            .brokers()
-            .await?
-            .into_iter()
+        let brokers = snapshot
+            .alive
+            .values()
             .map(|b| pb::BrokerInfo {
                 id: b.id,
-                address: b.address,
-                rack: b.rack.unwrap_or_default(),
+                address: b.address.clone(),
+                rack: b.rack.clone().unwrap_or_default(),
                 alive: true,
             })
             .collect();
         Ok(Response::new(pb::MetadataResponse {
-            cluster: state.metadata.cluster().to_string(),
-            controller: state.config.broker_id,
+            cluster: self.state.metadata.cluster().to_string(),
+            controller: snapshot.controller,
             brokers,
             topics,
         }))
@@ -156,8 +157,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
         Ok(Response::new(
-            self.state.create_topic(request.into_inner()).await?,
+            self.state
+                .create_topic(request.into_inner(), forwarded)
+                .await?,
         ))
     }
 
@@ -181,7 +185,9 @@ impl Admin for AdminService {
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
         Ok(Response::new(
-            self.state.describe_topic(&request.into_inner().name)?,
+            self.state
+                .describe_topic(&request.into_inner().name)
+                .await?,
         ))
     }
 
@@ -192,5 +198,25 @@ impl Admin for AdminService {
         Ok(Response::new(
             self.state.alter_topic_config(request.into_inner()).await?,
         ))
+    }
+
+    async fn cluster_info(
+        &self,
+        _request: Request<pb::ClusterInfoRequest>,
+    ) -> Result<Response<pb::ClusterInfoResponse>, Status> {
+        Ok(Response::new(self.state.cluster_info().await?))
+    }
+}
+
+#[tonic::async_trait]
+impl Replica for ReplicaService {
+    async fn partition_status(
+        &self,
+        request: Request<pb::PartitionStatusRequest>,
+    ) -> Result<Response<pb::PartitionStatusResponse>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(pb::PartitionStatusResponse {
+            partitions: self.state.partition_status(&req.topic, &req.partitions),
+        }))
     }
 }

@@ -26,6 +26,11 @@ struct Cli {
 enum Command {
     /// Run a single-node broker with embedded metadata (nothing else to install).
     Dev(commands::dev::DevArgs),
+    /// Run a broker of a cluster whose metadata lives in etcd.
+    Serve(commands::serve::ServeArgs),
+    /// Cluster-wide information.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
     /// Create, list, describe, delete topics and change their config.
     #[command(subcommand)]
     Topic(commands::topic::TopicCommand),
@@ -63,7 +68,7 @@ fn init_tracing(default: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = matches!(cli.command, Command::Dev(_));
+    let server = matches!(cli.command, Command::Dev(_) | Command::Serve(_));
     init_tracing(if server { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Cluster(cmd) => commands::cluster::run(cmd).await,
             Command::Topic(cmd) => commands::topic::run(cmd).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Consume(args) => commands::consume::run(args).await,

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use strata_proto::admin_client::AdminClient;
 use strata_proto::{
-    AlterTopicConfigRequest, CreateTopicRequest, DeleteTopicRequest, DescribeTopicRequest,
-    ListTopicsRequest, MetadataResponse, TopicDescription, TopicSummary,
+    AlterTopicConfigRequest, ClusterInfoRequest, ClusterInfoResponse, CreateTopicRequest,
+    DeleteTopicRequest, DescribeTopicRequest, ListTopicsRequest, MetadataResponse,
+    TopicDescription, TopicSummary,
 };
 use tonic::transport::Channel;
 
@@ -99,6 +100,12 @@ impl Admin {
             async move { c.alter_topic_config(r).await }
         })
         .await
+    }
+
+    /// The controller, every broker (alive or not) and partition health.
+    pub async fn cluster_info(&self) -> Result<ClusterInfoResponse> {
+        self.call(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })
+            .await
     }
 
     /// Brokers, topics (all of them when `topics` is empty) and partition leaders.

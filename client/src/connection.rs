@@ -17,6 +17,11 @@ use crate::error::{Error, Result};
 /// Generous cap on one gRPC message, both ways (a fetch answer holds whole batches).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// HTTP/2 flow-control windows, matching the broker's: one stream can carry a multi-MiB batch
+/// or fetch answer without stalling on window updates.
+const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+
 /// The channel cache.
 #[derive(Debug)]
 pub(crate) struct Connections {
@@ -49,7 +54,9 @@ impl Connections {
             })?
             .connect_timeout(self.config.connect_timeout)
             .timeout(self.config.request_timeout)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
         let channel =
             match tokio::time::timeout(self.config.connect_timeout, endpoint.connect()).await {
                 Ok(Ok(channel)) => channel,

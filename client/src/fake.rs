@@ -356,6 +356,26 @@ impl Admin for Fake {
         }
         Ok(Response::new(self.describe(&r.name)?))
     }
+
+    async fn cluster_info(
+        &self,
+        _request: Request<strata_proto::ClusterInfoRequest>,
+    ) -> Result<Response<strata_proto::ClusterInfoResponse>, Status> {
+        let partitions = self
+            .topics
+            .lock()
+            .values()
+            .map(|t| t.partitions.len() as u32)
+            .sum();
+        Ok(Response::new(strata_proto::ClusterInfoResponse {
+            cluster: "fake".to_string(),
+            controller: 0,
+            brokers: vec![],
+            partitions,
+            offline_partitions: 0,
+            under_replicated_partitions: 0,
+        }))
+    }
 }
 
 /// A running fake broker; stops when dropped.

@@ -34,6 +34,6 @@ pub use error::{Error, Result};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use strata_log::{Compression, Header};
 pub use strata_proto::{
-    BrokerInfo, ErrorCode, MetadataResponse, PartitionDescription, PartitionInfo, TopicDescription,
-    TopicMetadata, TopicSummary,
+    BrokerInfo, ClusterInfoResponse, ErrorCode, MetadataResponse, PartitionDescription,
+    PartitionInfo, TopicDescription, TopicMetadata, TopicSummary,
 };

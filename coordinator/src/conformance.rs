@@ -1,9 +1,22 @@
 //! Scenarios every [`Coordinator`] implementation must pass. Each is a `pub async fn` that
 //! panics with a message on failure; tests call [`run_all`] with a fresh store of each kind.
+//!
+//! The scenarios leave no registration or leadership behind (only plain keys), so a store can
+//! be checked after them (e.g. reopened).
+
+use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::time::timeout;
 
 use crate::{Coordinator, CoordinatorError, Expect, Write};
+
+/// How long a notification or an election may take to arrive.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// How long "nothing happens" is watched for.
+const QUIET: Duration = Duration::from_millis(500);
+/// The TTL of the leases of the scenarios (expiry itself is tested with a shorter one).
+const TTL: Duration = Duration::from_secs(5);
 
 /// Runs every scenario against `store`, which must start empty.
 pub async fn run_all(store: &dyn Coordinator) {
@@ -12,6 +25,11 @@ pub async fn run_all(store: &dyn Coordinator) {
     atomic_commit(store).await;
     list_by_prefix(store).await;
     conditional_delete(store).await;
+    watch_notifies(store).await;
+    register_conflicts_and_releases(store).await;
+    abandoned_registration_expires(store).await;
+    registration_lost_when_its_key_is_deleted(store).await;
+    campaign_waits_for_the_leader(store).await;
 }
 
 /// A create-if-absent succeeds once, then fails with a conflict.
@@ -117,4 +135,147 @@ pub async fn conditional_delete(store: &dyn Coordinator) {
     assert!(matches!(err, CoordinatorError::Conflict { .. }), "{err}");
     store.delete("del/k", Expect::Revision(rev)).await.unwrap();
     assert!(store.get("del/k").await.unwrap().is_none());
+}
+
+/// A watch notifies after a put and after a delete under its prefix, and not for others.
+pub async fn watch_notifies(store: &dyn Coordinator) {
+    let mut watch = store.watch("wt/a/").await.expect("watch wt/a/");
+    let mut other = store.watch("wt/b/").await.expect("watch wt/b/");
+    store
+        .put("wt/a/1", Bytes::from("x"), Expect::Absent)
+        .await
+        .unwrap();
+    timeout(PATIENCE, watch.changed())
+        .await
+        .expect("a put under the prefix notifies")
+        .expect("the watch is alive");
+    store.delete("wt/a/1", Expect::Any).await.unwrap();
+    timeout(PATIENCE, watch.changed())
+        .await
+        .expect("a delete under the prefix notifies")
+        .expect("the watch is alive");
+    assert!(
+        timeout(QUIET, other.changed()).await.is_err(),
+        "a change under another prefix must not notify"
+    );
+    assert!(store.list("wt/").await.unwrap().is_empty());
+}
+
+/// A registered key conflicts while held, is listed, and goes on release.
+pub async fn register_conflicts_and_releases(store: &dyn Coordinator) {
+    let held = store
+        .register("reg/a", Bytes::from("one"), TTL)
+        .await
+        .expect("first registration succeeds");
+    let err = store
+        .register("reg/a", Bytes::from("two"), TTL)
+        .await
+        .expect_err("a second registration of a held key must conflict");
+    assert!(matches!(err, CoordinatorError::Conflict { .. }), "{err}");
+    let listed = store.list("reg/").await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].0.as_str(), &listed[0].1.value),
+        ("reg/a", &Bytes::from("one"))
+    );
+    assert!(!held.is_lost());
+    held.release().await.expect("release");
+    assert!(store.get("reg/a").await.unwrap().is_none(), "released");
+    let again = store
+        .register("reg/a", Bytes::from("two"), TTL)
+        .await
+        .expect("registering a released key succeeds");
+    assert_eq!(
+        store.get("reg/a").await.unwrap().unwrap().value,
+        Bytes::from("two")
+    );
+    again.release().await.expect("release");
+
+    store
+        .put("reg/plain", Bytes::from("p"), Expect::Absent)
+        .await
+        .unwrap();
+    let err = store
+        .register("reg/plain", Bytes::from("r"), TTL)
+        .await
+        .expect_err("registering an existing plain key must conflict");
+    assert!(matches!(err, CoordinatorError::Conflict { .. }), "{err}");
+    store.delete("reg/plain", Expect::Any).await.unwrap();
+}
+
+/// An abandoned registration disappears after its TTL (at once in the embedded store).
+pub async fn abandoned_registration_expires(store: &dyn Coordinator) {
+    let ttl = Duration::from_secs(2);
+    let lease = store
+        .register("reg/abandoned", Bytes::from("gone soon"), ttl)
+        .await
+        .expect("register");
+    lease.abandon();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while store.get("reg/abandoned").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an abandoned registration with a TTL of {ttl:?} still exists after 6 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store
+        .register("reg/abandoned", Bytes::from("back"), ttl)
+        .await
+        .expect("the expired key can be registered again")
+        .release()
+        .await
+        .expect("release");
+}
+
+/// A registration whose key someone else deletes reports itself lost.
+pub async fn registration_lost_when_its_key_is_deleted(store: &dyn Coordinator) {
+    let lease = store
+        .register("reg/taken", Bytes::from("mine"), TTL)
+        .await
+        .expect("register");
+    store.delete("reg/taken", Expect::Any).await.unwrap();
+    timeout(PATIENCE, lease.lost())
+        .await
+        .expect("a registration whose key was deleted is lost");
+    assert!(lease.is_lost());
+    lease
+        .release()
+        .await
+        .expect("releasing a lost lease is fine");
+    assert!(store.get("reg/taken").await.unwrap().is_none());
+}
+
+/// The first campaigner leads at once; a second waits until the first resigns, then leads.
+pub async fn campaign_waits_for_the_leader(store: &dyn Coordinator) {
+    let first = timeout(PATIENCE, store.campaign("el", Bytes::from("first"), TTL))
+        .await
+        .expect("the first campaign leads at once")
+        .expect("campaign");
+    assert_eq!(
+        store.leader("el").await.unwrap(),
+        Some(Bytes::from("first"))
+    );
+    let second = store.campaign("el", Bytes::from("second"), TTL);
+    tokio::pin!(second);
+    assert!(
+        timeout(QUIET, &mut second).await.is_err(),
+        "a second campaign must wait while the first leads"
+    );
+    assert_eq!(
+        store.leader("el").await.unwrap(),
+        Some(Bytes::from("first"))
+    );
+    first.release().await.expect("resign");
+    let second = timeout(PATIENCE, second)
+        .await
+        .expect("the second campaign leads once the first resigned")
+        .expect("campaign");
+    assert!(!second.is_lost());
+    assert_eq!(
+        store.leader("el").await.unwrap(),
+        Some(Bytes::from("second"))
+    );
+    second.release().await.expect("resign");
+    assert_eq!(store.leader("el").await.unwrap(), None);
 }

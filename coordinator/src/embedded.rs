@@ -5,6 +5,13 @@
 //! fsync the directory), so a commit that returned survives `kill -9` and power loss, and a
 //! crash mid-write leaves the previous state. Metadata writes are rare (topic create, config
 //! change), so rewriting the whole file is cheap.
+//!
+//! Registrations and elections ([`live`]) live in memory only: there is one process, so they
+//! end with it. Registered keys share the key space and the revision counter with persisted
+//! keys; a commit that writes a registered key takes it over (the registration is lost), as a
+//! put without lease does in etcd.
+
+mod live;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
 
-use crate::{Coordinator, CoordinatorError, Expect, Result, Versioned, Write};
+use crate::{Coordinator, CoordinatorError, Expect, Lease, Result, Versioned, Watch, Write};
 
 const STATE_FILE: &str = "metadata.json";
 const FORMAT_VERSION: u32 = 1;
@@ -30,7 +40,27 @@ pub struct EmbeddedCoordinator {
 struct Inner {
     cluster: String,
     path: PathBuf,
-    state: Mutex<State>,
+    store: Mutex<Store>,
+    /// The key of every change, for watches.
+    changes: broadcast::Sender<String>,
+    elections: Mutex<live::Elections>,
+    next_id: AtomicU64,
+}
+
+/// Persisted keys and registered (in-memory) keys; a key is in at most one of them.
+#[derive(Debug)]
+struct Store {
+    state: State,
+    live: live::Registered,
+}
+
+impl Store {
+    fn get(&self, key: &str) -> Option<Versioned> {
+        match self.state.keys.get(key) {
+            Some(e) => Some(Inner::versioned(e)),
+            None => self.live.get(key),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -129,7 +159,13 @@ impl EmbeddedCoordinator {
             inner: Arc::new(Inner {
                 cluster: cluster.into(),
                 path,
-                state: Mutex::new(state),
+                store: Mutex::new(Store {
+                    state,
+                    live: live::Registered::default(),
+                }),
+                changes: broadcast::channel(1024).0,
+                elections: Mutex::default(),
+                next_id: AtomicU64::new(1),
             }),
         })
     }
@@ -137,9 +173,9 @@ impl EmbeddedCoordinator {
 
 impl Inner {
     fn commit(&self, writes: &[Write]) -> Result<i64> {
-        let mut state = self.state.lock();
+        let mut store = self.store.lock();
         for w in writes {
-            let current = state.keys.get(&w.key).map(|e| e.revision);
+            let current = store.get(&w.key).map(|v| v.revision);
             let ok = match (w.expect, current) {
                 (Expect::Any, _) => true,
                 (Expect::Absent, None) => true,
@@ -160,7 +196,7 @@ impl Inner {
                 });
             }
         }
-        let mut next = state.clone();
+        let mut next = store.state.clone();
         next.revision += 1;
         let revision = next.revision;
         for w in writes {
@@ -174,7 +210,11 @@ impl Inner {
             }
         }
         self.persist(&next)?;
-        *state = next;
+        store.state = next;
+        for w in writes {
+            store.live.take_over(&w.key);
+            let _ = self.changes.send(w.key.clone());
+        }
         Ok(revision)
     }
 
@@ -215,17 +255,21 @@ impl Coordinator for EmbeddedCoordinator {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        Ok(self.inner.state.lock().keys.get(key).map(Inner::versioned))
+        Ok(self.inner.store.lock().get(key))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>> {
-        let state = self.inner.state.lock();
-        Ok(state
+        let store = self.inner.store.lock();
+        let mut keys: Vec<(String, Versioned)> = store
+            .state
             .keys
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, e)| (k.clone(), Inner::versioned(e)))
-            .collect())
+            .chain(store.live.list(prefix))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys)
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<i64> {
@@ -236,6 +280,23 @@ impl Coordinator for EmbeddedCoordinator {
             .map_err(|e| {
                 CoordinatorError::Unavailable(format!("metadata commit task failed: {e}"))
             })?
+    }
+
+    async fn watch(&self, prefix: &str) -> Result<Watch> {
+        Ok(live::watch(&self.inner.changes, prefix))
+    }
+
+    /// The key lives until the lease is released or dropped; `ttl` does not apply (one process).
+    async fn register(&self, key: &str, value: Bytes, _ttl: Duration) -> Result<Lease> {
+        live::register(&self.inner, key, value)
+    }
+
+    async fn campaign(&self, election: &str, value: Bytes, _ttl: Duration) -> Result<Lease> {
+        live::campaign(&self.inner, election, value).await
+    }
+
+    async fn leader(&self, election: &str) -> Result<Option<Bytes>> {
+        Ok(live::leader(&self.inner, election))
     }
 }
 

@@ -5,19 +5,29 @@
 //! read-modify-write can lose a concurrent update. Typed metadata (topics, partitions, groups)
 //! lives above it, in the broker, and is written once for every implementation.
 //!
+//! Beside keys, a store offers what a cluster needs to stay coordinated: [`Coordinator::watch`]
+//! (change notifications), [`Coordinator::register`] (a key that lives while its owner does, e.g.
+//! `brokers/<id>`) and [`Coordinator::campaign`] (leader election), the last two as a [`Lease`].
+//!
 //! Implementations: [`EmbeddedCoordinator`] (one node, persisted in the data directory, used by
-//! `strata dev`); etcd comes with the cluster work. [`conformance`] holds the scenarios every
+//! `strata dev`) and [`EtcdCoordinator`]. [`conformance`] holds the scenarios every
 //! implementation must pass.
 
 pub mod conformance;
 mod embedded;
 mod error;
+mod etcd;
+mod etcd_lease;
+mod session;
 
 pub use embedded::EmbeddedCoordinator;
 pub use error::{CoordinatorError, Result};
+pub use etcd::{EtcdCoordinator, EtcdOptions};
+pub use session::{Lease, Watch};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::time::Duration;
 
 /// A value and the revision of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,4 +102,20 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
             .await
             .map(|_| ())
     }
+
+    /// Notifies after changes under `prefix`. Notifications may be coalesced; after one, re-read
+    /// with `list`. Every change committed after `watch` returned produces a notification.
+    async fn watch(&self, prefix: &str) -> Result<Watch>;
+
+    /// Creates `key` = `value` bound to a fresh lease of `ttl`, kept alive in the background.
+    /// Fails with [`CoordinatorError::Conflict`] if the key exists (held by a live owner or by a
+    /// lease not yet expired). The key disappears when the lease expires or is released.
+    async fn register(&self, key: &str, value: Bytes, ttl: Duration) -> Result<Lease>;
+
+    /// Waits until this caller leads `election` (value = what `leader` will return), then
+    /// returns the leadership as a [`Lease`] (lost when its lease expires; released by resigning).
+    async fn campaign(&self, election: &str, value: Bytes, ttl: Duration) -> Result<Lease>;
+
+    /// The current leader's value of `election`, if any.
+    async fn leader(&self, election: &str) -> Result<Option<Bytes>>;
 }

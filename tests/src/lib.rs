@@ -3,6 +3,8 @@
 //!
 //! Invariant: a test that cannot start what it needs panics (fails); it never skips.
 
+pub mod etcd;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,9 +1,11 @@
 //! One module per `strata` subcommand.
 
 pub mod bench;
+pub mod cluster;
 pub mod consume;
 pub mod dev;
 pub mod produce;
+pub mod serve;
 pub mod topic;
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -1,0 +1,79 @@
+//! `strata cluster info`: controller, brokers (alive or not), partition health.
+
+use serde_json::json;
+use std::process::ExitCode;
+use strata_client::Admin;
+
+use crate::output::{table, Format};
+use crate::ConnectArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Show the controller, the brokers and partition health.
+    Info {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
+    let ClusterCommand::Info { format, connect } = cmd;
+    let admin = Admin::connect(connect.client_config()).await?;
+    let info = admin.cluster_info().await?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "cluster": info.cluster,
+                "controller": info.controller,
+                "brokers": info.brokers.iter().map(|b| json!({
+                    "id": b.id,
+                    "address": b.address,
+                    "rack": if b.rack.is_empty() { serde_json::Value::Null } else { json!(b.rack) },
+                    "alive": b.alive,
+                })).collect::<Vec<_>>(),
+                "partitions": info.partitions,
+                "offline_partitions": info.offline_partitions,
+                "under_replicated_partitions": info.under_replicated_partitions,
+            }))?
+        ),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = info
+                .brokers
+                .iter()
+                .map(|b| {
+                    vec![
+                        format!(
+                            "{}{}",
+                            b.id,
+                            if b.id == info.controller {
+                                " (controller)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        b.address.clone(),
+                        if b.rack.is_empty() {
+                            "-".into()
+                        } else {
+                            b.rack.clone()
+                        },
+                        if b.alive { "alive" } else { "dead" }.to_string(),
+                    ]
+                })
+                .collect();
+            println!(
+                "CLUSTER       {}\nCONTROLLER    {}\nPARTITIONS    {} ({} offline, {} under-replicated)\n\n{}",
+                info.cluster,
+                if info.controller < 0 { "none".to_string() } else { info.controller.to_string() },
+                info.partitions,
+                info.offline_partitions,
+                info.under_replicated_partitions,
+                table(&["BROKER", "ADDRESS", "RACK", "STATE"], &rows)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

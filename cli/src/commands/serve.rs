@@ -1,0 +1,211 @@
+//! `strata serve`: one broker of a cluster, with metadata in etcd.
+//!
+//! Every setting comes from (first wins) a flag, a `STRATA_*` environment variable, the TOML
+//! file named by `--config`, or the default.
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_broker::{Broker, BrokerConfig};
+use strata_coordinator::{EtcdCoordinator, EtcdOptions};
+
+use crate::parse;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// This broker's id, unique in the cluster.
+    #[arg(long, env = "STRATA_ID")]
+    pub id: Option<i32>,
+    /// Address to serve gRPC on (host:port).
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<String>,
+    /// Address other brokers and clients use to reach this one (default: --listen).
+    #[arg(long, env = "STRATA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Where logs live.
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// etcd endpoints, comma-separated (http://host:port or host:port).
+    #[arg(long, env = "STRATA_ETCD", value_delimiter = ',')]
+    pub etcd: Option<Vec<String>>,
+    /// Cluster name: the etcd key prefix is /strata/<cluster>/.
+    #[arg(long, env = "STRATA_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Rack (availability zone), for rack-aware replica placement.
+    #[arg(long, env = "STRATA_RACK")]
+    pub rack: Option<String>,
+    /// How long a dead broker stays registered, e.g. 6s.
+    #[arg(long, env = "STRATA_SESSION_TIMEOUT", value_parser = parse::duration)]
+    pub session_timeout: Option<Duration>,
+    /// TOML file with any of the settings above (keys as the flags, with _ for -).
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The file form of [`ServeArgs`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    id: Option<i32>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    data_dir: Option<PathBuf>,
+    etcd: Option<Vec<String>>,
+    cluster: Option<String>,
+    rack: Option<String>,
+    session_timeout: Option<String>,
+}
+
+/// The settings after merging flags, environment and file.
+#[derive(Debug, PartialEq)]
+pub struct ServeSettings {
+    pub id: i32,
+    pub listen: String,
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    pub etcd: Vec<String>,
+    pub cluster: String,
+    pub rack: Option<String>,
+    pub session_timeout: Duration,
+}
+
+pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
+    let file: ServeFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => ServeFile::default(),
+    };
+    let session_timeout = match (args.session_timeout, file.session_timeout) {
+        (Some(d), _) => d,
+        (None, Some(s)) => parse::duration(&s)
+            .map_err(|e| anyhow::anyhow!("session_timeout in the config file: {e}"))?,
+        (None, None) => Duration::from_secs(6),
+    };
+    let Some(id) = args.id.or(file.id) else {
+        bail!("--id is required (or STRATA_ID, or id in the config file)");
+    };
+    if id < 0 {
+        bail!("--id must be 0 or more, got {id}");
+    }
+    let Some(data_dir) = args.data_dir.or(file.data_dir) else {
+        bail!("--data-dir is required (or STRATA_DATA_DIR, or data_dir in the config file)");
+    };
+    let etcd = args.etcd.or(file.etcd).unwrap_or_default();
+    let etcd: Vec<String> = etcd
+        .into_iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if etcd.is_empty() {
+        bail!("--etcd is required (or STRATA_ETCD, or etcd in the config file): where the cluster's metadata lives");
+    }
+    if session_timeout < Duration::from_secs(2) {
+        bail!("--session-timeout must be at least 2s (etcd's smallest lease)");
+    }
+    Ok(ServeSettings {
+        id,
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:7092".to_string()),
+        advertise: args.advertise.or(file.advertise),
+        data_dir,
+        etcd,
+        cluster: args
+            .cluster
+            .or(file.cluster)
+            .unwrap_or_else(|| "strata".to_string()),
+        rack: args.rack.or(file.rack),
+        session_timeout,
+    })
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::dev::raise_open_files_limit();
+    let s = settings(args)?;
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", s.listen))?;
+    let local = listener.local_addr()?;
+    let advertised = match &s.advertise {
+        Some(a) => a.clone(),
+        None if local.ip().is_unspecified() => {
+            bail!("--listen {} binds every interface; say which address others should use with --advertise HOST:PORT", s.listen)
+        }
+        None => local.to_string(),
+    };
+    let coordinator = EtcdCoordinator::connect(&s.etcd, &s.cluster, EtcdOptions::default())
+        .await
+        .context("cannot connect to etcd")?;
+    let mut config = BrokerConfig::new(s.id, &s.data_dir, advertised.clone());
+    config.rack = s.rack.clone();
+    config.session_ttl = s.session_timeout;
+    let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
+        .await
+        .context("cannot start the broker")?;
+    eprintln!(
+        "strata serve: broker {} of cluster {:?} listening on {advertised} (etcd {})",
+        s.id,
+        s.cluster,
+        s.etcd.join(",")
+    );
+    broker.serve(listener, super::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile_dir();
+        let path = dir.join("strata.toml");
+        std::fs::write(&path, "id = 3\ndata_dir = \"/var/lib/strata\"\netcd = [\"127.0.0.1:2379\"]\nrack = \"a\"\nsession_timeout = \"10s\"\n").unwrap();
+        let s = settings(ServeArgs {
+            config: Some(path.clone()),
+            rack: Some("b".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.id, 3);
+        assert_eq!(s.rack.as_deref(), Some("b"));
+        assert_eq!(s.session_timeout, Duration::from_secs(10));
+        assert_eq!(s.cluster, "strata");
+        assert_eq!(s.listen, "127.0.0.1:7092");
+        std::fs::write(&path, "id = 3\nbogus = 1\n").unwrap();
+        let err = settings(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+    }
+
+    #[test]
+    fn missing_settings_are_named() {
+        let err = settings(ServeArgs::default()).unwrap_err().to_string();
+        assert!(err.contains("--id is required"), "{err}");
+        let err = settings(ServeArgs {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--etcd is required"), "{err}");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("strata-serve-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,171 @@
+//! The handles a [`Coordinator`](crate::Coordinator) gives out for things that live on:
+//! [`Watch`] (change notifications for a prefix) and [`Lease`] (a registration or leadership that
+//! lasts while it is kept alive).
+//!
+//! Both are the same for every implementation: a `Watch` is fed by a task through a channel of
+//! capacity one, so notifications coalesce; a `Lease` holds an optional keepalive task, a lost
+//! flag and a release action. The release action is a future that does nothing until polled
+//! (etcd) or a guard that releases when dropped (embedded), so `abandon` can simply drop it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::{CoordinatorError, Result};
+
+/// Change notifications for a prefix.
+///
+/// Notifications may be coalesced: after one, re-read with [`Coordinator::list`](crate::Coordinator::list).
+#[derive(Debug)]
+pub struct Watch {
+    rx: mpsc::Receiver<()>,
+    ended: Arc<OnceLock<String>>,
+}
+
+/// The feeding side of a [`Watch`], held by the task that observes the store.
+#[derive(Debug, Clone)]
+pub(crate) struct WatchSender {
+    tx: mpsc::Sender<()>,
+    ended: Arc<OnceLock<String>>,
+}
+
+impl Watch {
+    pub(crate) fn channel() -> (WatchSender, Watch) {
+        let (tx, rx) = mpsc::channel(1);
+        let ended = Arc::new(OnceLock::new());
+        (
+            WatchSender {
+                tx,
+                ended: ended.clone(),
+            },
+            Watch { rx, ended },
+        )
+    }
+
+    /// Waits for the next change. `Err(CoordinatorError::Unavailable)` when the watch ended
+    /// (store unreachable, stream broken): the caller re-creates it after a backoff.
+    pub async fn changed(&mut self) -> Result<()> {
+        match self.rx.recv().await {
+            Some(()) => Ok(()),
+            None => Err(CoordinatorError::Unavailable(
+                self.ended
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "the watch ended".to_string()),
+            )),
+        }
+    }
+}
+
+impl WatchSender {
+    /// Records a change; coalesces with one not yet consumed. False once the watch is dropped.
+    pub(crate) fn notify(&self) -> bool {
+        !matches!(
+            self.tx.try_send(()),
+            Err(mpsc::error::TrySendError::Closed(()))
+        )
+    }
+
+    /// Resolves when the [`Watch`] is dropped.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await
+    }
+
+    /// Ends the watch: its `changed` returns `Unavailable(reason)` after pending notifications.
+    pub(crate) fn end(self, reason: String) {
+        let _ = self.ended.set(reason);
+    }
+}
+
+/// What releasing a lease does; not run until awaited (and never by [`Lease::abandon`]).
+pub(crate) type Release = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// A lease-backed registration or leadership. Dropping it releases best-effort (spawned on the
+/// current Tokio runtime, if any).
+pub struct Lease {
+    lost: watch::Receiver<bool>,
+    /// In a mutex only so that `Lease` is `Sync`; it is only touched through `&mut self`.
+    release: Mutex<Option<Release>>,
+    keepalive: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// `lost` turns true (or its sender is dropped) when the lease is known to be gone.
+    pub(crate) fn new(
+        lost: watch::Receiver<bool>,
+        release: Release,
+        keepalive: Option<JoinHandle<()>>,
+    ) -> Lease {
+        Lease {
+            lost,
+            release: Mutex::new(Some(release)),
+            keepalive,
+        }
+    }
+
+    /// Replaces the release action (a leadership learns its key only once it leads).
+    pub(crate) fn set_release(&mut self, release: Release) {
+        *self.release.get_mut() = Some(release);
+    }
+
+    /// Resolves once the lease is known to be gone (expired, revoked, key deleted by someone
+    /// else).
+    pub async fn lost(&self) {
+        let mut rx = self.lost.clone();
+        // A dropped sender means the keepalive ended without a verdict: nobody keeps the lease.
+        let _ = rx.wait_for(|lost| *lost).await;
+    }
+
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow() || self.lost.has_changed().is_err()
+    }
+
+    /// Deletes the key (or resigns) and revokes the lease now.
+    pub async fn release(mut self) -> Result<()> {
+        self.stop_keepalive();
+        match self.release.get_mut().take() {
+            Some(release) => release.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Stops the keepalive WITHOUT revoking: the key expires after the TTL. For tests that
+    /// simulate a crash. (The embedded store has no expiry: there the key goes at once.)
+    pub fn abandon(mut self) {
+        self.stop_keepalive();
+        drop(self.release.get_mut().take());
+    }
+
+    fn stop_keepalive(&mut self) {
+        if let Some(task) = self.keepalive.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop_keepalive();
+        if let Some(release) = self.release.get_mut().take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = release.await {
+                        tracing::warn!("releasing a dropped lease failed (it will expire): {e}");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! A private etcd for tests: its own ports on 127.0.0.1 and its own data directory, so it never
+//! meets a developer's etcd. Killed (SIGKILL) when dropped.
+//!
+//! Invariant: if etcd cannot start (binary missing, not healthy within 20 s) the test panics with
+//! etcd's log; it never skips.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// How long etcd may take to become healthy.
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// An etcd process of one member.
+pub struct EtcdServer {
+    /// The client URL, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    client: SocketAddr,
+    peer_port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// Starts etcd on free ports and a fresh data directory, and waits until it is healthy.
+    pub fn start() -> EtcdServer {
+        let client_port = free_port();
+        let mut peer_port = free_port();
+        while peer_port == client_port {
+            peer_port = free_port();
+        }
+        let dir = tempfile::tempdir().expect("temp dir for etcd");
+        let mut server = EtcdServer {
+            endpoint: format!("http://127.0.0.1:{client_port}"),
+            client: SocketAddr::from(([127, 0, 0, 1], client_port)),
+            peer_port,
+            child: None,
+            log: dir.path().join("etcd.log"),
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    /// SIGKILL; the data directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills etcd if it runs, then starts it again on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// SIGSTOP: etcd stops answering but keeps its connections.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`EtcdServer::pause`].
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("etcd is not running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal} etcd failed: {status}");
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "etcd is still running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("etcd log file");
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let bin = std::env::var("STRATA_ETCD").unwrap_or_else(|_| "etcd".to_string());
+        let child = Command::new(&bin)
+            .arg("--name")
+            .arg("strata-test")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &self.endpoint])
+            .args(["--advertise-client-urls", &self.endpoint])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("strata-test={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn();
+        match child {
+            Ok(child) => self.child = Some(child),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                panic!("etcd not found ({bin}); run scripts/test.sh, which installs etcd-server")
+            }
+            Err(e) => panic!("starting etcd ({bin}) failed: {e}"),
+        }
+        self.wait_healthy();
+    }
+
+    /// Waits until etcd accepts connections and reports itself healthy on `/health`.
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("etcd exited with {status}:\n{}", self.log_tail());
+            }
+            if self.healthy() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "etcd at {} is not healthy after {STARTUP:?}:\n{}",
+            self.endpoint,
+            self.log_tail()
+        );
+    }
+
+    fn healthy(&self) -> bool {
+        let Ok(mut conn) = TcpStream::connect_timeout(&self.client, Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let request = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
+        let mut answer = String::new();
+        conn.write_all(request.as_bytes()).is_ok()
+            && conn.read_to_string(&mut answer).is_ok()
+            && answer.contains("\"health\":\"true\"")
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
