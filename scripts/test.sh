@@ -22,8 +22,11 @@ need_pkg() { # need_pkg COMMAND PACKAGE...
 }
 
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs)" >&2; exit 1; }
-# Native code in dependencies (zstd) needs a C compiler.
+# Native code in dependencies (zstd) needs a C compiler; etcd-client's build needs protoc.
 need_pkg cc build-essential
+need_pkg protoc protobuf-compiler
+# End-to-end and coordinator tests start their own etcd.
+need_pkg etcd etcd-server
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

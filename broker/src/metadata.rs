@@ -134,9 +134,15 @@ impl MetadataStore {
             .store
             .register(&broker_key(broker.id), encode(broker)?, ttl)
             .await?;
-        self.store
-            .put(&known_broker_key(broker.id), encode(broker)?, Expect::Any)
-            .await?;
+        // The permanent record changes only when the address or rack does; CAS like every write.
+        let key = known_broker_key(broker.id);
+        let value = encode(broker)?;
+        let expect = match self.store.get(&key).await? {
+            Some(v) if v.value == value => return Ok(lease),
+            Some(v) => Expect::Revision(v.revision),
+            None => Expect::Absent,
+        };
+        self.store.put(&key, value, expect).await?;
         Ok(lease)
     }
 

@@ -4,6 +4,7 @@
 //! Invariant: a test that cannot start what it needs panics (fails); it never skips.
 
 pub mod etcd;
+pub mod serve;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -135,15 +136,7 @@ impl DevBroker {
 
     /// Like [`DevBroker::cli`], but panics with stderr unless the command succeeds.
     pub fn cli_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
-        let out = self.cli(args, stdin);
-        assert!(
-            out.status.success(),
-            "strata {} failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        run_cli_ok(&self.addr.to_string(), args, stdin)
     }
 }
 
@@ -153,7 +146,20 @@ impl Drop for DevBroker {
     }
 }
 
-/// Runs `strata ARGS --brokers ADDR` with `stdin`.
+/// Like [`run_cli`], but panics with stderr unless the command succeeds; returns stdout.
+pub fn run_cli_ok(brokers: &str, args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = run_cli(brokers, args, stdin);
+    assert!(
+        out.status.success(),
+        "strata {} (brokers {brokers}) failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs `strata ARGS` with `STRATA_BROKERS=brokers` and `stdin`.
 pub fn run_cli(brokers: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(strata_bin())
         .args(args)

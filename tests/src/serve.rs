@@ -1,0 +1,134 @@
+//! `strata serve` processes for cluster tests: each with its own port and data directory,
+//! pointed at a test etcd. Killed (SIGKILL) when dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::{free_port, run_cli, run_cli_ok, strata_bin, wait_for_port};
+
+/// Registration lease used by tests: short, so a killed broker is noticed quickly.
+pub const TEST_SESSION_TIMEOUT: &str = "3s";
+
+pub struct ServeBroker {
+    pub id: i32,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    etcd: String,
+    cluster: String,
+    child: Option<Child>,
+    log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl ServeBroker {
+    /// Starts broker `id` of `cluster` against `etcd` and waits for its port.
+    pub fn start(id: i32, etcd: &str, cluster: &str) -> ServeBroker {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut b = ServeBroker {
+            id,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            data_dir: tmp.path().join("data"),
+            etcd: etcd.to_string(),
+            cluster: cluster.to_string(),
+            child: None,
+            log: tmp.path().join("broker.log"),
+            _tmp: tmp,
+        };
+        b.restart();
+        b
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(strata_bin());
+        cmd.args([
+            "serve",
+            "--id",
+            &self.id.to_string(),
+            "--listen",
+            &self.addr.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .args(["--etcd", &self.etcd, "--cluster", &self.cluster])
+        .args(["--session-timeout", TEST_SESSION_TIMEOUT]);
+        cmd
+    }
+
+    /// Starts (again) on the same port and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker {} is still running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("broker log file");
+        let child = self
+            .command()
+            .env("STRATA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting strata serve");
+        self.child = Some(child);
+        self.wait_listening();
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "broker {} exited with {status} while starting:\n{}",
+                    self.id,
+                    self.log_text()
+                );
+            }
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_for_port(self.addr, Duration::from_millis(1));
+    }
+
+    /// SIGKILL: no flush, no clean shutdown, the registration lease left to expire.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL strata serve");
+            child.wait().expect("reaping strata serve");
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// What the broker wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs a client command against this broker.
+    pub fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_cli(&self.addr.to_string(), args, stdin)
+    }
+
+    /// Like [`ServeBroker::cli`], but panics with stderr unless the command succeeds.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        run_cli_ok(&self.addr.to_string(), args, stdin)
+    }
+}
+
+impl Drop for ServeBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
