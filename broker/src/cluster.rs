@@ -20,7 +20,9 @@ impl BrokerState {
     pub async fn sync(&self) -> Result<()> {
         let _one_at_a_time = self.sync_lock.lock().await;
         let snapshot = Arc::new(self.metadata.snapshot().await?);
-        self.replicas.apply(snapshot).await
+        self.replicas.apply(snapshot).await?;
+        self.reconcile_fetchers();
+        Ok(())
     }
 }
 

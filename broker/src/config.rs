@@ -31,6 +31,10 @@ pub struct BrokerConfig {
     pub session_ttl: Duration,
     /// How often metadata is re-read even without a change notification.
     pub metadata_resync_interval: Duration,
+    /// A follower not caught up for this long leaves the ISR (replica.lag.time.max.ms).
+    pub replica_lag_time_max: Duration,
+    /// How often the controller moves leadership back to preferred replicas.
+    pub leader_rebalance_interval: Duration,
 }
 
 impl BrokerConfig {
@@ -53,6 +57,8 @@ impl BrokerConfig {
             max_partitions_per_topic: 10_000,
             session_ttl: Duration::from_secs(6),
             metadata_resync_interval: Duration::from_secs(5),
+            replica_lag_time_max: Duration::from_secs(30),
+            leader_rebalance_interval: Duration::from_secs(30),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::metadata::CONTROLLER_ELECTION;
 use crate::placement;
 use crate::state::BrokerState;
+use crate::topic_config;
 
 /// How often the controller re-checks leadership without a change notification.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -49,8 +50,13 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         tracing::info!(broker = me, "this broker is now the controller");
         state.is_controller.store(true, Ordering::SeqCst);
         let mut changes = store.watch("").await.ok();
+        let mut last_rebalance = tokio::time::Instant::now();
         loop {
-            if let Err(e) = elect_leaders(&state).await {
+            let rebalance = last_rebalance.elapsed() >= state.config.leader_rebalance_interval;
+            if rebalance {
+                last_rebalance = tokio::time::Instant::now();
+            }
+            if let Err(e) = elect_leaders(&state, rebalance).await {
                 tracing::warn!(error = %e, "leader election pass failed");
             }
             let changed = async {
@@ -88,8 +94,9 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One pass: every partition whose leader is gone gets a new one from its alive ISR.
-async fn elect_leaders(state: &BrokerState) -> Result<()> {
+/// One pass over every partition: dead brokers leave ISRs, partitions whose leader died get a
+/// new one from their alive ISR, and (when `rebalance`) preferred replicas lead again.
+async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
     let alive: BTreeSet<i32> = state
         .metadata
         .brokers()
@@ -99,6 +106,7 @@ async fn elect_leaders(state: &BrokerState) -> Result<()> {
         .collect();
     for topic in state.metadata.topics().await? {
         let name = &topic.value.name;
+        let config = topic_config::resolve(state.replicas.defaults(), &topic.value.config)?;
         for (index, current) in state
             .metadata
             .partitions(name)
@@ -106,7 +114,13 @@ async fn elect_leaders(state: &BrokerState) -> Result<()> {
             .into_iter()
             .enumerate()
         {
-            let Some(next) = placement::elect(&current.value, &alive) else {
+            let next = placement::elect(&current.value, &alive, config.unclean_leader_election)
+                .or_else(|| {
+                    rebalance
+                        .then(|| placement::prefer(&current.value, &alive))
+                        .flatten()
+                });
+            let Some(next) = next else {
                 continue;
             };
             if state
@@ -114,10 +128,13 @@ async fn elect_leaders(state: &BrokerState) -> Result<()> {
                 .update_partition(name, index as u32, &next, current.revision)
                 .await?
             {
+                let was = &current.value;
                 if next.leader < 0 {
                     tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
+                } else if next.leader != was.leader {
+                    tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
                 } else {
-                    tracing::info!(topic = %name, partition = index, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
+                    tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead brokers from the ISR");
                 }
             }
         }

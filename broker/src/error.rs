@@ -60,6 +60,12 @@ pub enum BrokerError {
     Metadata(#[from] CoordinatorError),
     #[error("{0}")]
     NotController(String),
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    FencedEpoch(String),
     /// The controller's own answer to a forwarded request, passed on as it is.
     #[error("{}", .0.message())]
     Forwarded(tonic::Status),
@@ -104,6 +110,9 @@ impl BrokerError {
                 ErrorCode::LeaderNotAvailable
             }
             BrokerError::Forwarded(status) => ErrorCode::of(status),
+            BrokerError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
+            BrokerError::Timeout(_) => ErrorCode::RequestTimedOut,
+            BrokerError::FencedEpoch(_) => ErrorCode::FencedLeaderEpoch,
             BrokerError::Internal(_) => ErrorCode::Unknown,
         }
     }

@@ -8,6 +8,9 @@
 //! - [`cluster`]: following the metadata (watch + periodic resync).
 //! - [`controller`]: the elected broker that places replicas and moves leadership.
 //! - [`placement`]: placement and leader election rules (pure).
+//! - [`replication`]: the leader's side: follower fetches, epoch queries, ISR changes.
+//! - [`follower`]: the follower's side: truncation and fetching.
+//! - [`producer_state`]: idempotent-producer deduplication.
 //! - [`snapshot`]: one consistent view of the cluster metadata.
 //! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
@@ -21,11 +24,14 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod follower;
 pub mod metadata;
 pub mod partition;
 pub mod peers;
 pub mod placement;
+pub mod producer_state;
 pub mod replicas;
+pub mod replication;
 pub mod server;
 pub mod service;
 pub mod snapshot;

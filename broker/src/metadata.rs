@@ -220,6 +220,42 @@ impl MetadataStore {
         Ok(snapshot)
     }
 
+    /// One partition's state with its revision.
+    pub async fn partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<Revisioned<PartitionState>>> {
+        let key = partition_key(topic, partition);
+        match self.store.get(&key).await? {
+            None => Ok(None),
+            Some(v) => decode(&key, v).map(Some),
+        }
+    }
+
+    /// Reserves `count` producer ids for this broker: returns the first; a CAS on one counter.
+    pub async fn reserve_producer_ids(&self, count: i64) -> Result<i64> {
+        const KEY: &str = "producer_ids/next";
+        loop {
+            let (next, expect) = match self.store.get(KEY).await? {
+                None => (0, Expect::Absent),
+                Some(v) => {
+                    let n: i64 = std::str::from_utf8(&v.value)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .ok_or_else(|| corrupt(KEY, "not a number"))?;
+                    (n, Expect::Revision(v.revision))
+                }
+            };
+            let value = Bytes::from((next + count).to_string());
+            match self.store.put(KEY, value, expect).await {
+                Ok(_) => return Ok(next),
+                Err(CoordinatorError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Replaces a partition's state if it is still at `revision`. `Ok(false)` on a conflict.
     pub async fn update_partition(
         &self,

@@ -76,11 +76,11 @@ pub fn place(
                         }
                     }
                 }
+                // Every replica of a new partition is empty, so all are in sync.
                 PartitionState {
                     leader: replicas[0],
                     leader_epoch: 0,
-                    // Only the leader holds data until followers replicate.
-                    isr: vec![replicas[0]],
+                    isr: replicas.clone(),
                     replicas,
                 }
             })
@@ -89,34 +89,53 @@ pub fn place(
 }
 
 /// What the controller should write for a partition given the live brokers, or `None` when
-/// its current leader is fine. Leaders are chosen among alive ISR members, in replica order;
-/// with none alive the partition goes offline (leader -1) and keeps its last ISR, so the last
-/// in-sync replica can lead again when it returns.
-pub fn elect(state: &PartitionState, alive: &BTreeSet<i32>) -> Option<PartitionState> {
+/// nothing needs to change:
+/// - leader alive: dead followers leave the ISR (the epoch stays);
+/// - leader dead: the first alive ISR member in replica order leads, the epoch is bumped, and
+///   dead members leave the ISR; with none alive the partition goes offline (leader -1) and keeps
+///   its last ISR, so that replica can lead again when it returns — unless `unclean` is set, in
+///   which case any alive replica leads (and acknowledged records may be lost).
+pub fn elect(
+    state: &PartitionState,
+    alive: &BTreeSet<i32>,
+    unclean: bool,
+) -> Option<PartitionState> {
+    let alive_isr: Vec<i32> = state
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| alive.contains(r))
+        .collect();
     if state.leader >= 0 && alive.contains(&state.leader) {
-        return None;
+        if alive_isr.len() == state.isr.len() {
+            return None;
+        }
+        return Some(PartitionState {
+            isr: alive_isr,
+            ..state.clone()
+        });
     }
-    let candidates: Vec<i32> = state
+    let in_sync = state
         .replicas
         .iter()
         .copied()
-        .filter(|r| state.isr.contains(r) && alive.contains(r))
-        .collect();
-    match candidates.first() {
-        Some(&leader) => {
-            let isr: Vec<i32> = state
-                .isr
-                .iter()
-                .copied()
-                .filter(|r| alive.contains(r))
-                .collect();
-            Some(PartitionState {
-                replicas: state.replicas.clone(),
-                leader,
-                leader_epoch: state.leader_epoch + 1,
-                isr,
-            })
-        }
+        .find(|r| alive_isr.contains(r));
+    let next_leader = in_sync.or_else(|| {
+        unclean
+            .then(|| state.replicas.iter().copied().find(|r| alive.contains(r)))
+            .flatten()
+    });
+    match next_leader {
+        Some(leader) => Some(PartitionState {
+            replicas: state.replicas.clone(),
+            leader,
+            leader_epoch: state.leader_epoch + 1,
+            isr: if in_sync.is_some() {
+                alive_isr
+            } else {
+                vec![leader]
+            },
+        }),
         None if state.leader >= 0 => Some(PartitionState {
             replicas: state.replicas.clone(),
             leader: -1,
@@ -125,6 +144,21 @@ pub fn elect(state: &PartitionState, alive: &BTreeSet<i32>) -> Option<PartitionS
         }),
         None => None,
     }
+}
+
+/// Moves leadership back to the preferred replica (the first) when it is alive, in sync and
+/// not leading; `None` otherwise.
+pub fn prefer(state: &PartitionState, alive: &BTreeSet<i32>) -> Option<PartitionState> {
+    let preferred = *state.replicas.first()?;
+    let eligible = state.leader >= 0
+        && state.leader != preferred
+        && alive.contains(&preferred)
+        && state.isr.contains(&preferred);
+    eligible.then(|| PartitionState {
+        leader: preferred,
+        leader_epoch: state.leader_epoch + 1,
+        ..state.clone()
+    })
 }
 
 #[cfg(test)]
@@ -183,25 +217,60 @@ mod tests {
             isr: vec![1, 3],
         };
         assert_eq!(
-            elect(&state, &[1, 2, 3].into()),
+            elect(&state, &[1, 2, 3].into(), false),
             None,
             "leader alive: nothing to do"
         );
-        let next = elect(&state, &[2, 3].into()).unwrap();
+        let next = elect(&state, &[2, 3].into(), false).unwrap();
         assert_eq!(
             (next.leader, next.leader_epoch, next.isr.clone()),
             (3, 5, vec![3])
         );
         // Broker 2 is alive but not in sync: no unclean election.
-        let offline = elect(&next, &[2].into()).unwrap();
+        let offline = elect(&next, &[2].into(), false).unwrap();
         assert_eq!((offline.leader, offline.isr.clone()), (-1, vec![3]));
         assert_eq!(
-            elect(&offline, &[2].into()),
+            elect(&offline, &[2].into(), false),
             None,
             "still offline, nothing to write"
         );
+        // Unless unclean election is on.
+        let unclean = elect(&offline, &[2].into(), true).unwrap();
+        assert_eq!((unclean.leader, unclean.isr.clone()), (2, vec![2]));
         // The last in-sync replica returns and leads again.
-        let back = elect(&offline, &[2, 3].into()).unwrap();
+        let back = elect(&offline, &[2, 3].into(), false).unwrap();
         assert_eq!((back.leader, back.leader_epoch), (3, 7));
+        // A dead follower leaves the ISR without an epoch change.
+        let full = PartitionState {
+            isr: vec![1, 2, 3],
+            ..state.clone()
+        };
+        let shrunk = elect(&full, &[1, 2].into(), false).unwrap();
+        assert_eq!(
+            (shrunk.leader, shrunk.leader_epoch, shrunk.isr),
+            (1, 4, vec![1, 2])
+        );
+    }
+
+    #[test]
+    fn preferred_leader_returns_once_in_sync() {
+        let state = PartitionState {
+            replicas: vec![1, 2, 3],
+            leader: 2,
+            leader_epoch: 3,
+            isr: vec![2, 3],
+        };
+        assert_eq!(
+            prefer(&state, &[1, 2, 3].into()),
+            None,
+            "1 is not in sync yet"
+        );
+        let synced = PartitionState {
+            isr: vec![1, 2, 3],
+            ..state
+        };
+        let back = prefer(&synced, &[1, 2, 3].into()).unwrap();
+        assert_eq!((back.leader, back.leader_epoch), (1, 4));
+        assert_eq!(prefer(&back, &[1, 2, 3].into()), None);
     }
 }

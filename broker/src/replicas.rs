@@ -196,7 +196,8 @@ impl ReplicaManager {
                             clock.clone(),
                         )
                         .map_err(|e| BrokerError::from_log(&name, p, e))?;
-                        let partition = Partition::new(name.clone(), p, log, state);
+                        let partition =
+                            Partition::new(name.clone(), p, me, log, state, clock.clone());
                         partition.set_min_insync_replicas(min_isr);
                         Ok((p, partition))
                     })

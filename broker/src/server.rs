@@ -70,6 +70,9 @@ impl Broker {
             peers: Peers::default(),
             is_controller: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
+            fetchers: Default::default(),
+            isr_joiners: Default::default(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         state.sync().await?;
         state
@@ -122,6 +125,10 @@ impl Broker {
                 stop_rx.clone(),
             )),
             tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::replication::manage_isr(
+                state.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx)),
         ];
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
@@ -138,6 +145,7 @@ impl Broker {
         for task in tasks {
             let _ = task.await;
         }
+        state.fetchers.stop_all();
         let closed = state.replicas.close_all().await;
         tracing::info!(
             broker = state.config.broker_id,

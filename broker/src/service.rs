@@ -10,6 +10,10 @@ use tonic::{Request, Response, Status};
 use crate::error::BrokerError;
 use crate::state::BrokerState;
 
+/// How long acks=all may wait for the ISR when the request does not say.
+const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Clone)]
 pub struct LogService {
     pub state: Arc<BrokerState>,
@@ -41,7 +45,11 @@ impl Log for LogService {
             pb::Acks::All | pb::Acks::Unspecified => Some(partition.min_insync_replicas()),
             pb::Acks::None | pb::Acks::Leader => None,
         };
-        let info = partition.append(req.records, min_isr).await?;
+        let timeout = match req.timeout_ms {
+            0 => DEFAULT_PRODUCE_TIMEOUT,
+            ms => Duration::from_millis(ms as u64).min(MAX_PRODUCE_TIMEOUT),
+        };
+        let info = partition.append(req.records, min_isr, timeout).await?;
         Ok(Response::new(pb::ProduceResponse {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
@@ -149,6 +157,17 @@ impl Log for LogService {
             topics,
         }))
     }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let producer_id = self.state.next_producer_id().await?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: 0,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -218,5 +237,23 @@ impl Replica for ReplicaService {
         Ok(Response::new(pb::PartitionStatusResponse {
             partitions: self.state.partition_status(&req.topic, &req.partitions),
         }))
+    }
+
+    async fn replica_fetch(
+        &self,
+        request: Request<pb::ReplicaFetchRequest>,
+    ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
+        Ok(Response::new(
+            self.state.replica_fetch(request.into_inner()).await?,
+        ))
+    }
+
+    async fn epoch_end_offset(
+        &self,
+        request: Request<pb::EpochEndOffsetRequest>,
+    ) -> Result<Response<pb::EpochEndOffsetResponse>, Status> {
+        Ok(Response::new(
+            self.state.epoch_end_offset(request.into_inner())?,
+        ))
     }
 }

@@ -4,7 +4,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use strata_log::Clock;
 
+use parking_lot::Mutex;
+use std::collections::HashSet;
+
 use crate::config::BrokerConfig;
+use crate::follower::Fetchers;
 use crate::metadata::MetadataStore;
 use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
@@ -20,4 +24,10 @@ pub struct BrokerState {
     pub is_controller: AtomicBool,
     /// Serializes metadata syncs.
     pub sync_lock: tokio::sync::Mutex<()>,
+    /// Follower fetch tasks, one per followed partition.
+    pub fetchers: Fetchers,
+    /// Followers that caught up and should join the ISR: (topic, partition, follower).
+    pub isr_joiners: Mutex<HashSet<(String, u32, i32)>>,
+    /// Producer ids this broker may hand out: [next, end).
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }

@@ -15,6 +15,8 @@ use crate::error::{BrokerError, Result};
 pub struct TopicConfig {
     pub log: LogConfig,
     pub min_insync_replicas: u32,
+    /// Elect an out-of-sync replica when no in-sync one is alive (may lose records).
+    pub unclean_leader_election: bool,
 }
 
 impl Default for TopicConfig {
@@ -22,6 +24,7 @@ impl Default for TopicConfig {
         TopicConfig {
             log: LogConfig::default(),
             min_insync_replicas: 1,
+            unclean_leader_election: false,
         }
     }
 }
@@ -69,6 +72,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "segment.ms",
         "age at which the active segment is rolled, in ms",
     ),
+    (
+        "unclean.leader.election.enable",
+        "elect an out-of-sync replica when no in-sync one is alive (may lose records)",
+    ),
 ];
 
 /// Checks that every override names a known key and parses; returns the resolved config.
@@ -110,6 +117,13 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
             log.segment_index_bytes = positive(key, value, i32::MAX as i64)? as u32
         }
         "segment.ms" => log.segment_ms = optional(key, value)?,
+        "unclean.leader.election.enable" => {
+            cfg.unclean_leader_election = match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(invalid(key, value, "expected true or false")),
+            }
+        }
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(BrokerError::InvalidConfig(format!(
@@ -187,6 +201,10 @@ pub fn effective(cfg: &TopicConfig) -> BTreeMap<String, String> {
             log.segment_index_bytes.to_string(),
         ),
         ("segment.ms".to_string(), opt(log.segment_ms)),
+        (
+            "unclean.leader.election.enable".to_string(),
+            cfg.unclean_leader_election.to_string(),
+        ),
     ])
 }
 

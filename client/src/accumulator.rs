@@ -121,6 +121,8 @@ pub(crate) struct Batch {
 
 #[derive(Debug, Default)]
 struct PartitionQueue {
+    /// Sequence number of the next record to leave (idempotence).
+    next_sequence: i32,
     open: Option<Batch>,
     sealed: VecDeque<Batch>,
     in_flight: Vec<Arc<BatchShared>>,
@@ -151,6 +153,8 @@ pub(crate) enum Route {
 /// Settings the accumulator needs.
 #[derive(Debug, Clone)]
 pub(crate) struct AccumulatorConfig {
+    /// Producer id and epoch when idempotent: batches then carry per-partition sequences.
+    pub producer: Option<(i64, i16)>,
     pub batch_bytes: usize,
     pub linger: Duration,
     pub compression: Compression,
@@ -322,6 +326,17 @@ impl Accumulator {
                     } else {
                         break;
                     };
+                    let mut batch = batch;
+                    if let Some((id, epoch)) = self.config.producer {
+                        // Sequences follow the order batches leave, which is the send order.
+                        let records = batch.builder.len() as i32;
+                        let builder = std::mem::replace(
+                            &mut batch.builder,
+                            BatchBuilder::new(Compression::None),
+                        );
+                        batch.builder = builder.producer(id, epoch, q.next_sequence);
+                        q.next_sequence = q.next_sequence.wrapping_add(records) & i32::MAX;
+                    }
                     q.in_flight.push(batch.shared.clone());
                     out.push(batch);
                 }

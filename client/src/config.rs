@@ -85,6 +85,9 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Produce requests in flight per partition; 1 keeps order across retries. Default 1.
     pub max_in_flight_per_partition: usize,
+    /// Idempotent producer: a producer id and per-partition sequence numbers let the broker
+    /// write a retried batch once. Default true (as in Kafka).
+    pub enable_idempotence: bool,
 }
 
 impl ProducerConfig {
@@ -98,6 +101,7 @@ impl ProducerConfig {
             buffer_bytes: 32 * 1024 * 1024,
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
+            enable_idempotence: true,
             max_in_flight_per_partition: 1,
         }
     }

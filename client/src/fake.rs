@@ -250,6 +250,16 @@ impl Log for Fake {
         }))
     }
 
+    async fn init_producer_id(
+        &self,
+        _request: Request<strata_proto::InitProducerIdRequest>,
+    ) -> Result<Response<strata_proto::InitProducerIdResponse>, Status> {
+        Ok(Response::new(strata_proto::InitProducerIdResponse {
+            producer_id: 1000,
+            producer_epoch: 0,
+        }))
+    }
+
     async fn metadata(
         &self,
         request: Request<MetadataRequest>,

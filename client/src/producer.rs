@@ -138,7 +138,12 @@ impl Producer {
             ));
         }
         let cluster = Cluster::connect(config.client.clone()).await?;
+        let producer = match config.enable_idempotence {
+            true => Some(init_producer_id(&cluster).await?),
+            false => None,
+        };
         let acc = Arc::new(Accumulator::new(AccumulatorConfig {
+            producer,
             batch_bytes: config.batch_bytes,
             linger: config.linger,
             compression: config.compression,
@@ -232,4 +237,29 @@ impl Producer {
             .expect("set the clock before cloning the producer")
             .clock = clock;
     }
+}
+
+/// Asks any broker for a producer id (idempotence).
+async fn init_producer_id(cluster: &Cluster) -> Result<(i64, i16)> {
+    let mut last = None;
+    for address in cluster.any_broker_addresses() {
+        let mut client = match cluster.conns().log(&address).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match client
+            .init_producer_id(strata_proto::InitProducerIdRequest {})
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                return Ok((r.producer_id, r.producer_epoch as i16));
+            }
+            Err(s) => last = Some(cluster.conns().error(s, &address)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidInput("no broker address given".to_string())))
 }

@@ -8,8 +8,9 @@
 //! - [`index`]: the sparse, memory-mapped offset and time indexes beside each segment.
 //! - [`scan`]: one sequential pass over a segment file (recovery, index rebuilds).
 //! - [`segment`]: one `.log` file of whole batches with its indexes.
-//! - [`log`]: [`Log`], a partition directory of segments: append, read, roll, retention,
-//!   flush policy, truncation and crash recovery.
+//! - [`epochs`]: the leader-epoch cache and its `leader-epoch-checkpoint` file.
+//! - [`log`]: [`Log`], a partition directory of segments: append (as leader or replica), read,
+//!   roll, retention, flush policy, truncation, crash recovery and the epoch cache.
 //!
 //! Invariant: the broker's produce and fetch paths touch batch headers only; per-record work
 //! happens in clients (and in the one batch a timestamp lookup decodes). Bytes read from disk
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod clock;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod index;
 pub mod log;
@@ -29,6 +31,7 @@ pub mod varint;
 pub use batch::{BatchHeader, Compression};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
+pub use epochs::EpochEntry;
 pub use error::{ErrorKind, LogError, Result};
 pub use log::{AppendInfo, Log, ReadResult, RetentionReport, SegmentInfo};
 pub use records::{BatchBuilder, Header, Record};

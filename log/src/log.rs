@@ -6,6 +6,7 @@
 //!       00000000000000000000.timeindex  sparse time index
 //!       00000000000000001234.log        ... the last segment is the active one
 //!       .clean_shutdown                 written by close(), removed by open()
+//!       leader-epoch-checkpoint         where each leader epoch starts (see [`crate::epochs`])
 //! ```
 //!
 //! Invariants kept here:
@@ -16,7 +17,10 @@
 //!   above the caller's `max_offset` (the high watermark) except inside the first batch;
 //! - retention deletes whole sealed segments from the oldest, never the active one;
 //! - after a crash (no `.clean_shutdown`), `open` re-validates the active segment and cuts a
-//!   torn tail, so the log end offset is always the end of the last whole, valid batch.
+//!   torn tail, so the log end offset is always the end of the last whole, valid batch;
+//! - the leader-epoch cache only holds entries inside the log: appends record an epoch before
+//!   writing its first batch (and undo it if the write fails), truncation and retention trim
+//!   it, and `open` drops entries at or past the recovered log end offset.
 //!
 //! Durability: an append is in the page cache when it returns; it is on disk after `flush`
 //! (called by the `flush.messages` / `flush.ms` policies, or by the caller). A crash of the
@@ -29,9 +33,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchIter};
+use crate::batch::{self, BatchHeader, BatchIter};
 use crate::clock::Clock;
 use crate::config::LogConfig;
+use crate::epochs::{EpochCache, EpochEntry};
 use crate::error::{LogError, Result};
 use crate::segment::{file_stem, OpenMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
@@ -95,6 +100,7 @@ pub struct Log {
     last_flush_ms: i64,
     /// A segment file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
+    epochs: EpochCache,
 }
 
 impl Log {
@@ -138,7 +144,8 @@ impl Log {
                 .map_err(|e| LogError::io(format!("removing {}", marker.display()), e))?;
         }
         sync_dir(&dir)?;
-        let log = Log {
+        let mut log = Log {
+            epochs: EpochCache::new(&dir),
             dir,
             config,
             clock,
@@ -147,6 +154,7 @@ impl Log {
             last_flush_ms: now,
             dir_dirty: false,
         };
+        log.load_epochs()?;
         tracing::debug!(dir = %log.dir.display(), clean, start = log.log_start_offset(),
             end = log.log_end_offset(), segments = log.segments.len(), "opened log");
         Ok(log)
@@ -180,6 +188,56 @@ impl Log {
             }
         }
         let base_offset = self.log_end_offset();
+        batch::stamp_all(batches, base_offset, leader_epoch);
+        self.write(batches, &summary, &[(leader_epoch, base_offset)])
+    }
+
+    /// Appends batches exactly as the leader wrote them: base offsets and leader epochs are
+    /// kept, not stamped. Checks framing and CRC of every batch, that the first batch starts at
+    /// the log end offset and each next one right after the previous (else `InvalidBatch`,
+    /// nothing written). Same roll rules, single write, flush policy and all-or-nothing
+    /// behaviour as [`Log::append`], except `max.message.bytes`: the leader already accepted
+    /// these batches, and a follower refusing one would stall replication for good. Records in
+    /// the epoch cache every batch whose epoch is greater than the latest cached one.
+    pub fn append_replica(&mut self, batches: &[u8]) -> Result<AppendInfo> {
+        let summary = batch::validate_all(batches)?;
+        let mut expect = self.log_end_offset();
+        // Only the batches that raise the epoch: usually none.
+        let mut starts: Vec<(i32, i64)> = Vec::new();
+        for (i, item) in BatchIter::new(batches).enumerate() {
+            let (header, _) = item?;
+            if header.base_offset != expect {
+                let what = if header.base_offset > expect {
+                    "would leave a gap"
+                } else {
+                    "would overlap offsets before it"
+                };
+                return Err(LogError::InvalidBatch(format!(
+                    "replicated batch {} holds offsets {}..{} but the log expects one starting \
+                     at {expect}: it {what}",
+                    i,
+                    header.base_offset,
+                    header.next_offset()
+                )));
+            }
+            expect = header.next_offset();
+            let epoch = header.partition_leader_epoch;
+            if self.epochs.is_new(epoch) && starts.last().is_none_or(|&(e, _)| epoch > e) {
+                starts.push((epoch, header.base_offset));
+            }
+        }
+        self.write(batches, &summary, &starts)
+    }
+
+    /// Rolls if due, records new epochs (`(epoch, base offset)` of the batches), and appends
+    /// validated, stamped batches starting at the log end offset in one write.
+    fn write(
+        &mut self,
+        batches: &[u8],
+        summary: &batch::BatchesSummary,
+        epoch_starts: &[(i32, i64)],
+    ) -> Result<AppendInfo> {
+        let base_offset = self.log_end_offset();
         let last_offset = base_offset + summary.records - 1;
         let now = self.clock.now_ms();
         let active = self.active();
@@ -191,8 +249,33 @@ impl Log {
         {
             self.roll(now)?;
         }
-        batch::stamp_all(batches, base_offset, leader_epoch);
-        self.active_mut().append(batches, now)?;
+        // The epoch goes to the checkpoint before its first batch goes to the log.
+        let changed = epoch_starts.iter().any(|&(e, _)| self.epochs.is_new(e));
+        let before = if changed {
+            self.epochs.entries().to_vec()
+        } else {
+            Vec::new()
+        };
+        if changed {
+            for &(epoch, start) in epoch_starts {
+                self.epochs.assign(epoch, start);
+            }
+            if let Err(e) = self.epochs.save() {
+                self.epochs.replace(before);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.active_mut().append(batches, now) {
+            if changed {
+                self.epochs.replace(before);
+                if let Err(undo) = self.epochs.save() {
+                    // Harmless: open() drops entries at or past the log end offset.
+                    tracing::warn!(dir = %self.dir.display(), error = %undo,
+                        "could not undo the epoch checkpoint after a failed append");
+                }
+            }
+            return Err(e);
+        }
         self.unflushed_records += summary.records as u64;
         if let Some(n) = self.config.flush_messages {
             if self.unflushed_records >= n {
@@ -361,6 +444,9 @@ impl Log {
             report.deleted_bytes += size;
         }
         report.log_start_offset = self.log_start_offset();
+        if report.deleted_segments > 0 && self.epochs.truncate_from_start(report.log_start_offset) {
+            self.epochs.save()?;
+        }
         Ok(report)
     }
 
@@ -401,6 +487,10 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if offset >= end {
+            // Epochs announced at the log end without a batch since (assign_epoch_start).
+            if self.epochs.truncate_from_end(offset) {
+                self.epochs.save()?;
+            }
             return Ok(());
         }
         if offset < start {
@@ -421,6 +511,9 @@ impl Log {
         active.truncate_to(offset)?;
         if active.is_sealed() {
             active.unseal()?;
+        }
+        if self.epochs.truncate_from_end(self.log_end_offset()) {
+            self.epochs.save()?;
         }
         tracing::info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(),
             "truncated the log");
@@ -449,6 +542,136 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Base offset of the active (last) segment.
+    pub fn active_segment_base(&self) -> i64 {
+        self.active().base_offset()
+    }
+
+    /// Headers of every batch from the one holding `offset` to the end of the log, in offset
+    /// order (header reads only, no CRC pass): for rebuilding idempotent-producer state.
+    /// Empty at the log end; out of range below the log start or past the end.
+    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let mut out = Vec::new();
+        self.visit_headers(offset, |h| out.push(*h))?;
+        Ok(out)
+    }
+
+    fn visit_headers(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let first = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.log_start_offset(), |(&base, _)| base);
+        for segment in self.segments.range(first..).map(|(_, s)| s) {
+            segment.visit_headers(offset, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// Records that `epoch` starts at the current log end offset, as a new leader does when it
+    /// takes over. No-op when the latest cached epoch is >= `epoch`.
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<()> {
+        let before = self.epochs.entries().to_vec();
+        if self.epochs.assign(epoch, self.log_end_offset()) {
+            if let Err(e) = self.epochs.save() {
+                self.epochs.replace(before);
+                return Err(e);
+            }
+            tracing::info!(dir = %self.dir.display(), epoch, start = self.log_end_offset(),
+                "leader epoch starts");
+        }
+        Ok(())
+    }
+
+    /// The largest cached epoch <= `epoch`, with the offset where it ends: the start offset of
+    /// the next cached epoch, or the log end offset if it is the latest. `None` when no cached
+    /// epoch is <= `epoch` (or the cache is empty).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The latest cached epoch, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest().map(|e| e.epoch)
+    }
+
+    /// The cached epochs and where each starts, oldest first (for admin tools and tests).
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.epochs.entries().to_vec()
+    }
+
+    /// Loads the epoch checkpoint (after segment recovery), rebuilding it from the batch
+    /// headers when it is missing, does not parse, or disagrees with the last batch; then
+    /// fits it inside the log's bounds. Saves it if anything changed.
+    fn load_epochs(&mut self) -> Result<()> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        let loaded = match EpochCache::load(&self.dir) {
+            Ok(Some(cache)) => Some(cache),
+            Ok(None) if end == 0 => None, // a new log: nothing to rebuild
+            Ok(None) => {
+                tracing::warn!(dir = %self.dir.display(),
+                    "leader-epoch checkpoint is missing; rebuilding it from the batch headers");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e,
+                    "leader-epoch checkpoint is unreadable; rebuilding it from the batch headers");
+                None
+            }
+        };
+        let mut changed = loaded.is_none();
+        self.epochs = match loaded {
+            Some(cache) => cache,
+            None => self.rebuild_epochs(),
+        };
+        changed |= self.epochs.truncate_from_end(end);
+        changed |= self.epochs.truncate_from_start(start);
+        if let Some(last) = self.last_batch_header()? {
+            let latest = self.epochs.latest().map(|e| e.epoch);
+            if last.partition_leader_epoch >= 0 && latest < Some(last.partition_leader_epoch) {
+                tracing::warn!(dir = %self.dir.display(), ?latest,
+                    last_batch_epoch = last.partition_leader_epoch,
+                    "leader-epoch checkpoint is behind the log; rebuilding it from the batch headers");
+                self.epochs = self.rebuild_epochs();
+                self.epochs.truncate_from_start(start);
+                changed = true;
+            }
+        }
+        if changed {
+            self.epochs.save()?;
+        }
+        Ok(())
+    }
+
+    /// A cache holding each new epoch's first batch, from every segment's headers. A damaged
+    /// sealed segment contributes the batches before the damage.
+    fn rebuild_epochs(&self) -> EpochCache {
+        let mut cache = EpochCache::new(&self.dir);
+        for segment in self.segments.values() {
+            let visited = segment.visit_headers(segment.base_offset(), |h| {
+                cache.assign(h.partition_leader_epoch, h.base_offset);
+            });
+            if let Err(e) = visited {
+                tracing::warn!(segment = %segment.log_path().display(), error = %e,
+                    "rebuilding leader epochs from the batches before the damage");
+            }
+        }
+        cache
+    }
+
+    /// The header of the log's last batch, if the log holds one.
+    fn last_batch_header(&self) -> Result<Option<BatchHeader>> {
+        let end = self.log_end_offset();
+        let Some(segment) = self.segments.values().rev().find(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        Ok(segment.find_batch(end - 1)?.map(|(_, h)| h))
     }
 }
 

@@ -481,6 +481,27 @@ impl Segment {
         Ok(None)
     }
 
+    /// Calls `f` with the header of every batch from the one holding `offset` (or the first,
+    /// when `offset` is below the base) to the end of the segment, in order. Header reads
+    /// only, no CRC pass; broken framing is a `CorruptFile` error after the good headers.
+    pub fn visit_headers(&self, offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let Some((pos, first)) = self.find_batch(offset)? else {
+            return Ok(());
+        };
+        let stop = scan(
+            &self.file,
+            &self.log_path,
+            (pos, self.size),
+            false,
+            first.base_offset,
+            |_, h| f(h),
+        )?;
+        match stop.problem {
+            Some(problem) => Err(self.damaged(stop.pos, problem)),
+            None => Ok(()),
+        }
+    }
+
     /// Whole batches from the one holding `offset`: at least one, then more while the total
     /// stays within `max_bytes` and their base offset is below `max_offset`. Every batch
     /// returned passed its CRC check.

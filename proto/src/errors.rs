@@ -27,11 +27,12 @@ pub enum ErrorCode {
     FencedLeaderEpoch,
     KafkaStorageError,
     InvalidRequest,
+    OutOfOrderSequence,
     Unknown,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -49,6 +50,7 @@ impl ErrorCode {
         ErrorCode::FencedLeaderEpoch,
         ErrorCode::KafkaStorageError,
         ErrorCode::InvalidRequest,
+        ErrorCode::OutOfOrderSequence,
         ErrorCode::Unknown,
     ];
 
@@ -71,6 +73,7 @@ impl ErrorCode {
             ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE_NUMBER",
             ErrorCode::Unknown => "UNKNOWN_SERVER_ERROR",
         }
     }
@@ -118,6 +121,7 @@ impl ErrorCode {
             | ErrorCode::InvalidRecord
             | ErrorCode::MessageTooLarge
             | ErrorCode::InvalidRequest => Code::InvalidArgument,
+            ErrorCode::OutOfOrderSequence => Code::FailedPrecondition,
             ErrorCode::CorruptMessage => Code::DataLoss,
             ErrorCode::OffsetOutOfRange => Code::OutOfRange,
             ErrorCode::NotLeaderOrFollower

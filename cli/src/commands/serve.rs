@@ -40,6 +40,12 @@ pub struct ServeArgs {
     /// How long a dead broker stays registered, e.g. 6s.
     #[arg(long, env = "STRATA_SESSION_TIMEOUT", value_parser = parse::duration)]
     pub session_timeout: Option<Duration>,
+    /// A follower not caught up for this long leaves the ISR, e.g. 30s.
+    #[arg(long, env = "STRATA_REPLICA_LAG_TIME_MAX", value_parser = parse::duration)]
+    pub replica_lag_time_max: Option<Duration>,
+    /// How often leadership moves back to preferred replicas, e.g. 30s.
+    #[arg(long, env = "STRATA_LEADER_REBALANCE_INTERVAL", value_parser = parse::duration)]
+    pub leader_rebalance_interval: Option<Duration>,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -57,6 +63,8 @@ struct ServeFile {
     cluster: Option<String>,
     rack: Option<String>,
     session_timeout: Option<String>,
+    replica_lag_time_max: Option<String>,
+    leader_rebalance_interval: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -70,6 +78,8 @@ pub struct ServeSettings {
     pub cluster: String,
     pub rack: Option<String>,
     pub session_timeout: Duration,
+    pub replica_lag_time_max: Duration,
+    pub leader_rebalance_interval: Duration,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -82,12 +92,33 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         }
         None => ServeFile::default(),
     };
-    let session_timeout = match (args.session_timeout, file.session_timeout) {
-        (Some(d), _) => d,
-        (None, Some(s)) => parse::duration(&s)
-            .map_err(|e| anyhow::anyhow!("session_timeout in the config file: {e}"))?,
-        (None, None) => Duration::from_secs(6),
+    let duration = |flag: Option<Duration>, file: Option<String>, key: &str, default: u64| match (
+        flag, file,
+    ) {
+        (Some(d), _) => Ok(d),
+        (None, Some(s)) => {
+            parse::duration(&s).map_err(|e| anyhow::anyhow!("{key} in the config file: {e}"))
+        }
+        (None, None) => Ok(Duration::from_secs(default)),
     };
+    let session_timeout = duration(
+        args.session_timeout,
+        file.session_timeout,
+        "session_timeout",
+        6,
+    )?;
+    let replica_lag_time_max = duration(
+        args.replica_lag_time_max,
+        file.replica_lag_time_max,
+        "replica_lag_time_max",
+        30,
+    )?;
+    let leader_rebalance_interval = duration(
+        args.leader_rebalance_interval,
+        file.leader_rebalance_interval,
+        "leader_rebalance_interval",
+        30,
+    )?;
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -124,6 +155,8 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
             .unwrap_or_else(|| "strata".to_string()),
         rack: args.rack.or(file.rack),
         session_timeout,
+        replica_lag_time_max,
+        leader_rebalance_interval,
     })
 }
 
@@ -147,6 +180,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = BrokerConfig::new(s.id, &s.data_dir, advertised.clone());
     config.rack = s.rack.clone();
     config.session_ttl = s.session_timeout;
+    config.replica_lag_time_max = s.replica_lag_time_max;
+    config.leader_rebalance_interval = s.leader_rebalance_interval;
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;

@@ -1,0 +1,177 @@
+//! Leader-side replication: answering followers' fetches and epoch queries, and keeping the ISR
+//! in etcd in line with who is caught up.
+//!
+//! Invariants: an ISR change is written to the metadata (a CAS that also checks this broker
+//! still leads at the same epoch) before the leader acts on it, so the ISR the controller elects
+//! from always contains every replica that has all acknowledged records. A follower joins the
+//! ISR only once its log end offset reached the high watermark; it leaves after
+//! `replica_lag_time_max` without catching up.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_proto as pb;
+use tokio::sync::watch;
+
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+use crate::state::BrokerState;
+
+/// How often the ISR is checked.
+const ISR_CHECK: Duration = Duration::from_millis(250);
+/// Longest follower long poll the leader grants.
+const MAX_REPLICA_WAIT: Duration = Duration::from_secs(5);
+
+impl BrokerState {
+    /// The partition if this broker leads it at `leader_epoch` (the epoch the follower knows).
+    fn leading_at(&self, topic: &str, partition: u32, leader_epoch: i32) -> Result<Arc<Partition>> {
+        let p = self.replicas.leader(topic, partition)?;
+        let epoch = p.leader_epoch();
+        if leader_epoch != epoch {
+            return Err(BrokerError::FencedEpoch(format!(
+                "{topic}/{partition} is at leader epoch {epoch}; the request carried {leader_epoch}"
+            )));
+        }
+        Ok(p)
+    }
+
+    pub async fn replica_fetch(
+        &self,
+        req: pb::ReplicaFetchRequest,
+    ) -> Result<pb::ReplicaFetchResponse> {
+        let p = self.leading_at(&req.topic, req.partition, req.leader_epoch)?;
+        if !p.state().replicas.contains(&req.replica_id) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "broker {} is not a replica of {}/{}",
+                req.replica_id, req.topic, req.partition
+            )));
+        }
+        let now = self.clock.now_ms();
+        if p.follower_fetched(req.replica_id, req.fetch_offset, now) {
+            self.isr_joiners
+                .lock()
+                .insert((req.topic.clone(), req.partition, req.replica_id));
+        }
+        let end = p.log_end_offset();
+        if req.fetch_offset > end {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: req.topic,
+                partition: req.partition,
+                offset: req.fetch_offset,
+                start: p.log_start_offset()?,
+                end,
+            });
+        }
+        if req.fetch_offset == end {
+            let wait = Duration::from_millis(req.max_wait_ms as u64).min(MAX_REPLICA_WAIT);
+            p.wait_for_data(req.fetch_offset, wait).await;
+        }
+        let max_bytes = (req.max_bytes as usize).clamp(1, self.config.max_fetch_bytes);
+        let read = p.read(req.fetch_offset, max_bytes, i64::MAX).await?;
+        Ok(pb::ReplicaFetchResponse {
+            high_watermark: p.high_watermark(),
+            log_start_offset: read.log_start_offset,
+            log_end_offset: read.log_end_offset,
+            records: read.records,
+        })
+    }
+
+    pub fn epoch_end_offset(
+        &self,
+        req: pb::EpochEndOffsetRequest,
+    ) -> Result<pb::EpochEndOffsetResponse> {
+        let p = self.leading_at(&req.topic, req.partition, req.leader_epoch)?;
+        let found = p.with_log(|log| Ok(log.end_offset_for_epoch(req.epoch)))?;
+        let (epoch, end_offset) = found.unwrap_or((-1, -1));
+        Ok(pb::EpochEndOffsetResponse { epoch, end_offset })
+    }
+
+    /// A producer id unique in the cluster: from a block of ids reserved in the metadata.
+    pub async fn next_producer_id(&self) -> Result<i64> {
+        const BLOCK: i64 = 1000;
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let first = self.metadata.reserve_producer_ids(BLOCK).await?;
+            *ids = (first, first + BLOCK);
+        }
+        ids.0 += 1;
+        Ok(ids.0 - 1)
+    }
+
+    /// Writes a new ISR for a partition this broker leads, then applies it locally.
+    async fn change_isr(&self, p: &Partition, change: impl Fn(&mut Vec<i32>)) -> Result<bool> {
+        let Some(current) = self.metadata.partition(&p.topic, p.index).await? else {
+            return Ok(false);
+        };
+        let mine = p.state();
+        if current.value.leader != self.config.broker_id
+            || current.value.leader_epoch != mine.leader_epoch
+        {
+            return Ok(false);
+        }
+        let mut next = current.value.clone();
+        change(&mut next.isr);
+        next.isr
+            .sort_by_key(|r| next.replicas.iter().position(|x| x == r));
+        if next.isr == current.value.isr {
+            return Ok(false);
+        }
+        if self
+            .metadata
+            .update_partition(&p.topic, p.index, &next, current.revision)
+            .await?
+        {
+            tracing::info!(topic = %p.topic, partition = p.index, from = ?current.value.isr, to = ?next.isr, "ISR changed");
+            p.set_state(next);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Shrinks the ISR of lagging followers and expands it with caught-up ones, until `stop`.
+pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
+    let max_lag = state.config.replica_lag_time_max.as_millis() as i64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ISR_CHECK) => {}
+            _ = stop.changed() => return,
+        }
+        let joiners: HashSet<(String, u32, i32)> = std::mem::take(&mut *state.isr_joiners.lock());
+        for (topic, partition, follower) in joiners {
+            let Some(p) = state.replicas.local(&topic, partition) else {
+                continue;
+            };
+            if !p.is_leader() {
+                continue;
+            }
+            if let Err(e) = state
+                .change_isr(&p, |isr| {
+                    if !isr.contains(&follower) {
+                        isr.push(follower)
+                    }
+                })
+                .await
+            {
+                tracing::warn!(%topic, partition, error = %e, "cannot add a follower to the ISR");
+            }
+        }
+        let now = state.clock.now_ms();
+        for t in state.replicas.local_topics() {
+            for p in t.partitions.values().filter(|p| p.is_leader()) {
+                let lagging = p.lagging_followers(now, max_lag);
+                if lagging.is_empty() {
+                    continue;
+                }
+                tracing::warn!(topic = %p.topic, partition = p.index, ?lagging, "followers fell behind; removing them from the ISR");
+                if let Err(e) = state
+                    .change_isr(p, |isr| isr.retain(|r| !lagging.contains(r)))
+                    .await
+                {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot shrink the ISR");
+                }
+                p.advance_high_watermark();
+            }
+        }
+    }
+}
