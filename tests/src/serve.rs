@@ -17,6 +17,8 @@ pub struct ServeBroker {
     pub data_dir: PathBuf,
     etcd: String,
     cluster: String,
+    /// Extra `strata serve` flags.
+    extra: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -25,6 +27,16 @@ pub struct ServeBroker {
 impl ServeBroker {
     /// Starts broker `id` of `cluster` against `etcd` and waits for its port.
     pub fn start(id: i32, etcd: &str, cluster: &str) -> ServeBroker {
+        Self::start_with(
+            id,
+            etcd,
+            cluster,
+            &["--session-timeout", TEST_SESSION_TIMEOUT],
+        )
+    }
+
+    /// Like [`ServeBroker::start`], with these `strata serve` flags (give --session-timeout).
+    pub fn start_with(id: i32, etcd: &str, cluster: &str, extra: &[&str]) -> ServeBroker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut b = ServeBroker {
             id,
@@ -32,6 +44,7 @@ impl ServeBroker {
             data_dir: tmp.path().join("data"),
             etcd: etcd.to_string(),
             cluster: cluster.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: tmp.path().join("broker.log"),
             _tmp: tmp,
@@ -52,7 +65,7 @@ impl ServeBroker {
         .arg("--data-dir")
         .arg(&self.data_dir)
         .args(["--etcd", &self.etcd, "--cluster", &self.cluster])
-        .args(["--session-timeout", TEST_SESSION_TIMEOUT]);
+        .args(&self.extra);
         cmd
     }
 
@@ -109,6 +122,22 @@ impl ServeBroker {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a broker frozen without dying.
+    pub fn freeze(&self, stop: bool) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("broker running")
+            .id()
+            .to_string();
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// What the broker wrote to stderr so far.

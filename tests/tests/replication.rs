@@ -1,0 +1,404 @@
+//! The replication issue's fault tests, with real processes against real etcd: 200,000
+//! numbered records produced with acks=all (RF 3, min.insync.replicas 2) while the leader is
+//! killed with SIGKILL (then a follower; then the leader twice, with a restart between), then
+//! read back: every acknowledged record must be there exactly once, in order. Also: a frozen
+//! follower leaves the ISR and acks=all keeps working; it rejoins once it catches up.
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_client::{
+    Acks, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, SeekTo,
+};
+use strata_tests::etcd::EtcdServer;
+use strata_tests::serve::ServeBroker;
+
+const RECORDS: u64 = 200_000;
+const TOPIC: &str = "numbers";
+
+struct Cluster {
+    _etcd: EtcdServer,
+    brokers: Vec<ServeBroker>,
+}
+
+impl Cluster {
+    fn start(name: &str, extra: &[&str]) -> Cluster {
+        let etcd = EtcdServer::start();
+        let brokers = (1..=3)
+            .map(|id| ServeBroker::start_with(id, &etcd.endpoint, name, extra))
+            .collect();
+        Cluster {
+            _etcd: etcd,
+            brokers,
+        }
+    }
+
+    fn broker(&self, id: i64) -> &ServeBroker {
+        &self.brokers[(id - 1) as usize]
+    }
+
+    fn any_live(&self) -> &ServeBroker {
+        self.brokers
+            .iter()
+            .find(|b| b.is_running())
+            .expect("a live broker")
+    }
+
+    fn addresses(&self) -> String {
+        self.brokers
+            .iter()
+            .map(|b| b.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Partition 0's (leader, isr), as a live broker describes it.
+    fn partition0(&self) -> (i64, Vec<i64>) {
+        let d: Value = serde_json::from_str(
+            &self
+                .any_live()
+                .cli_ok(&["topic", "describe", TOPIC, "--format", "json"], None),
+        )
+        .unwrap();
+        let p = &d["partitions"][0];
+        let isr = p["isr"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        (p["leader"].as_i64().unwrap(), isr)
+    }
+
+    fn wait_partition0(
+        &self,
+        within: Duration,
+        what: &str,
+        check: impl Fn(i64, &[i64]) -> bool,
+    ) -> (i64, Vec<i64>) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (leader, isr) = self.partition0();
+            if check(leader, &isr) {
+                return (leader, isr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?} (leader {leader}, isr {isr:?})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn create_topic(&self) {
+        self.brokers[0].cli_ok(
+            &[
+                "topic",
+                "create",
+                TOPIC,
+                "-p",
+                "1",
+                "-r",
+                "3",
+                "-c",
+                "min.insync.replicas=2",
+            ],
+            None,
+        );
+        self.wait_partition0(
+            Duration::from_secs(20),
+            "all three replicas in sync",
+            |_, isr| isr.len() == 3,
+        );
+    }
+}
+
+/// What the producer saw of each record: when it was sent, and when and where it was acknowledged.
+struct Outcome {
+    sent: Instant,
+    acked: Option<(Instant, i64)>,
+}
+
+/// Produces `RECORDS` numbered records with acks=all on a thread of its own, counting acks in
+/// `acked` as they arrive.
+fn produce_numbers(
+    brokers: String,
+    acked: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<Outcome>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut config =
+                ProducerConfig::new(ClientConfig::new(brokers.split(',').map(str::to_string)));
+            config.acks = Acks::All;
+            config.batch_bytes = 16 * 1024;
+            config.linger = Duration::from_millis(2);
+            config.delivery_timeout = Duration::from_secs(90);
+            config.buffer_bytes = 4 * 1024 * 1024;
+            let producer = Producer::connect(config).await.expect("producer connects");
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
+            let collector = tokio::spawn(async move {
+                let mut outcomes = Vec::with_capacity(RECORDS as usize);
+                while let Some((sent, delivery)) = rx.recv().await {
+                    let delivery: strata_client::DeliveryFuture = delivery;
+                    let acked_at = match delivery.await {
+                        Ok(meta) => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            Some((Instant::now(), meta.offset))
+                        }
+                        Err(_) => None,
+                    };
+                    outcomes.push(Outcome {
+                        sent,
+                        acked: acked_at,
+                    });
+                }
+                outcomes
+            });
+            for i in 0..RECORDS {
+                let record = ProducerRecord::new(TOPIC, i.to_string()).partition(0);
+                let delivery = producer.send(record).await.expect("send enqueues");
+                tx.send((Instant::now(), delivery)).await.unwrap();
+            }
+            producer.flush().await.unwrap();
+            drop(tx);
+            let outcomes = collector.await.unwrap();
+            producer.close().await.unwrap();
+            outcomes
+        })
+    })
+}
+
+/// Reads partition 0 from the start to its high watermark: (offset, number) pairs.
+fn read_all(brokers: &str) -> Vec<(i64, u64)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(
+            brokers.split(',').map(str::to_string),
+        )))
+        .await
+        .expect("consumer connects");
+        consumer.assign(vec![(TOPIC.to_string(), 0)]).await.unwrap();
+        let end = consumer.end_offsets(TOPIC, 0).await.unwrap();
+        consumer.seek(TOPIC, 0, SeekTo::Earliest).await.unwrap();
+        let mut out = Vec::new();
+        while consumer.position(TOPIC, 0).unwrap_or(0) < end {
+            for r in consumer.poll(Duration::from_secs(1)).await.expect("poll") {
+                let value = std::str::from_utf8(r.value.as_deref().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                out.push((r.offset, value));
+            }
+        }
+        out
+    })
+}
+
+/// Checks the log against what was acknowledged; prints and returns (acked, found, duplicated, lost).
+fn verify(
+    scenario: &str,
+    outcomes: &[Outcome],
+    log: &[(i64, u64)],
+) -> (usize, usize, usize, usize) {
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for (_, n) in log {
+        *seen.entry(*n).or_default() += 1;
+    }
+    let acked: Vec<u64> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.acked.is_some())
+        .map(|(i, _)| i as u64)
+        .collect();
+    let found = acked.iter().filter(|n| seen.contains_key(n)).count();
+    let lost = acked.len() - found;
+    let duplicated = seen.values().filter(|c| **c > 1).count();
+    println!(
+        "{scenario}: sent {}, acknowledged {}, found {found}, duplicated {duplicated}, lost {lost}, log holds {}",
+        outcomes.len(),
+        acked.len(),
+        log.len()
+    );
+    // In order: numbers in the log increase (each was sent after the previous one).
+    assert!(
+        log.windows(2).all(|w| w[0].1 < w[1].1),
+        "{scenario}: the log is out of order"
+    );
+    assert!(
+        log.windows(2).all(|w| w[1].0 == w[0].0 + 1),
+        "{scenario}: offsets are not dense"
+    );
+    // Each acknowledged record sits at the offset it was acknowledged with.
+    let by_offset: HashMap<i64, u64> = log.iter().copied().collect();
+    for (i, o) in outcomes.iter().enumerate() {
+        if let Some((_, offset)) = o.acked {
+            assert_eq!(
+                by_offset.get(&offset),
+                Some(&(i as u64)),
+                "{scenario}: record {i} acknowledged at offset {offset}"
+            );
+        }
+    }
+    (acked.len(), found, duplicated, lost)
+}
+
+fn wait_acked(acked: &AtomicU64, at_least: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while acked.load(Ordering::Relaxed) < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} records acknowledged, waiting for {at_least}",
+            acked.load(Ordering::Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Time from `killed` to the first acknowledgement of a record sent after it.
+fn failover(outcomes: &[Outcome], killed: Instant) -> Duration {
+    outcomes
+        .iter()
+        .filter(|o| o.sent > killed)
+        .filter_map(|o| o.acked.map(|(at, _)| at - killed))
+        .min()
+        .expect("a record sent after the kill was acknowledged")
+}
+
+const FLAGS: &[&str] = &[
+    "--session-timeout",
+    "3s",
+    "--replica-lag-time-max",
+    "5s",
+    "--leader-rebalance-interval",
+    "1h",
+];
+
+#[test]
+fn leader_killed_mid_stream_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start("leader-kill", FLAGS);
+    cluster.create_topic();
+    let acked = Arc::new(AtomicU64::new(0));
+    let producer = produce_numbers(cluster.addresses(), acked.clone());
+    wait_acked(&acked, 50_000, Duration::from_secs(60));
+    let (leader, _) = cluster.partition0();
+    let killed = Instant::now();
+    cluster.brokers[(leader - 1) as usize].kill9();
+    let outcomes = producer.join().expect("producer thread");
+    println!(
+        "leader kill: failover from SIGKILL to the first acks=all write: {:?}",
+        failover(&outcomes, killed)
+    );
+    let log = read_all(&cluster.addresses());
+    let (acked, _, duplicated, lost) = verify("leader kill", &outcomes, &log);
+    assert_eq!(lost, 0);
+    assert_eq!(duplicated, 0);
+    assert_eq!(
+        acked as u64, RECORDS,
+        "with two replicas left every record is acknowledged"
+    );
+}
+
+#[test]
+fn follower_killed_mid_stream_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start("follower-kill", FLAGS);
+    cluster.create_topic();
+    let acked = Arc::new(AtomicU64::new(0));
+    let producer = produce_numbers(cluster.addresses(), acked.clone());
+    wait_acked(&acked, 50_000, Duration::from_secs(60));
+    let (leader, isr) = cluster.partition0();
+    let follower = *isr.iter().find(|r| **r != leader).unwrap();
+    cluster.brokers[(follower - 1) as usize].kill9();
+    let outcomes = producer.join().expect("producer thread");
+    let log = read_all(&cluster.addresses());
+    let (acked, _, duplicated, lost) = verify("follower kill", &outcomes, &log);
+    assert_eq!((lost, duplicated), (0, 0));
+    assert_eq!(acked as u64, RECORDS);
+    let (_, isr) = cluster.partition0();
+    assert!(
+        !isr.contains(&follower),
+        "the dead follower left the ISR: {isr:?}"
+    );
+}
+
+#[test]
+fn leader_killed_twice_with_a_restart_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start("leader-twice", FLAGS);
+    cluster.create_topic();
+    let acked = Arc::new(AtomicU64::new(0));
+    let producer = produce_numbers(cluster.addresses(), acked.clone());
+    wait_acked(&acked, 40_000, Duration::from_secs(60));
+    let (first, _) = cluster.partition0();
+    cluster.brokers[(first - 1) as usize].kill9();
+    let at_kill = acked.load(Ordering::Relaxed);
+    wait_acked(&acked, at_kill + 30_000, Duration::from_secs(60));
+    // The killed broker restarts while records flow, catches up and returns to the ISR.
+    cluster.brokers[(first - 1) as usize].restart();
+    let (second, _) = cluster.wait_partition0(
+        Duration::from_secs(30),
+        "the restarted broker back in the ISR",
+        |_, isr| isr.contains(&first) && isr.len() == 3,
+    );
+    assert_ne!(second, first);
+    cluster.broker(second).cli_ok(&["cluster", "info"], None);
+    cluster.brokers[(second - 1) as usize].kill9();
+    let outcomes = producer.join().expect("producer thread");
+    let log = read_all(&cluster.addresses());
+    let (acked, _, duplicated, lost) = verify("leader killed twice", &outcomes, &log);
+    assert_eq!((lost, duplicated), (0, 0));
+    assert_eq!(acked as u64, RECORDS);
+}
+
+#[test]
+fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
+    // A session longer than the lag time: the follower is alive but lagging, not dead.
+    let cluster = Cluster::start(
+        "frozen",
+        &["--session-timeout", "20s", "--replica-lag-time-max", "2s"],
+    );
+    cluster.create_topic();
+    let lines: Vec<u8> = (0..1000)
+        .flat_map(|i| format!("a{i}\n").into_bytes())
+        .collect();
+    cluster.brokers[0].cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines));
+    let (leader, isr) = cluster.partition0();
+    let follower = *isr.iter().find(|r| **r != leader).unwrap();
+    cluster.broker(follower).freeze(true);
+    let lines: Vec<u8> = (0..1000)
+        .flat_map(|i| format!("b{i}\n").into_bytes())
+        .collect();
+    let started = Instant::now();
+    cluster
+        .broker(leader)
+        .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines));
+    println!(
+        "acks=all with a frozen follower: 1000 records in {:?}",
+        started.elapsed()
+    );
+    let (_, isr) = cluster.partition0();
+    assert!(
+        !isr.contains(&follower),
+        "the frozen follower left the ISR: {isr:?}"
+    );
+    assert_eq!(isr.len(), 2);
+    cluster.broker(follower).freeze(false);
+    cluster.wait_partition0(
+        Duration::from_secs(20),
+        "the follower back in the ISR",
+        |_, isr| isr.contains(&follower),
+    );
+    let out = cluster
+        .broker(leader)
+        .cli_ok(&["consume", TOPIC, "--offset", "start", "-n", "2000"], None);
+    assert_eq!(out.lines().count(), 2000);
+}
