@@ -40,6 +40,9 @@ pub struct BenchArgs {
     /// Partitions of the topic when the bench creates it.
     #[arg(long, default_value_t = 6)]
     pub partitions: u32,
+    /// Replication factor of the topic when the bench creates it.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
     #[arg(long, default_value = "1")]
     pub acks: Acks,
     #[arg(long, default_value = "1MiB", value_parser = parse::size)]
@@ -85,7 +88,7 @@ async fn ensure_topic(client: &ClientConfig, args: &BenchArgs) -> anyhow::Result
         return Ok(());
     }
     match admin
-        .create_topic(&args.topic, args.partitions, 1, HashMap::new())
+        .create_topic(&args.topic, args.partitions, args.replicas, HashMap::new())
         .await
     {
         Ok(_) => Ok(()),
