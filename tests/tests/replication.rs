@@ -391,6 +391,25 @@ fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
         "the frozen follower left the ISR: {isr:?}"
     );
     assert_eq!(isr.len(), 2);
+    // Both tools say so.
+    let d: Value = serde_json::from_str(
+        &cluster
+            .broker(leader)
+            .cli_ok(&["topic", "describe", TOPIC, "--format", "json"], None),
+    )
+    .unwrap();
+    assert_eq!(d["partitions"][0]["under_replicated"], true);
+    assert!(cluster
+        .broker(leader)
+        .cli_ok(&["topic", "describe", TOPIC], None)
+        .contains("under-replicated"));
+    let info: Value = serde_json::from_str(
+        &cluster
+            .broker(leader)
+            .cli_ok(&["cluster", "info", "--format", "json"], None),
+    )
+    .unwrap();
+    assert_eq!(info["under_replicated_partitions"], 1, "{info}");
     cluster.broker(follower).freeze(false);
     cluster.wait_partition0(
         Duration::from_secs(20),
@@ -401,4 +420,47 @@ fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
         .broker(leader)
         .cli_ok(&["consume", TOPIC, "--offset", "start", "-n", "2000"], None);
     assert_eq!(out.lines().count(), 2000);
+}
+
+#[test]
+fn leadership_returns_to_the_preferred_replica_after_a_restart() {
+    let mut cluster = Cluster::start(
+        "preferred",
+        &[
+            "--session-timeout",
+            "3s",
+            "--leader-rebalance-interval",
+            "1s",
+        ],
+    );
+    cluster.create_topic();
+    let (preferred, _) = cluster.partition0();
+    let lines: Vec<u8> = (0..500)
+        .flat_map(|i| format!("r{i}\n").into_bytes())
+        .collect();
+    cluster
+        .broker(preferred)
+        .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines));
+    cluster.brokers[(preferred - 1) as usize].kill9();
+    let (interim, _) = cluster.wait_partition0(Duration::from_secs(20), "a new leader", |l, _| {
+        l > 0 && l != preferred
+    });
+    cluster
+        .broker(interim)
+        .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines));
+    cluster.brokers[(preferred - 1) as usize].restart();
+    // Back in the ISR first, then leading again.
+    cluster.wait_partition0(
+        Duration::from_secs(30),
+        "the preferred replica leading again",
+        |l, isr| l == preferred && isr.len() == 3,
+    );
+    let out = cluster
+        .broker(preferred)
+        .cli_ok(&["consume", TOPIC, "--offset", "start", "-n", "1000"], None);
+    assert_eq!(
+        out.lines().count(),
+        1000,
+        "the preferred replica serves every record"
+    );
 }

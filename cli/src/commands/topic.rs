@@ -177,6 +177,7 @@ pub fn describe_json(d: &TopicDescription) -> serde_json::Value {
             "high_watermark": p.high_watermark,
             "log_end_offset": p.log_end_offset,
             "size_bytes": p.size_bytes,
+            "under_replicated": p.isr.len() < p.replicas.len(),
         })).collect::<Vec<_>>(),
         "config": config,
         "overrides": d.overrides,
@@ -203,6 +204,7 @@ fn describe_text(d: &TopicDescription) -> String {
                 p.high_watermark.to_string(),
                 p.log_end_offset.to_string(),
                 p.size_bytes.to_string(),
+                status(p).to_string(),
             ]
         })
         .collect();
@@ -220,11 +222,13 @@ fn describe_text(d: &TopicDescription) -> String {
         })
         .collect();
     format!(
-        "NAME         {}\nID           {}\nPARTITIONS   {}\nREPLICATION  {}\n\n{}\n\n{}",
+        "NAME              {}\nID                {}\nPARTITIONS        {}\nREPLICATION       {}\nUNDER-REPLICATED  {}\nOFFLINE           {}\n\n{}\n\n{}",
         d.name,
         d.topic_id,
         d.partitions.len(),
         d.replication_factor,
+        d.partitions.iter().filter(|p| status(p) == "under-replicated").count(),
+        d.partitions.iter().filter(|p| status(p) == "offline").count(),
         table(
             &[
                 "PARTITION",
@@ -234,10 +238,22 @@ fn describe_text(d: &TopicDescription) -> String {
                 "LOG-START",
                 "HIGH-WATERMARK",
                 "LOG-END",
-                "BYTES"
+                "BYTES",
+                "STATUS"
             ],
             &rows
         ),
         table(&["CONFIG", "VALUE", "SOURCE"], &cfg_rows)
     )
+}
+
+/// A partition's health: offline (no leader), under-replicated (ISR smaller than replicas), ok.
+fn status(p: &strata_client::PartitionDescription) -> &'static str {
+    if p.leader < 0 {
+        "offline"
+    } else if p.isr.len() < p.replicas.len() {
+        "under-replicated"
+    } else {
+        "ok"
+    }
 }
