@@ -407,6 +407,13 @@ impl Log {
     /// `retention.bytes` big without them, or while their newest record is older than
     /// `retention.ms`. The active segment is never deleted.
     pub fn enforce_retention(&mut self) -> Result<RetentionReport> {
+        self.enforce_retention_below(None)
+    }
+
+    /// Like [`Log::enforce_retention`], but never deletes a segment holding an offset at or
+    /// above `limit`: with tiered storage, `limit` is where the remote tier ends, so local
+    /// retention never deletes what is not yet uploaded.
+    pub fn enforce_retention_below(&mut self, limit: Option<i64>) -> Result<RetentionReport> {
         let now = self.clock.now_ms();
         let mut total = self.size_bytes();
         let mut report = RetentionReport::default();
@@ -414,6 +421,9 @@ impl Log {
             let Some(oldest) = self.segments.values().next() else {
                 break;
             };
+            if limit.is_some_and(|limit| oldest.next_offset() > limit) {
+                break;
+            }
             let by_bytes = self
                 .config
                 .retention_bytes

@@ -302,6 +302,36 @@ fn retention_by_bytes_deletes_oldest_sealed_segments() {
 }
 
 #[test]
+fn retention_below_a_limit_keeps_segments_not_yet_tiered() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), small_config(), &clock);
+    fill(&mut log, 60, 2, 200, T0 - 10_000);
+    let segments = log.segments();
+    assert!(segments.len() > 4);
+    log.update_config(LogConfig {
+        retention_ms: Some(1000),
+        ..small_config()
+    })
+    .unwrap();
+    // Only what lies wholly below the limit (say, the remote tier's end) may go.
+    let limit = segments[2].next_offset;
+    let report = log.enforce_retention_below(Some(limit)).unwrap();
+    assert_eq!(report.deleted_segments, 3);
+    assert_eq!(log.log_start_offset(), limit);
+    // A limit inside a segment keeps that segment.
+    let inside = log.segments()[0].next_offset - 1;
+    assert_eq!(
+        log.enforce_retention_below(Some(inside))
+            .unwrap()
+            .deleted_segments,
+        0
+    );
+    // Without a limit, retention goes as far as it would.
+    assert!(log.enforce_retention().unwrap().deleted_segments > 0);
+}
+
+#[test]
 fn retention_by_time_never_deletes_the_active_segment() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
