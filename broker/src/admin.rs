@@ -36,7 +36,7 @@ impl BrokerState {
             )));
         }
         let overrides: BTreeMap<String, String> = req.configs.clone().into_iter().collect();
-        topic_config::resolve(self.replicas.defaults(), &overrides)?;
+        self.check_config(&overrides)?;
         if !self.is_controller.load(Ordering::SeqCst) {
             return self.forward_create(req, forwarded).await;
         }
@@ -99,6 +99,18 @@ impl BrokerState {
         answer
             .map(|r| r.into_inner())
             .map_err(BrokerError::Forwarded)
+    }
+
+    /// Validates overrides against what this cluster can do.
+    fn check_config(&self, overrides: &BTreeMap<String, String>) -> Result<()> {
+        let config = topic_config::resolve(self.replicas.defaults(), overrides)?;
+        if config.remote_storage {
+            return Err(BrokerError::InvalidConfig(
+                "remote.storage.enable=true: tiered storage is not available in this build yet"
+                    .to_string(),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
@@ -256,7 +268,7 @@ impl BrokerState {
             for (k, v) in &req.set {
                 record.config.insert(k.clone(), v.clone());
             }
-            topic_config::resolve(self.replicas.defaults(), &record.config)?;
+            self.check_config(&record.config)?;
             if self
                 .metadata
                 .update_topic(&record, current.revision)

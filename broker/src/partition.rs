@@ -78,6 +78,9 @@ pub struct Partition {
     followers: Mutex<HashMap<i32, FollowerProgress>>,
     producers: Mutex<ProducerState>,
     clock: Arc<dyn Clock>,
+    /// Local retention deletes only segments wholly below this offset: with tiered storage,
+    /// where the remote tier ends; `i64::MAX` without tiered storage.
+    retention_limit: AtomicI64,
     /// When this replica last became leader (followers not heard from since count from it).
     leading_since_ms: AtomicI64,
 }
@@ -118,6 +121,7 @@ impl Partition {
             followers: Mutex::new(HashMap::new()),
             producers: Mutex::new(producers),
             leading_since_ms: AtomicI64::new(clock.now_ms()),
+            retention_limit: AtomicI64::new(i64::MAX),
             clock,
         });
         if state.leader == broker_id {
@@ -145,6 +149,12 @@ impl Partition {
 
     pub fn set_min_insync_replicas(&self, n: u32) {
         self.min_insync_replicas.store(n, Ordering::Relaxed);
+    }
+
+    /// Bounds local retention to what the remote tier already holds (`None`: no tiering).
+    pub fn set_retention_limit(&self, limit: Option<i64>) {
+        self.retention_limit
+            .store(limit.unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// Applies leadership and ISR from the metadata. Taking over leadership with a new epoch
@@ -540,7 +550,9 @@ impl Partition {
             log.roll_if_due()?;
             log.flush_if_due()?;
             if retention {
-                log.enforce_retention().map(Some)
+                let limit = self.retention_limit.load(Ordering::Relaxed);
+                log.enforce_retention_below((limit != i64::MAX).then_some(limit))
+                    .map(Some)
             } else {
                 Ok(None)
             }

@@ -174,7 +174,8 @@ impl ReplicaManager {
                 Some(partition) => {
                     partition.set_state(state.clone());
                     if config_changed {
-                        partition.update_config(config.log.clone())?;
+                        partition.set_retention_limit(config.remote_storage.then_some(0));
+                        partition.update_config(config.local_log_config())?;
                         partition.set_min_insync_replicas(config.min_insync_replicas);
                     }
                 }
@@ -183,8 +184,9 @@ impl ReplicaManager {
         }
         if !to_open.is_empty() {
             let dir = self.topic_dir(&topic.record);
-            let (clock, log_config) = (self.clock.clone(), config.log.clone());
+            let (clock, log_config) = (self.clock.clone(), config.local_log_config());
             let min_isr = config.min_insync_replicas;
+            let tiered = config.remote_storage;
             let name: Arc<str> = Arc::from(topic.record.name.as_str());
             let opened = blocking(move || {
                 to_open
@@ -199,6 +201,7 @@ impl ReplicaManager {
                         let partition =
                             Partition::new(name.clone(), p, me, log, state, clock.clone());
                         partition.set_min_insync_replicas(min_isr);
+                        partition.set_retention_limit(tiered.then_some(0));
                         Ok((p, partition))
                     })
                     .collect::<Result<Vec<_>>>()

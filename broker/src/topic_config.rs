@@ -10,13 +10,50 @@ use strata_log::LogConfig;
 
 use crate::error::{BrokerError, Result};
 
+/// `local.retention.*` value meaning "the same as the total retention" (Kafka's KIP-405).
+pub const INHERIT: i64 = -2;
+
 /// The effective configuration of a topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
+    /// The log settings, with `retention.*` the total retention (both tiers).
     pub log: LogConfig,
     pub min_insync_replicas: u32,
     /// Elect an out-of-sync replica when no in-sync one is alive (may lose records).
     pub unclean_leader_election: bool,
+    /// Move sealed segments to the object store.
+    pub remote_storage: bool,
+    /// Hot-tier retention: -2 as `retention.ms`, -1 unlimited.
+    pub local_retention_ms: i64,
+    /// Hot-tier retention: -2 as `retention.bytes`, -1 unlimited.
+    pub local_retention_bytes: i64,
+}
+
+impl TopicConfig {
+    /// The settings the local log runs with: with tiered storage its retention is the hot
+    /// tier's (never longer than the total); without, the total retention.
+    pub fn local_log_config(&self) -> LogConfig {
+        let mut log = self.log.clone();
+        if self.remote_storage {
+            log.retention_ms = local_limit(self.local_retention_ms, self.log.retention_ms);
+            log.retention_bytes = local_limit(
+                self.local_retention_bytes,
+                self.log.retention_bytes.map(|b| b as i64),
+            )
+            .map(|b| b as u64);
+        }
+        log
+    }
+}
+
+/// A local limit: inherit the total, unlimited, or a value capped by the total.
+fn local_limit(local: i64, total: Option<i64>) -> Option<i64> {
+    match (local, total) {
+        (INHERIT, total) => total,
+        (-1, total) => total,
+        (v, Some(t)) => Some(v.min(t)),
+        (v, None) => Some(v),
+    }
 }
 
 impl Default for TopicConfig {
@@ -25,6 +62,9 @@ impl Default for TopicConfig {
             log: LogConfig::default(),
             min_insync_replicas: 1,
             unclean_leader_election: false,
+            remote_storage: false,
+            local_retention_ms: INHERIT,
+            local_retention_bytes: INHERIT,
         }
     }
 }
@@ -73,6 +113,18 @@ pub const KEYS: &[(&str, &str)] = &[
         "age at which the active segment is rolled, in ms",
     ),
     (
+        "local.retention.bytes",
+        "hot-tier size above which uploaded segments leave local disk (-2: as retention.bytes)",
+    ),
+    (
+        "local.retention.ms",
+        "age after which uploaded segments leave local disk, in ms (-2: as retention.ms)",
+    ),
+    (
+        "remote.storage.enable",
+        "move sealed segments to the object store (true or false)",
+    ),
+    (
         "unclean.leader.election.enable",
         "elect an out-of-sync replica when no in-sync one is alive (may lose records)",
     ),
@@ -117,13 +169,10 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
             log.segment_index_bytes = positive(key, value, i32::MAX as i64)? as u32
         }
         "segment.ms" => log.segment_ms = optional(key, value)?,
-        "unclean.leader.election.enable" => {
-            cfg.unclean_leader_election = match value.trim() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(invalid(key, value, "expected true or false")),
-            }
-        }
+        "local.retention.ms" => cfg.local_retention_ms = local(key, value)?,
+        "local.retention.bytes" => cfg.local_retention_bytes = local(key, value)?,
+        "remote.storage.enable" => cfg.remote_storage = boolean(key, value)?,
+        "unclean.leader.election.enable" => cfg.unclean_leader_election = boolean(key, value)?,
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
             return Err(BrokerError::InvalidConfig(format!(
@@ -133,6 +182,26 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+/// A hot-tier limit: -2 (as the total), -1 (no limit) or a value >= 0.
+fn local(key: &str, value: &str) -> Result<i64> {
+    match parse(key, value)? {
+        v if v < INHERIT => Err(invalid(
+            key,
+            value,
+            "expected -2 (as the total), -1 (no limit) or a value >= 0",
+        )),
+        v => Ok(v),
+    }
 }
 
 fn parse(key: &str, value: &str) -> Result<i64> {
@@ -202,6 +271,18 @@ pub fn effective(cfg: &TopicConfig) -> BTreeMap<String, String> {
         ),
         ("segment.ms".to_string(), opt(log.segment_ms)),
         (
+            "local.retention.bytes".to_string(),
+            cfg.local_retention_bytes.to_string(),
+        ),
+        (
+            "local.retention.ms".to_string(),
+            cfg.local_retention_ms.to_string(),
+        ),
+        (
+            "remote.storage.enable".to_string(),
+            cfg.remote_storage.to_string(),
+        ),
+        (
             "unclean.leader.election.enable".to_string(),
             cfg.unclean_leader_election.to_string(),
         ),
@@ -237,6 +318,48 @@ mod tests {
         assert_eq!(map["retention.ms"], "-1");
         assert_eq!(map["segment.bytes"], "1048576");
         assert_eq!(map.len(), KEYS.len());
+    }
+
+    #[test]
+    fn local_retention_is_the_hot_tier_only_with_remote_storage() {
+        let cfg = resolve(
+            &TopicConfig::default(),
+            &overrides(&[
+                ("retention.ms", "86400000"),
+                ("local.retention.ms", "3600000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.local_log_config().retention_ms,
+            Some(86_400_000),
+            "not tiered: total retention"
+        );
+        let tiered = TopicConfig {
+            remote_storage: true,
+            ..cfg.clone()
+        };
+        assert_eq!(tiered.local_log_config().retention_ms, Some(3_600_000));
+        let longer = TopicConfig {
+            local_retention_ms: 999_999_999,
+            ..tiered.clone()
+        };
+        assert_eq!(
+            longer.local_log_config().retention_ms,
+            Some(86_400_000),
+            "capped by the total"
+        );
+        let inherit = TopicConfig {
+            local_retention_ms: INHERIT,
+            ..tiered
+        };
+        assert_eq!(inherit.local_log_config().retention_ms, Some(86_400_000));
+        let err = resolve(
+            &TopicConfig::default(),
+            &overrides(&[("local.retention.ms", "-3")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("local.retention.ms"), "{err}");
     }
 
     #[test]
