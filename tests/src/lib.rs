@@ -4,6 +4,7 @@
 //! Invariant: a test that cannot start what it needs panics (fails); it never skips.
 
 pub mod etcd;
+pub mod localstack;
 pub mod serve;
 
 use std::io::Write;

@@ -1,0 +1,25 @@
+//! Strata's remote tier: sealed segments become zstd-framed objects in an object store, listed
+//! by immutable, epoch-fenced manifests; remote reads fetch one footer, then one frame, through
+//! a bounded on-disk chunk cache.
+//!
+//! - [`format`]: the segment object's byte layout (no I/O).
+//! - [`manifest`]: the versioned partition manifest and its create-if-absent writer.
+//! - [`remote_log`]: upload, read, retention, deletion and scrub of one partition's remote log.
+//! - [`cache`]: the bounded chunk cache and footer cache.
+//! - [`store`]: building an `ObjectStore` from a URL, and the retry / fault decorators.
+//! - [`error`]: [`TieringError`] and its [`strata_log::ErrorKind`].
+
+pub mod cache;
+pub mod error;
+pub mod format;
+pub mod manifest;
+pub mod remote_log;
+pub mod store;
+pub mod testing;
+
+pub use cache::{ChunkCache, FooterCache};
+pub use error::{Result, TieringError};
+pub use format::{decode_frame, encode_segment, parse_footer, EncodedSegment, Footer, FrameInfo};
+pub use manifest::{root_path, Manifest, ManifestStore, PartitionPaths, SegmentMeta};
+pub use remote_log::{ReadContext, RemoteLog, RetentionPolicy, ScrubReport, UploadConfig};
+pub use store::{object_store_from_url, FaultyStore, RetryConfig, RetryingStore, StoreOptions};

@@ -1,0 +1,445 @@
+//! Remote-log scenarios, each written once and run against the in-memory store and the local
+//! filesystem store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use strata_log::batch::BatchIter;
+use strata_log::{ErrorKind, ManualClock};
+use strata_tiering::testing::uniform_segment;
+use strata_tiering::{
+    root_path, ChunkCache, FaultyStore, ReadContext, RemoteLog, RetentionPolicy, RetryConfig,
+    RetryingStore, UploadConfig,
+};
+
+pub struct Env {
+    store: Arc<dyn ObjectStore>,
+    _dir: Option<tempfile::TempDir>,
+    cache_dir: tempfile::TempDir,
+}
+
+fn memory() -> Env {
+    Env {
+        store: Arc::new(InMemory::new()),
+        _dir: None,
+        cache_dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn local() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    Env {
+        store: Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+        _dir: Some(dir),
+        cache_dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn now_ms() -> i64 {
+    strata_log::clock::system().now_ms()
+}
+
+impl Env {
+    fn log_with(&self, store: Arc<dyn ObjectStore>, cache: bool) -> RemoteLog {
+        let cache =
+            cache.then(|| ChunkCache::new(self.cache_dir.path().join("chunks"), 1 << 20).unwrap());
+        RemoteLog::new(
+            store,
+            root_path(&Path::from("strata"), "c1"),
+            "orders",
+            "6f1c",
+            0,
+            ReadContext::new(4, cache),
+        )
+        .with_upload_config(UploadConfig {
+            frame_bytes: 4096,
+            zstd_level: 1,
+        })
+    }
+
+    fn log(&self) -> RemoteLog {
+        self.log_with(Arc::clone(&self.store), true)
+    }
+}
+
+/// Three consecutive segments starting at offset 100, records timestamped from `ts0`.
+fn three_segments(ts0: i64) -> Vec<(Bytes, i64)> {
+    let mut out = Vec::new();
+    let mut base = 100;
+    for i in 0..3 {
+        let (seg, next) = uniform_segment(20 + i, 5, 100, base, 1, ts0 + base);
+        out.push((seg, base));
+        base = next;
+    }
+    out
+}
+
+async fn upload_all(log: &RemoteLog, segs: &[(Bytes, i64)], epoch: i32) {
+    for (seg, base) in segs {
+        log.upload(seg.clone(), *base, epoch).await.unwrap();
+    }
+}
+
+pub async fn upload_then_read_every_offset(env: Env) {
+    let log = env.log();
+    let segs = three_segments(1_000);
+    upload_all(&log, &segs, 1).await;
+    let m = log.latest_manifest().await.unwrap().unwrap();
+    assert_eq!(m.version, 3);
+    assert_eq!(m.segments.len(), 3);
+    assert_eq!(m.remote_log_start_offset, 100);
+    let end = m.end_offset().unwrap();
+    for (seg, _) in &segs {
+        for item in BatchIter::new(seg) {
+            let (h, batch) = item.unwrap();
+            for o in h.base_offset..=h.last_offset() {
+                let got = log.read(o, 1).await.unwrap().unwrap();
+                assert_eq!(&got[..], batch, "offset {o}");
+            }
+            // A larger read starts with the same batch and holds whole batches only.
+            let got = log.read(h.base_offset, 3000).await.unwrap().unwrap();
+            assert!(got.starts_with(batch));
+            assert!(got.len() <= 3000 || got.len() == batch.len());
+            strata_log::batch::validate_all(&got).unwrap();
+        }
+    }
+    assert_eq!(log.read(99, 1000).await.unwrap(), None);
+    assert_eq!(log.read(end, 1000).await.unwrap(), None);
+    // A second instance (no cached footers, cold chunk cache) reads the same bytes.
+    let other = env.log_with(Arc::clone(&env.store), false);
+    let (seg, base) = &segs[1];
+    let first = BatchIter::new(seg).next().unwrap().unwrap().1;
+    assert_eq!(&other.read(*base, 1).await.unwrap().unwrap()[..], first);
+}
+
+pub async fn uploads_are_idempotent_contiguous_and_fenced(env: Env) {
+    let log = env.log();
+    let segs = three_segments(0);
+    let m1 = log.upload(segs[0].0.clone(), segs[0].1, 5).await.unwrap();
+    let again = log.upload(segs[0].0.clone(), segs[0].1, 5).await.unwrap();
+    assert_eq!(again, m1, "re-upload changes nothing");
+    let err = log
+        .upload(segs[2].0.clone(), segs[2].1, 5)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = log
+        .upload(segs[1].0.clone(), segs[1].1, 3)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced, "{err}");
+    // A newer leader continues from the manifest's end.
+    let m2 = log.upload(segs[1].0.clone(), segs[1].1, 6).await.unwrap();
+    assert_eq!((m2.version, m2.leader_epoch), (2, 6));
+    // Only the listed objects exist: the refused uploads left nothing behind.
+    let objects: Vec<_> = list_segs(&env.store).await;
+    assert_eq!(objects.len(), 2, "{objects:?}");
+}
+
+async fn list_segs(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    use futures::TryStreamExt;
+    let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+    all.into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|k| k.ends_with(".seg"))
+        .collect()
+}
+
+pub async fn retention_moves_the_start_then_deletes(env: Env) {
+    let clock = ManualClock::new(now_ms());
+    let log = env.log().with_clock(clock.clone());
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 2).await;
+    let before = log.latest_manifest().await.unwrap().unwrap();
+    let first_key = Path::from(before.segments[0].key.as_str());
+    // Fill caches, then expire the first segment by offset.
+    assert!(log.read(100, 1).await.unwrap().is_some());
+    let policy = RetentionPolicy {
+        start_offset: Some(segs[1].1),
+        ..Default::default()
+    };
+    let (m, deleted) = log.apply_retention(&policy, 2).await.unwrap();
+    assert_eq!(m.remote_log_start_offset, segs[1].1);
+    assert_eq!(m.segments.len(), 2);
+    assert_eq!(m.version, before.version + 1);
+    assert_eq!(deleted, vec![first_key.clone()]);
+    assert!(matches!(
+        env.store.head(&first_key).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    assert_eq!(log.read(100, 1).await.unwrap(), None);
+    assert!(log.read(segs[1].1, 1).await.unwrap().is_some());
+    // Nothing more to do: no new version.
+    let (same, none) = log.apply_retention(&policy, 2).await.unwrap();
+    assert_eq!((same.version, none.len()), (m.version, 0));
+    // By size: keep at least the last segment's bytes.
+    let last_bytes = m.segments[1].segment_bytes;
+    let (m, deleted) = log
+        .apply_retention(
+            &RetentionPolicy {
+                retention_bytes: Some(last_bytes),
+                ..Default::default()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!((m.segments.len(), deleted.len()), (1, 1));
+    assert_eq!(m.remote_log_start_offset, segs[2].1);
+    // By time: records are stamped 0.., far older than a day before the clock.
+    let (m, deleted) = log
+        .apply_retention(
+            &RetentionPolicy {
+                retention_ms: Some(86_400_000),
+                ..Default::default()
+            },
+            2,
+        )
+        .await
+        .unwrap();
+    assert!(m.segments.is_empty());
+    assert_eq!(deleted.len(), 1);
+    assert!(list_segs(&env.store).await.is_empty());
+    // A stale leader cannot apply retention.
+    let err = log.apply_retention(&policy, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced);
+}
+
+pub async fn scrub_removes_garbage_only_past_the_grace_period(env: Env) {
+    let clock = ManualClock::new(now_ms());
+    let log = env.log().with_clock(clock.clone());
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 1).await;
+    for _ in 0..3 {
+        // Three more manifest versions: retention moving the start within the first segment.
+        let m = log.latest_manifest().await.unwrap().unwrap();
+        let policy = RetentionPolicy {
+            start_offset: Some(m.remote_log_start_offset + 1),
+            ..Default::default()
+        };
+        log.apply_retention(&policy, 1).await.unwrap();
+    }
+    let garbage = log.paths().segment_key(999, 1, uuid::Uuid::new_v4());
+    env.store
+        .put(&garbage, PutPayload::from_static(b"orphan"))
+        .await
+        .unwrap();
+    let grace = Duration::from_secs(3600);
+    let report = log.scrub(grace).await.unwrap();
+    assert!(report.deleted_objects.is_empty());
+    assert!(report.deleted_manifests.is_empty());
+    assert_eq!(report.young_unlisted, 1);
+    clock.advance_ms(2 * 3_600_000);
+    let report = log.scrub(grace).await.unwrap();
+    assert_eq!(report.deleted_objects, vec![garbage]);
+    assert_eq!(report.deleted_manifests, vec![1, 2, 3]);
+    // Listed segments are intact and readable.
+    assert_eq!(list_segs(&env.store).await.len(), 3);
+    let latest = log.latest_manifest().await.unwrap().unwrap();
+    assert_eq!(latest.version, 6);
+    assert!(log.read(segs[2].1, 1).await.unwrap().is_some());
+}
+
+pub async fn corrupt_frames_are_errors_never_records(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+    let log = env.log_with(faulty.clone(), false);
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 1).await;
+    // Footers cached by the upload; frames fetched now come back damaged.
+    faulty.set_corrupt_gets(true);
+    let err = log.read(100, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains(".seg"), "names the object: {err}");
+    faulty.set_corrupt_gets(false);
+    assert!(log.read(100, 1).await.unwrap().is_some());
+
+    // An object overwritten with a flipped byte in a frame, read by a cold reader.
+    let m = log.latest_manifest().await.unwrap().unwrap();
+    let key = Path::from(m.segments[1].key.as_str());
+    let mut bytes = env
+        .store
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    bytes[10] ^= 0x01;
+    env.store.put(&key, PutPayload::from(bytes)).await.unwrap();
+    let cold = env.log_with(Arc::clone(&env.store), true);
+    let err = cold.read(segs[1].1, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    // A damaged footer too.
+    let key = Path::from(m.segments[2].key.as_str());
+    let mut bytes = env
+        .store
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let n = bytes.len();
+    bytes[n - 30] ^= 0x01;
+    env.store.put(&key, PutPayload::from(bytes)).await.unwrap();
+    let err = cold.read(segs[2].1, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
+
+pub async fn retrying_store_recovers_from_transient_failures(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+    let cfg = RetryConfig {
+        max_retries: 3,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
+    };
+    let retrying: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(faulty.clone(), cfg));
+    let log = env.log_with(retrying, true);
+    let segs = three_segments(0);
+    faulty.fail_next(2);
+    log.upload(segs[0].0.clone(), segs[0].1, 1).await.unwrap();
+    assert_eq!(faulty.injected(), 2);
+    faulty.fail_next(2);
+    assert!(log.read(100, 1).await.unwrap().is_some());
+    assert_eq!(faulty.injected(), 4);
+    // Past the retry budget the error surfaces as unavailable.
+    faulty.set_failing(true);
+    let err = log
+        .upload(segs[1].0.clone(), segs[1].1, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    faulty.set_failing(false);
+    log.upload(segs[1].0.clone(), segs[1].1, 1).await.unwrap();
+}
+
+pub async fn delete_all_removes_the_partition(env: Env) {
+    let log = env.log();
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 1).await;
+    let n = log.delete_all().await.unwrap();
+    assert_eq!(n, 6, "3 segments and 3 manifest versions");
+    assert!(log.latest_manifest().await.unwrap().is_none());
+    assert!(list_segs(&env.store).await.is_empty());
+    assert_eq!(log.read(100, 1).await.unwrap(), None);
+}
+
+pub async fn sequential_replay_is_prefetched(env: Env) {
+    let log = env.log();
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 1).await;
+    let end = log
+        .latest_manifest()
+        .await
+        .unwrap()
+        .unwrap()
+        .end_offset()
+        .unwrap();
+    let mut offset = 100;
+    let mut replay = Vec::new();
+    while let Some(bytes) = log.read(offset, 1 << 20).await.unwrap() {
+        for item in BatchIter::new(&bytes) {
+            offset = item.unwrap().0.next_offset();
+        }
+        replay.extend_from_slice(&bytes);
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(offset, end);
+    let all: Vec<u8> = segs.iter().flat_map(|(s, _)| s.to_vec()).collect();
+    assert_eq!(replay, all);
+}
+
+pub async fn reads_prefetch_the_next_frame(env: Env) {
+    let cache = ChunkCache::new(env.cache_dir.path().join("prefetch"), 1 << 20).unwrap();
+    let log = RemoteLog::new(
+        Arc::clone(&env.store),
+        root_path(&Path::from("strata"), "c1"),
+        "orders",
+        "6f1c",
+        0,
+        ReadContext::new(2, Some(cache.clone())),
+    )
+    .with_upload_config(UploadConfig {
+        frame_bytes: 4096,
+        zstd_level: 1,
+    });
+    let segs = three_segments(0);
+    let m = log.upload(segs[0].0.clone(), segs[0].1, 1).await.unwrap();
+    let key = m.segments[0].key.clone();
+    let object = env
+        .store
+        .get(&Path::from(key.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let footer = strata_tiering::parse_footer(&object).unwrap();
+    assert!(footer.frames.len() >= 3);
+    log.read(100, 1).await.unwrap().unwrap();
+    assert!(cache.contains(&key, 0));
+    let next = footer.frames[1].position;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cache.contains(&key, next) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "frame 1 was never prefetched"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The next read is served from the cache.
+    let (hits, _) = cache.stats();
+    log.read(footer.frames[1].first_offset, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cache.stats().0, hits + 1);
+}
+
+pub async fn racing_uploads_of_one_segment_list_it_once(env: Env) {
+    let a = env.log();
+    let b = env.log_with(Arc::clone(&env.store), false);
+    let segs = three_segments(0);
+    let (ra, rb) = tokio::join!(
+        a.upload(segs[0].0.clone(), segs[0].1, 1),
+        b.upload(segs[0].0.clone(), segs[0].1, 1)
+    );
+    let (ma, mb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ma, mb, "both see the one manifest that lists the segment");
+    assert_eq!((ma.version, ma.segments.len()), (1, 1));
+    // The loser's object is gone (or left for scrub); the winner's is listed.
+    let segs_now = list_segs(&env.store).await;
+    assert!(segs_now.contains(&ma.segments[0].key));
+    assert_eq!(segs_now.len(), 1, "{segs_now:?}");
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod in_memory {
+            $(#[tokio::test] async fn $name() { super::$name(super::memory()).await })*
+        }
+        mod local_fs {
+            $(#[tokio::test] async fn $name() { super::$name(super::local()).await })*
+        }
+    };
+}
+
+both_stores!(
+    upload_then_read_every_offset,
+    uploads_are_idempotent_contiguous_and_fenced,
+    retention_moves_the_start_then_deletes,
+    scrub_removes_garbage_only_past_the_grace_period,
+    corrupt_frames_are_errors_never_records,
+    retrying_store_recovers_from_transient_failures,
+    delete_all_removes_the_partition,
+    sequential_replay_is_prefetched,
+    reads_prefetch_the_next_frame,
+    racing_uploads_of_one_segment_list_it_once,
+);
