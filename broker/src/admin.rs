@@ -104,9 +104,9 @@ impl BrokerState {
     /// Validates overrides against what this cluster can do.
     fn check_config(&self, overrides: &BTreeMap<String, String>) -> Result<()> {
         let config = topic_config::resolve(self.replicas.defaults(), overrides)?;
-        if config.remote_storage {
+        if config.remote_storage && self.tier.is_none() {
             return Err(BrokerError::InvalidConfig(
-                "remote.storage.enable=true: tiered storage is not available in this build yet"
+                "remote.storage.enable=true needs brokers started with an object store (--object-store)"
                     .to_string(),
             ));
         }
@@ -120,6 +120,8 @@ impl BrokerState {
             .await?
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         self.metadata.delete_topic(&topic).await?;
+        let t = &topic.value;
+        self.delete_remote_data(&t.name, &t.topic_id, t.partitions);
         tracing::info!(topic = %name, "topic deleted");
         self.sync().await
     }
@@ -143,6 +145,28 @@ impl BrokerState {
 
     /// The topic with every partition's offsets, asked of each partition's leader.
     pub async fn describe_topic(&self, name: &str) -> Result<pb::TopicDescription> {
+        let snapshot = self.replicas.snapshot();
+        let topic = snapshot.topic(name)?;
+        let status = self.gather_status(name).await?;
+        Ok(self.describe(topic, |p| status.get(&p).cloned()))
+    }
+
+    /// Where each partition of a tiered topic lives, asked of each partition's leader.
+    pub async fn tier_status(&self, name: &str) -> Result<pb::TierStatusResponse> {
+        let snapshot = self.replicas.snapshot();
+        let topic = snapshot.topic(name)?;
+        let config = topic_config::resolve(self.replicas.defaults(), &topic.record.config)?;
+        let mut partitions: Vec<_> = self.gather_status(name).await?.into_values().collect();
+        partitions.sort_by_key(|p| p.partition);
+        Ok(pb::TierStatusResponse {
+            topic: name.to_string(),
+            remote_storage_enabled: config.remote_storage && self.tier.is_some(),
+            partitions,
+        })
+    }
+
+    /// Every partition's status, from its leader (here or on another broker).
+    async fn gather_status(&self, name: &str) -> Result<HashMap<u32, pb::PartitionStatus>> {
         let snapshot = self.replicas.snapshot();
         let topic = snapshot.topic(name)?;
         let mut by_leader: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
@@ -175,7 +199,7 @@ impl BrokerState {
                 }
             }
         }
-        Ok(self.describe(topic, |p| status.get(&p).cloned()))
+        Ok(status)
     }
 
     /// Offsets of the partitions of `topic` this broker leads.
@@ -185,12 +209,29 @@ impl BrokerState {
             .filter_map(|p| self.replicas.leader(topic, *p).ok())
             .filter_map(|p| {
                 let s = p.stats().ok()?;
+                let local_start = p.local_log_start_offset().ok()?;
+                let segments = p.with_log(|log| Ok(log.segments().len() as u32)).ok()?;
+                let remote = p
+                    .remote_summary()
+                    .filter(|r| r.segments > 0 && p.remote_log().is_some());
+                let lag = match (p.remote_log(), remote) {
+                    (None, _) => 0,
+                    (Some(_), Some(r)) => p.local_bytes_above(r.end).ok()?,
+                    (Some(_), None) => s.size_bytes,
+                };
                 Some(pb::PartitionStatus {
                     partition: p.index,
                     log_start_offset: s.log_start_offset,
                     high_watermark: s.high_watermark,
                     log_end_offset: s.log_end_offset,
                     size_bytes: s.size_bytes,
+                    local_log_start_offset: local_start,
+                    remote_log_start_offset: remote.map_or(-1, |r| r.start),
+                    remote_log_end_offset: remote.map_or(-1, |r| r.end),
+                    local_segments: segments,
+                    remote_segments: remote.map_or(0, |r| r.segments),
+                    remote_bytes: remote.map_or(0, |r| r.bytes),
+                    upload_lag_bytes: lag,
                 })
             })
             .collect()

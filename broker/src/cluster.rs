@@ -21,6 +21,7 @@ impl BrokerState {
         let _one_at_a_time = self.sync_lock.lock().await;
         let snapshot = Arc::new(self.metadata.snapshot().await?);
         self.replicas.apply(snapshot).await?;
+        self.attach_remote_logs();
         self.reconcile_fetchers();
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct BrokerConfig {
     pub replica_lag_time_max: Duration,
     /// How often the controller moves leadership back to preferred replicas.
     pub leader_rebalance_interval: Duration,
+    /// The object store of the remote tier; `None`: no tiered storage.
+    pub tier: Option<crate::tiered::TierConfig>,
 }
 
 impl BrokerConfig {
@@ -59,6 +61,7 @@ impl BrokerConfig {
             metadata_resync_interval: Duration::from_secs(5),
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
+            tier: None,
         }
     }
 

@@ -58,6 +58,13 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Metadata(#[from] CoordinatorError),
+    #[error("{topic}/{partition}: {source}")]
+    Tier {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: strata_tiering::TieringError,
+    },
     #[error("{0}")]
     NotController(String),
     #[error("{0}")]
@@ -101,6 +108,12 @@ impl BrokerError {
                     ErrorKind::OutOfRange => ErrorCode::OffsetOutOfRange,
                     _ => ErrorCode::KafkaStorageError,
                 },
+            },
+            BrokerError::Tier { source, .. } => match source.kind() {
+                ErrorKind::Corrupt => ErrorCode::CorruptMessage,
+                ErrorKind::Unavailable => ErrorCode::LeaderNotAvailable,
+                ErrorKind::Fenced => ErrorCode::NotLeaderOrFollower,
+                _ => ErrorCode::KafkaStorageError,
             },
             BrokerError::Metadata(CoordinatorError::Unavailable(_)) => {
                 ErrorCode::LeaderNotAvailable

@@ -11,6 +11,7 @@
 //! - [`replication`]: the leader's side: follower fetches, epoch queries, ISR changes.
 //! - [`follower`]: the follower's side: truncation and fetching.
 //! - [`producer_state`]: idempotent-producer deduplication.
+//! - [`tiered`]: the remote tier: uploads, remote retention, remote reads' plumbing.
 //! - [`snapshot`]: one consistent view of the cluster metadata.
 //! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
@@ -36,6 +37,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod state;
+pub mod tiered;
 pub mod topic_config;
 
 pub use config::BrokerConfig;

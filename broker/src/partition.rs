@@ -43,6 +43,34 @@ pub struct PartitionStats {
     pub size_bytes: u64,
 }
 
+/// Where the remote tier of a partition starts and ends, from its latest manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSummary {
+    pub start: i64,
+    /// Offset after the last uploaded record.
+    pub end: i64,
+    pub segments: u32,
+    pub bytes: u64,
+}
+
+impl RemoteSummary {
+    pub fn of(m: &strata_tiering::Manifest) -> RemoteSummary {
+        let start = m
+            .remote_log_start_offset
+            .max(m.segments.first().map_or(0, |s| s.base_offset));
+        RemoteSummary {
+            start,
+            end: m.end_offset().unwrap_or(start),
+            segments: m.segments.len() as u32,
+            bytes: m.segments.iter().map(|s| s.object_bytes).sum(),
+        }
+    }
+
+    fn holds(&self, offset: i64) -> bool {
+        self.segments > 0 && offset >= self.start && offset < self.end
+    }
+}
+
 /// What the leader knows of one follower.
 #[derive(Debug, Clone, Copy)]
 pub struct FollowerProgress {
@@ -81,6 +109,10 @@ pub struct Partition {
     /// Local retention deletes only segments wholly below this offset: with tiered storage,
     /// where the remote tier ends; `i64::MAX` without tiered storage.
     retention_limit: AtomicI64,
+    tiered: std::sync::atomic::AtomicBool,
+    /// The partition's remote log when the topic is tiered.
+    remote: RwLock<Option<Arc<strata_tiering::RemoteLog>>>,
+    remote_summary: RwLock<Option<RemoteSummary>>,
     /// When this replica last became leader (followers not heard from since count from it).
     leading_since_ms: AtomicI64,
 }
@@ -122,6 +154,9 @@ impl Partition {
             producers: Mutex::new(producers),
             leading_since_ms: AtomicI64::new(clock.now_ms()),
             retention_limit: AtomicI64::new(i64::MAX),
+            tiered: std::sync::atomic::AtomicBool::new(false),
+            remote: RwLock::new(None),
+            remote_summary: RwLock::new(None),
             clock,
         });
         if state.leader == broker_id {
@@ -151,10 +186,54 @@ impl Partition {
         self.min_insync_replicas.store(n, Ordering::Relaxed);
     }
 
-    /// Bounds local retention to what the remote tier already holds (`None`: no tiering).
-    pub fn set_retention_limit(&self, limit: Option<i64>) {
-        self.retention_limit
-            .store(limit.unwrap_or(i64::MAX), Ordering::Relaxed);
+    /// Whether the topic is tiered (its config says so). A tiered partition's local retention
+    /// deletes only what the remote tier holds, whether or not a remote log is attached yet.
+    pub fn set_tiered(&self, tiered: bool) {
+        self.tiered.store(tiered, Ordering::Relaxed);
+        self.update_retention_limit();
+    }
+
+    fn update_retention_limit(&self) {
+        let limit = match (
+            self.tiered.load(Ordering::Relaxed),
+            *self.remote_summary.read(),
+        ) {
+            (false, _) => i64::MAX,
+            (true, Some(s)) => s.end,
+            (true, None) => 0,
+        };
+        self.retention_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Attaches the partition's remote log (reads below the local start go there).
+    pub fn set_remote_log(&self, remote: Option<Arc<strata_tiering::RemoteLog>>) {
+        *self.remote.write() = remote;
+    }
+
+    pub fn remote_log(&self) -> Option<Arc<strata_tiering::RemoteLog>> {
+        self.remote.read().clone()
+    }
+
+    /// Records what the latest manifest says; local retention may then delete below its end.
+    pub fn set_remote_summary(&self, summary: Option<RemoteSummary>) {
+        *self.remote_summary.write() = summary;
+        self.update_retention_limit();
+    }
+
+    pub fn remote_summary(&self) -> Option<RemoteSummary> {
+        *self.remote_summary.read()
+    }
+
+    /// Bytes of local segments starting at or after `offset` (not yet in the remote tier).
+    pub fn local_bytes_above(&self, offset: i64) -> Result<u64> {
+        self.with_log(|log| {
+            Ok(log
+                .segments()
+                .iter()
+                .filter(|s| s.base_offset >= offset)
+                .map(|s| s.size_bytes)
+                .sum())
+        })
     }
 
     /// Applies leadership and ISR from the metadata. Taking over leadership with a new epoch
@@ -389,13 +468,20 @@ impl Partition {
         }
     }
 
-    /// One read on the blocking pool, up to `max_offset` (exclusive).
+    /// One read, up to `max_offset` (exclusive): from the local log, or from the remote tier
+    /// when the offset lies below the local log's start and the remote tier holds it.
     pub(crate) async fn read(
         self: &Arc<Self>,
         offset: i64,
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<FetchResult> {
+        let local_start = self.local_log_start_offset()?;
+        if offset < local_start {
+            if let Some(result) = self.read_remote(offset, max_bytes).await? {
+                return Ok(result);
+            }
+        }
         let me = self.clone();
         blocking(move || {
             let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
@@ -407,6 +493,32 @@ impl Partition {
             })
         })
         .await
+    }
+
+    async fn read_remote(&self, offset: i64, max_bytes: usize) -> Result<Option<FetchResult>> {
+        let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) else {
+            return Ok(None);
+        };
+        if !summary.holds(offset) {
+            return Ok(None);
+        }
+        let bytes = remote
+            .read(offset, max_bytes)
+            .await
+            .map_err(|e| BrokerError::Tier {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                source: e,
+            })?;
+        let Some(records) = bytes else {
+            return Ok(None);
+        };
+        Ok(Some(FetchResult {
+            records,
+            high_watermark: self.high_watermark(),
+            log_start_offset: summary.start,
+            log_end_offset: self.log_end_offset(),
+        }))
     }
 
     /// Leader: a follower fetched from `fetch_offset` (its log end offset). Updates what the
@@ -526,9 +638,10 @@ impl Partition {
     }
 
     pub fn stats(&self) -> Result<PartitionStats> {
+        let start = self.log_start_offset()?;
         self.with_log(|log| {
             Ok(PartitionStats {
-                log_start_offset: log.log_start_offset(),
+                log_start_offset: start,
                 high_watermark: self.high_watermark(),
                 log_end_offset: log.log_end_offset(),
                 size_bytes: log.size_bytes(),
@@ -536,7 +649,21 @@ impl Partition {
         })
     }
 
+    /// The first offset of the whole log: the remote tier's start when it holds data below
+    /// the local start.
     pub fn log_start_offset(&self) -> Result<i64> {
+        let local = self.local_log_start_offset()?;
+        let tiered = self.remote.read().is_some();
+        Ok(
+            match self.remote_summary().filter(|s| s.segments > 0 && tiered) {
+                Some(s) => s.start.min(local),
+                None => local,
+            },
+        )
+    }
+
+    /// The first offset on local disk.
+    pub fn local_log_start_offset(&self) -> Result<i64> {
         self.with_log(|log| Ok(log.log_start_offset()))
     }
 

@@ -174,7 +174,7 @@ impl ReplicaManager {
                 Some(partition) => {
                     partition.set_state(state.clone());
                     if config_changed {
-                        partition.set_retention_limit(config.remote_storage.then_some(0));
+                        partition.set_tiered(config.remote_storage);
                         partition.update_config(config.local_log_config())?;
                         partition.set_min_insync_replicas(config.min_insync_replicas);
                     }
@@ -201,7 +201,7 @@ impl ReplicaManager {
                         let partition =
                             Partition::new(name.clone(), p, me, log, state, clock.clone());
                         partition.set_min_insync_replicas(min_isr);
-                        partition.set_retention_limit(tiered.then_some(0));
+                        partition.set_tiered(tiered);
                         Ok((p, partition))
                     })
                     .collect::<Result<Vec<_>>>()

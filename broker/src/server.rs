@@ -56,6 +56,15 @@ impl Broker {
             rack: config.rack.clone(),
         };
         let registration = register(&metadata, &me, config.session_ttl).await?;
+        let tier = match &config.tier {
+            Some(t) => Some(crate::tiered::Tier::open(
+                t.clone(),
+                metadata.cluster(),
+                config.data_dir.join("remote-cache"),
+                clock.clone(),
+            )?),
+            None => None,
+        };
         let replicas = ReplicaManager::new(
             config.broker_id,
             config.logs_dir(),
@@ -73,6 +82,7 @@ impl Broker {
             fetchers: Default::default(),
             isr_joiners: Default::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            tier,
         });
         state.sync().await?;
         state
@@ -125,12 +135,13 @@ impl Broker {
                 stop_rx.clone(),
             )),
             tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::tiered::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::replication::manage_isr(
                 state.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx)),
         ];
+        let registration = tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx));
         // The builder's tcp_nodelay covers only listeners tonic binds itself: set it on each
         // accepted socket, or Nagle delays small answers (acks=all, replica fetches) by ~40 ms.
         let incoming = tokio_stream::StreamExt::map(
@@ -156,6 +167,14 @@ impl Broker {
         }
         state.fetchers.stop_all();
         let closed = state.replicas.close_all().await;
+        // Only now, with the controller stopped and the logs closed, does the broker leave: if
+        // it released its registration while its own controller ran, that controller would take
+        // its partitions offline on the way out (and bring them back at the next start).
+        if let Ok(Some(lease)) = registration.await {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "releasing the broker registration failed");
+            }
+        }
         tracing::info!(
             broker = state.config.broker_id,
             "broker stopped; logs closed"
@@ -205,11 +224,13 @@ async fn register(metadata: &MetadataStore, me: &BrokerRecord, ttl: Duration) ->
 }
 
 /// Keeps the registration: if its lease is ever lost (etcd lost it), registers again.
+/// Returns the registration when told to stop, for the caller to release once everything else
+/// has stopped.
 async fn keep_registered(
     state: Arc<BrokerState>,
     mut lease: Lease,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Option<Lease> {
     let me = BrokerRecord {
         id: state.config.broker_id,
         address: state.config.advertised_address.clone(),
@@ -218,12 +239,7 @@ async fn keep_registered(
     loop {
         tokio::select! {
             _ = lease.lost() => {}
-            _ = stop.changed() => {
-                if let Err(e) = lease.release().await {
-                    tracing::warn!(error = %e, "releasing the broker registration failed");
-                }
-                return;
-            }
+            _ = stop.changed() => return Some(lease),
         }
         tracing::warn!(
             broker = me.id,
@@ -232,7 +248,7 @@ async fn keep_registered(
         loop {
             let attempt = tokio::select! {
                 r = register(&state.metadata, &me, state.config.session_ttl) => r,
-                _ = stop.changed() => return,
+                _ = stop.changed() => return None,
             };
             match attempt {
                 Ok(new) => {

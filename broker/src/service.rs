@@ -219,6 +219,15 @@ impl Admin for AdminService {
         ))
     }
 
+    async fn tier_status(
+        &self,
+        request: Request<pb::TierStatusRequest>,
+    ) -> Result<Response<pb::TierStatusResponse>, Status> {
+        Ok(Response::new(
+            self.state.tier_status(&request.into_inner().topic).await?,
+        ))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<pb::ClusterInfoRequest>,

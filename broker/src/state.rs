@@ -28,6 +28,8 @@ pub struct BrokerState {
     pub fetchers: Fetchers,
     /// Followers that caught up and should join the ISR: (topic, partition, follower).
     pub isr_joiners: Mutex<HashSet<(String, u32, i32)>>,
+    /// The remote tier, when the broker has an object store.
+    pub tier: Option<crate::tiered::Tier>,
     /// Producer ids this broker may hand out: [next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }

@@ -31,6 +31,9 @@ enum Command {
     /// Cluster-wide information.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Tiered storage: where partitions' data lives.
+    #[command(subcommand)]
+    Tier(commands::tier::TierCommand),
     /// Create, list, describe, delete topics and change their config.
     #[command(subcommand)]
     Topic(commands::topic::TopicCommand),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Cluster(cmd) => commands::cluster::run(cmd).await,
+            Command::Tier(cmd) => commands::tier::run(cmd).await,
             Command::Topic(cmd) => commands::topic::run(cmd).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Consume(args) => commands::consume::run(args).await,

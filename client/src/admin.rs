@@ -102,6 +102,18 @@ impl Admin {
         .await
     }
 
+    /// How a topic's partitions split between local disk and the object store.
+    pub async fn tier_status(&self, topic: &str) -> Result<strata_proto::TierStatusResponse> {
+        let request = strata_proto::TierStatusRequest {
+            topic: topic.to_string(),
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.tier_status(r).await }
+        })
+        .await
+    }
+
     /// The controller, every broker (alive or not) and partition health.
     pub async fn cluster_info(&self) -> Result<ClusterInfoResponse> {
         self.call(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })

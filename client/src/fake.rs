@@ -367,6 +367,17 @@ impl Admin for Fake {
         Ok(Response::new(self.describe(&r.name)?))
     }
 
+    async fn tier_status(
+        &self,
+        request: Request<strata_proto::TierStatusRequest>,
+    ) -> Result<Response<strata_proto::TierStatusResponse>, Status> {
+        Ok(Response::new(strata_proto::TierStatusResponse {
+            topic: request.into_inner().topic,
+            remote_storage_enabled: false,
+            partitions: vec![],
+        }))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<strata_proto::ClusterInfoRequest>,

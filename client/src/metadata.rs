@@ -20,9 +20,6 @@ use crate::config::ClientConfig;
 use crate::connection::Connections;
 use crate::error::{Error, Result};
 
-/// Attempts of a one-off leader call (list offsets) before its error is returned.
-const LEADER_CALL_ATTEMPTS: u32 = 5;
-
 /// What the client knows of one topic.
 #[derive(Debug)]
 pub(crate) struct TopicMeta {
@@ -202,8 +199,9 @@ impl Cluster {
         }
     }
 
-    /// Runs `call` against the partition's leader, retrying retriable failures a few times
-    /// with a short backoff (for one-off calls such as list offsets).
+    /// Runs `call` against the partition's leader, retrying retriable failures (a leader that
+    /// died, moved or is being elected) with backoff for up to the request timeout, long enough
+    /// to ride out a leader failover (for one-off calls such as list offsets).
     pub async fn call_leader<T, F, Fut>(
         &self,
         topic: &str,
@@ -215,9 +213,8 @@ impl Cluster {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut backoff = Duration::from_millis(50);
-        let mut attempt = 0;
+        let deadline = tokio::time::Instant::now() + self.conns.config().request_timeout;
         loop {
-            attempt += 1;
             let result = async {
                 let address = self.leader(topic, partition).await?;
                 let client = self.conns.log(&address).await?;
@@ -228,7 +225,7 @@ impl Cluster {
             }
             .await;
             match result {
-                Err(e) if e.is_retriable() && attempt < LEADER_CALL_ATTEMPTS => {
+                Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
                     self.refresh_after(topic, &e).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));

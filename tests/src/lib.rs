@@ -73,18 +73,26 @@ pub struct DevBroker {
     pub child: Option<Child>,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Extra `strata dev` flags.
+    extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl DevBroker {
     /// Starts `strata dev` on a fresh data directory.
     pub fn start() -> DevBroker {
+        Self::start_with(&[])
+    }
+
+    /// Like [`DevBroker::start`], with extra `strata dev` flags.
+    pub fn start_with(extra: &[&str]) -> DevBroker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut broker = DevBroker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: Some(tmp),
         };
         broker.restart();
@@ -100,6 +108,7 @@ impl DevBroker {
         let child = Command::new(strata_bin())
             .args(["dev", "--listen", &self.addr.to_string(), "--data-dir"])
             .arg(&self.data_dir)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -242,7 +242,7 @@ fn graceful_shutdown_flushes_and_marks_logs_clean() {
         .iter()
         .map(|p| p["log_end_offset"].as_i64().unwrap())
         .sum();
-    assert_eq!(total, 6400);
+    assert_eq!(total, 6400, "after the restart: {d}");
     let out = broker.cli_ok(
         &["consume", "many", "--offset", "start", "-n", "6400"],
         None,

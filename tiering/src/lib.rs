@@ -17,6 +17,9 @@ pub mod remote_log;
 pub mod store;
 pub mod testing;
 
+/// The object_store crate, for callers that hold stores and paths.
+pub use object_store;
+
 pub use cache::{ChunkCache, FooterCache};
 pub use error::{Result, TieringError};
 pub use format::{decode_frame, encode_segment, parse_footer, EncodedSegment, Footer, FrameInfo};

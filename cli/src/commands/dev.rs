@@ -15,6 +15,12 @@ pub struct DevArgs {
     /// Address to serve gRPC on.
     #[arg(long, env = "STRATA_LISTEN", default_value = crate::DEFAULT_BROKERS)]
     pub listen: String,
+    /// Object store of the remote tier (default: file://<data-dir>/tier, on local disk).
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
+    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", default_value = "30s", value_parser = crate::parse::duration)]
+    pub retention_check_interval: std::time::Duration,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +37,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     };
     let coordinator = EmbeddedCoordinator::open(args.data_dir.join("metadata"), "dev")
         .context("cannot open the embedded metadata store")?;
-    let config = BrokerConfig::new(0, &args.data_dir, advertised.clone());
+    let mut config = BrokerConfig::new(0, &args.data_dir, advertised.clone());
+    // Tiering is on by default, to the local filesystem: the remote tier works with nothing
+    // installed, and topics are tiered unless they say otherwise.
+    let store = match args.object_store {
+        Some(url) => url,
+        None => {
+            let dir = args.data_dir.join("tier");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            format!("file://{}", std::fs::canonicalize(&dir)?.display())
+        }
+    };
+    config.tier = Some(strata_broker::tiered::TierConfig::new(store));
+    config.topic_defaults.remote_storage = true;
+    config.retention_check_interval = args.retention_check_interval;
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;

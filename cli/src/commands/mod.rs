@@ -6,6 +6,7 @@ pub mod consume;
 pub mod dev;
 pub mod produce;
 pub mod serve;
+pub mod tier;
 pub mod topic;
 
 /// Waits for Ctrl-C or SIGTERM.

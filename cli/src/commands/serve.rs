@@ -46,6 +46,19 @@ pub struct ServeArgs {
     /// How often leadership moves back to preferred replicas, e.g. 30s.
     #[arg(long, env = "STRATA_LEADER_REBALANCE_INTERVAL", value_parser = parse::duration)]
     pub leader_rebalance_interval: Option<Duration>,
+    /// Object store of the remote tier: s3://BUCKET/PREFIX (or file:///DIR). Without it,
+    /// nothing is tiered.
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// S3 endpoint, e.g. http://127.0.0.1:4566 for LocalStack (credentials: AWS_* variables).
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
+    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", value_parser = parse::duration)]
+    pub retention_check_interval: Option<Duration>,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -65,6 +78,10 @@ struct ServeFile {
     session_timeout: Option<String>,
     replica_lag_time_max: Option<String>,
     leader_rebalance_interval: Option<String>,
+    object_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    retention_check_interval: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -80,6 +97,10 @@ pub struct ServeSettings {
     pub session_timeout: Duration,
     pub replica_lag_time_max: Duration,
     pub leader_rebalance_interval: Duration,
+    pub object_store: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub retention_check_interval: Duration,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -101,6 +122,12 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         }
         (None, None) => Ok(Duration::from_secs(default)),
     };
+    let retention_check_interval = duration(
+        args.retention_check_interval,
+        file.retention_check_interval,
+        "retention_check_interval",
+        30,
+    )?;
     let session_timeout = duration(
         args.session_timeout,
         file.session_timeout,
@@ -157,6 +184,10 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         session_timeout,
         replica_lag_time_max,
         leader_rebalance_interval,
+        object_store: args.object_store.or(file.object_store),
+        s3_endpoint: args.s3_endpoint.or(file.s3_endpoint),
+        s3_region: args.s3_region.or(file.s3_region),
+        retention_check_interval,
     })
 }
 
@@ -182,6 +213,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.session_ttl = s.session_timeout;
     config.replica_lag_time_max = s.replica_lag_time_max;
     config.leader_rebalance_interval = s.leader_rebalance_interval;
+    config.retention_check_interval = s.retention_check_interval;
+    if let Some(url) = &s.object_store {
+        let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
+        tier.options.endpoint = s.s3_endpoint.clone();
+        tier.options.region = s.s3_region.clone();
+        config.tier = Some(tier);
+        config.topic_defaults.remote_storage = true;
+    }
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;

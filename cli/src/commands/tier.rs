@@ -1,0 +1,101 @@
+//! `strata tier status`: how each partition of a topic splits between local disk and the
+//! object store.
+
+use serde_json::json;
+use std::process::ExitCode;
+use strata_client::Admin;
+
+use crate::output::{table, Format};
+use crate::ConnectArgs;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TierCommand {
+    /// Show local and remote offsets, segments and upload lag per partition.
+    Status {
+        topic: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
+    let TierCommand::Status {
+        topic,
+        format,
+        connect,
+    } = cmd;
+    let admin = Admin::connect(connect.client_config()).await?;
+    let status = admin.tier_status(&topic).await?;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "topic": status.topic,
+                "remote_storage_enabled": status.remote_storage_enabled,
+                "partitions": status.partitions.iter().map(|p| json!({
+                    "partition": p.partition,
+                    "local_log_start_offset": p.local_log_start_offset,
+                    "log_end_offset": p.log_end_offset,
+                    "remote_log_start_offset": p.remote_log_start_offset,
+                    "remote_log_end_offset": p.remote_log_end_offset,
+                    "local_segments": p.local_segments,
+                    "remote_segments": p.remote_segments,
+                    "remote_bytes": p.remote_bytes,
+                    "upload_lag_bytes": p.upload_lag_bytes,
+                })).collect::<Vec<_>>(),
+            }))?
+        ),
+        Format::Text => {
+            let opt = |v: i64| {
+                if v < 0 {
+                    "-".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let rows: Vec<Vec<String>> = status
+                .partitions
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.partition.to_string(),
+                        p.local_log_start_offset.to_string(),
+                        p.log_end_offset.to_string(),
+                        p.local_segments.to_string(),
+                        opt(p.remote_log_start_offset),
+                        opt(p.remote_log_end_offset),
+                        p.remote_segments.to_string(),
+                        p.remote_bytes.to_string(),
+                        p.upload_lag_bytes.to_string(),
+                    ]
+                })
+                .collect();
+            println!(
+                "TOPIC           {}\nREMOTE STORAGE  {}\n\n{}",
+                status.topic,
+                if status.remote_storage_enabled {
+                    "enabled"
+                } else {
+                    "disabled"
+                },
+                table(
+                    &[
+                        "PARTITION",
+                        "LOCAL-START",
+                        "LOG-END",
+                        "LOCAL-SEGMENTS",
+                        "REMOTE-START",
+                        "REMOTE-END",
+                        "REMOTE-SEGMENTS",
+                        "REMOTE-BYTES",
+                        "UPLOAD-LAG-BYTES"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
