@@ -19,6 +19,8 @@ pub struct ServeBroker {
     cluster: String,
     /// Extra `strata serve` flags.
     extra: Vec<String>,
+    /// Extra environment variables.
+    env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -37,6 +39,17 @@ impl ServeBroker {
 
     /// Like [`ServeBroker::start`], with these `strata serve` flags (give --session-timeout).
     pub fn start_with(id: i32, etcd: &str, cluster: &str, extra: &[&str]) -> ServeBroker {
+        Self::start_with_env(id, etcd, cluster, extra, &[])
+    }
+
+    /// Like [`ServeBroker::start_with`], with extra environment variables (S3 credentials).
+    pub fn start_with_env(
+        id: i32,
+        etcd: &str,
+        cluster: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServeBroker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut b = ServeBroker {
             id,
@@ -45,6 +58,10 @@ impl ServeBroker {
             etcd: etcd.to_string(),
             cluster: cluster.to_string(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             log: tmp.path().join("broker.log"),
             _tmp: tmp,
@@ -65,7 +82,8 @@ impl ServeBroker {
         .arg("--data-dir")
         .arg(&self.data_dir)
         .args(["--etcd", &self.etcd, "--cluster", &self.cluster])
-        .args(&self.extra);
+        .args(&self.extra)
+        .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }
 
