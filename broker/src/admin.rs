@@ -165,6 +165,41 @@ impl BrokerState {
         })
     }
 
+    /// What retention would delete under changed config, asked of each partition's leader.
+    pub async fn retention_preview_all(
+        &self,
+        req: pb::RetentionPreviewRequest,
+    ) -> Result<pb::RetentionPreviewResponse> {
+        let snapshot = self.replicas.snapshot();
+        let topic = snapshot.topic(&req.topic)?;
+        let mut overrides = topic.record.config.clone();
+        overrides.extend(req.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.check_config(&overrides)?;
+        let mut by_leader: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
+        for (i, p) in topic.partitions.iter().enumerate() {
+            by_leader.entry(p.leader).or_default().push(i as u32);
+        }
+        let mut partitions = Vec::new();
+        for (leader, ids) in by_leader {
+            let ask = pb::RetentionPreviewRequest {
+                partitions: ids,
+                ..req.clone()
+            };
+            if leader == self.config.broker_id {
+                partitions.extend(self.retention_preview(&ask).await?.partitions);
+            } else if let Some(address) = snapshot.address(leader) {
+                match self.peers.replica(address)?.retention_preview(ask).await {
+                    Ok(r) => partitions.extend(r.into_inner().partitions),
+                    Err(e) => {
+                        tracing::warn!(leader, error = %e.message(), "leader did not answer the retention preview")
+                    }
+                }
+            }
+        }
+        partitions.sort_by_key(|p| p.partition);
+        Ok(pb::RetentionPreviewResponse { partitions })
+    }
+
     /// Every partition's status, from its leader (here or on another broker).
     async fn gather_status(&self, name: &str) -> Result<HashMap<u32, pb::PartitionStatus>> {
         let snapshot = self.replicas.snapshot();

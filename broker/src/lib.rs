@@ -33,6 +33,7 @@ pub mod placement;
 pub mod producer_state;
 pub mod replicas;
 pub mod replication;
+pub mod retention_preview;
 pub mod server;
 pub mod service;
 pub mod snapshot;

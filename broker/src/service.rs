@@ -228,6 +228,17 @@ impl Admin for AdminService {
         ))
     }
 
+    async fn retention_preview(
+        &self,
+        request: Request<pb::RetentionPreviewRequest>,
+    ) -> Result<Response<pb::RetentionPreviewResponse>, Status> {
+        Ok(Response::new(
+            self.state
+                .retention_preview_all(request.into_inner())
+                .await?,
+        ))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<pb::ClusterInfoRequest>,
@@ -263,6 +274,15 @@ impl Replica for ReplicaService {
     ) -> Result<Response<pb::EpochEndOffsetResponse>, Status> {
         Ok(Response::new(
             self.state.epoch_end_offset(request.into_inner())?,
+        ))
+    }
+
+    async fn retention_preview(
+        &self,
+        request: Request<pb::RetentionPreviewRequest>,
+    ) -> Result<Response<pb::RetentionPreviewResponse>, Status> {
+        Ok(Response::new(
+            self.state.retention_preview(&request.into_inner()).await?,
         ))
     }
 }

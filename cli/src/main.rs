@@ -31,6 +31,9 @@ enum Command {
     /// Cluster-wide information.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Show or change a topic's total and local retention.
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// Tiered storage: where partitions' data lives.
     #[command(subcommand)]
     Tier(commands::tier::TierCommand),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Cluster(cmd) => commands::cluster::run(cmd).await,
             Command::Tier(cmd) => commands::tier::run(cmd).await,
+            Command::Retention(cmd) => commands::retention::run(cmd).await,
             Command::Topic(cmd) => commands::topic::run(cmd).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Consume(args) => commands::consume::run(args).await,

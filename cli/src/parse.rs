@@ -117,3 +117,62 @@ mod tests {
         assert!(key_value("=5").is_err());
     }
 }
+
+/// A retention limit: a duration (`30d`, `6h`, `forever`) or a size (`500GiB`, `unlimited`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionValue {
+    /// Milliseconds; -1 for forever.
+    Time(i64),
+    /// Bytes; -1 for unlimited.
+    Size(i64),
+}
+
+pub fn retention_value(s: &str) -> Result<RetentionValue, String> {
+    let s = s.trim();
+    match s {
+        "forever" => return Ok(RetentionValue::Time(-1)),
+        "unlimited" => return Ok(RetentionValue::Size(-1)),
+        _ => {}
+    }
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("{s:?} has no unit; give a duration (30d, 6h, 15m) or a size (500GiB, 10MB), or forever / unlimited")
+    })?;
+    if unit_at == 0 {
+        return Err(format!("{s:?} is not a duration or a size; e.g. 30d, 6h, 500GiB (negative values are not allowed)"));
+    }
+    let unit = &s[unit_at..];
+    if matches!(unit, "ms" | "s" | "m" | "min" | "h" | "d") {
+        return duration(s).map(|d| RetentionValue::Time(d.as_millis() as i64));
+    }
+    size(s)
+        .map(|b| RetentionValue::Size(b as i64))
+        .map_err(|_| format!("{s:?} is not a duration or a size; units: ms, s, m, h, d or B, KiB, MiB, GiB, KB, MB, GB"))
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn retention_values_need_units() {
+        assert_eq!(
+            retention_value("30d").unwrap(),
+            RetentionValue::Time(30 * 86_400_000)
+        );
+        assert_eq!(
+            retention_value("500GiB").unwrap(),
+            RetentionValue::Size(500 << 30)
+        );
+        assert_eq!(
+            retention_value("forever").unwrap(),
+            RetentionValue::Time(-1)
+        );
+        assert_eq!(
+            retention_value("unlimited").unwrap(),
+            RetentionValue::Size(-1)
+        );
+        assert!(retention_value("1000").unwrap_err().contains("no unit"));
+        assert!(retention_value("-5d").unwrap_err().contains("negative"));
+        assert!(retention_value("5 weeks").is_err());
+    }
+}

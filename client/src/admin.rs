@@ -102,6 +102,24 @@ impl Admin {
         .await
     }
 
+    /// What retention would delete from each tier if `set` were applied (changes nothing).
+    pub async fn retention_preview(
+        &self,
+        topic: &str,
+        set: HashMap<String, String>,
+    ) -> Result<strata_proto::RetentionPreviewResponse> {
+        let request = strata_proto::RetentionPreviewRequest {
+            topic: topic.to_string(),
+            set,
+            partitions: vec![],
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.retention_preview(r).await }
+        })
+        .await
+    }
+
     /// How a topic's partitions split between local disk and the object store.
     pub async fn tier_status(&self, topic: &str) -> Result<strata_proto::TierStatusResponse> {
         let request = strata_proto::TierStatusRequest {

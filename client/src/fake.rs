@@ -378,6 +378,15 @@ impl Admin for Fake {
         }))
     }
 
+    async fn retention_preview(
+        &self,
+        _request: Request<strata_proto::RetentionPreviewRequest>,
+    ) -> Result<Response<strata_proto::RetentionPreviewResponse>, Status> {
+        Ok(Response::new(strata_proto::RetentionPreviewResponse {
+            partitions: vec![],
+        }))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<strata_proto::ClusterInfoRequest>,

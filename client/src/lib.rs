@@ -35,6 +35,6 @@ pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use strata_log::{Compression, Header};
 pub use strata_proto::{
     BrokerInfo, ClusterInfoResponse, ErrorCode, MetadataResponse, PartitionDescription,
-    PartitionInfo, PartitionStatus, TierStatusResponse, TopicDescription, TopicMetadata,
-    TopicSummary,
+    PartitionInfo, PartitionStatus, TierDeletion, TierStatusResponse, TopicDescription,
+    TopicMetadata, TopicSummary,
 };

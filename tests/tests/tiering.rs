@@ -108,6 +108,72 @@ fn replay_from_offset_zero_is_served_from_the_remote_tier() {
         "the log starts in the remote tier"
     );
 
+    // Retention in durations and sizes; a dry run changes nothing.
+    let show = broker.cli_ok(&["retention", "show", "events"], None);
+    assert!(
+        show.contains("REMOTE STORAGE  true") && show.contains("7d"),
+        "{show}"
+    );
+    let dry = broker.cli_ok(
+        &[
+            "retention",
+            "set",
+            "events",
+            "--total",
+            "100KiB",
+            "--dry-run",
+        ],
+        None,
+    );
+    assert!(dry.contains("nothing was changed"), "{dry}");
+    let row = dry
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert!(
+        row[4].parse::<u64>().unwrap() > 0,
+        "remote segments would go: {dry}"
+    );
+    let d: Value = serde_json::from_str(
+        &broker.cli_ok(&["topic", "describe", "events", "--format", "json"], None),
+    )
+    .unwrap();
+    assert_eq!(
+        d["partitions"][0]["log_start_offset"], 0,
+        "the dry run deleted nothing"
+    );
+    for (bad, why) in [
+        ("1000", "no unit"),
+        ("-5d", "negative"),
+        ("5weeks", "not a duration or a size"),
+    ] {
+        let out = broker.cli(&["retention", "set", "events", "--total", bad], None);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    broker.cli_ok(&["retention", "set", "events", "--total", "100KiB"], None);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d: Value = serde_json::from_str(
+            &broker.cli_ok(&["topic", "describe", "events", "--format", "json"], None),
+        )
+        .unwrap();
+        if d["partitions"][0]["log_start_offset"].as_i64().unwrap() > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "total retention did not delete remote segments: {d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Deleting the topic deletes its objects.
     let tier_dir = broker.data_dir.join("tier");
     assert!(files_under(&tier_dir, "seg") > 0);

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod consume;
 pub mod dev;
 pub mod produce;
+pub mod retention;
 pub mod serve;
 pub mod tier;
 pub mod topic;
