@@ -27,6 +27,10 @@ need_pkg cc build-essential
 need_pkg protoc protobuf-compiler
 # End-to-end and coordinator tests start their own etcd.
 need_pkg etcd etcd-server
+# Tiering tests start their own LocalStack (S3), installed in a pinned virtualenv.
+need_pkg curl curl
+log "LocalStack (pinned virtualenv)"
+bash localstack/install.sh >&2
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -18,6 +18,12 @@ pub struct DevArgs {
     /// Object store of the remote tier (default: file://<data-dir>/tier, on local disk).
     #[arg(long, env = "STRATA_OBJECT_STORE")]
     pub object_store: Option<String>,
+    /// S3 endpoint for an s3:// object store, e.g. http://127.0.0.1:4566 (LocalStack).
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
     /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", default_value = "30s", value_parser = crate::parse::duration)]
     pub retention_check_interval: std::time::Duration,
@@ -49,7 +55,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             format!("file://{}", std::fs::canonicalize(&dir)?.display())
         }
     };
-    config.tier = Some(strata_broker::tiered::TierConfig::new(store));
+    let mut tier = strata_broker::tiered::TierConfig::new(store);
+    tier.options.endpoint = args.s3_endpoint;
+    tier.options.region = args.s3_region;
+    config.tier = Some(tier);
     config.topic_defaults.remote_storage = true;
     config.retention_check_interval = args.retention_check_interval;
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
