@@ -65,6 +65,9 @@ impl Broker {
             )?),
             None => None,
         };
+        if let Some(tier) = &tier {
+            tier.check().await?;
+        }
         let replicas = ReplicaManager::new(
             config.broker_id,
             config.logs_dir(),

@@ -89,6 +89,22 @@ impl Tier {
         })
     }
 
+    /// Checks the store answers and the bucket exists (a list of one key under the root).
+    pub async fn check(&self) -> Result<()> {
+        use futures::StreamExt;
+        let mut listing = self.store.list(Some(&self.root));
+        let url = &self.config.url;
+        match tokio::time::timeout(Duration::from_secs(20), listing.next()).await {
+            Err(_) => Err(BrokerError::InvalidConfig(format!(
+                "object store {url} did not answer within 20 s"
+            ))),
+            Ok(Some(Err(e))) => Err(BrokerError::InvalidConfig(format!(
+                "object store {url} cannot be listed (does the bucket exist, are the credentials right?): {e}"
+            ))),
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// The remote log of a partition of `topic` (by topic id: a re-created topic has its own).
     pub fn remote_log(&self, topic: &str, topic_id: &str, partition: u32) -> Arc<RemoteLog> {
         let key = (topic_id.to_string(), partition);

@@ -115,6 +115,17 @@ impl LocalStack {
         self.running = true;
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): an S3 that stops answering but keeps its data
+    /// (a restart would lose it: LocalStack keeps objects in memory).
+    pub fn freeze(&self, stop: bool) {
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} LocalStack");
+    }
+
     fn pid_file(&self) -> PathBuf {
         self.dir.path().join("localstack.pid")
     }
