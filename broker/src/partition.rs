@@ -275,6 +275,14 @@ impl Partition {
         BrokerError::from_log(&self.topic, self.index, e)
     }
 
+    pub(crate) fn tier_error(&self, source: strata_tiering::TieringError) -> BrokerError {
+        BrokerError::Tier {
+            topic: self.topic.to_string(),
+            partition: self.index,
+            source,
+        }
+    }
+
     fn closed(&self) -> BrokerError {
         BrokerError::UnknownTopic(self.topic.to_string())
     }
@@ -505,11 +513,7 @@ impl Partition {
         let bytes = remote
             .read(offset, max_bytes)
             .await
-            .map_err(|e| BrokerError::Tier {
-                topic: self.topic.to_string(),
-                partition: self.index,
-                source: e,
-            })?;
+            .map_err(|e| self.tier_error(e))?;
         let Some(records) = bytes else {
             return Ok(None);
         };

@@ -133,14 +133,6 @@ impl Tier {
     }
 }
 
-fn tier_error(p: &Partition, e: strata_tiering::TieringError) -> BrokerError {
-    BrokerError::Tier {
-        topic: p.topic.to_string(),
-        partition: p.index,
-        source: e,
-    }
-}
-
 impl BrokerState {
     /// Attaches remote logs to tiered partitions (and detaches them from others). Called after
     /// every metadata sync.
@@ -224,7 +216,7 @@ async fn refresh(p: &Arc<Partition>) -> Result<Option<strata_tiering::Manifest>>
     let manifest = remote
         .latest_manifest()
         .await
-        .map_err(|e| tier_error(p, e))?;
+        .map_err(|e| p.tier_error(e))?;
     p.set_remote_summary(manifest.as_ref().map(RemoteSummary::of));
     Ok(manifest)
 }
@@ -263,7 +255,7 @@ async fn lead_partition(
         let next = remote
             .upload(bytes::Bytes::from(bytes), seg.base_offset, epoch)
             .await
-            .map_err(|e| tier_error(p, e))?;
+            .map_err(|e| p.tier_error(e))?;
         tracing::debug!(topic = %p.topic, partition = p.index, base = seg.base_offset, next = seg.next_offset, "segment uploaded");
         p.set_remote_summary(Some(RemoteSummary::of(&next)));
         manifest = Some(next);
@@ -282,7 +274,7 @@ async fn lead_partition(
     let (after, deleted) = remote
         .apply_retention(&policy, epoch)
         .await
-        .map_err(|e| tier_error(p, e))?;
+        .map_err(|e| p.tier_error(e))?;
     if !deleted.is_empty() {
         tracing::info!(topic = %p.topic, partition = p.index, objects = deleted.len(), remote_log_start = after.remote_log_start_offset, "remote retention deleted segments");
         p.set_remote_summary(Some(RemoteSummary::of(&after)));
@@ -292,7 +284,7 @@ async fn lead_partition(
             .tier
             .as_ref()
             .map_or(Duration::from_secs(600), |t| t.config.scrub_grace);
-        let report = remote.scrub(grace).await.map_err(|e| tier_error(p, e))?;
+        let report = remote.scrub(grace).await.map_err(|e| p.tier_error(e))?;
         if !report.deleted_objects.is_empty() {
             tracing::info!(topic = %p.topic, partition = p.index, objects = report.deleted_objects.len(), "scrub removed unlisted objects");
         }
