@@ -21,6 +21,8 @@ pub struct ServeBroker {
     extra: Vec<String>,
     /// Extra environment variables.
     env: Vec<(String, String)>,
+    /// SIGSTOPped: running, but answering nothing.
+    frozen: std::sync::atomic::AtomicBool,
     child: Option<Child>,
     log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -62,6 +64,7 @@ impl ServeBroker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            frozen: Default::default(),
             child: None,
             log: tmp.path().join("broker.log"),
             _tmp: tmp,
@@ -142,6 +145,11 @@ impl ServeBroker {
         self.child.is_some()
     }
 
+    /// Running and not frozen: it answers requests.
+    pub fn is_serving(&self) -> bool {
+        self.is_running() && !self.frozen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// SIGSTOP (`true`) or SIGCONT (`false`): a broker frozen without dying.
     pub fn freeze(&self, stop: bool) {
         let pid = self
@@ -156,6 +164,7 @@ impl ServeBroker {
             .status()
             .expect("kill");
         assert!(status.success(), "kill {signal} {pid}");
+        self.frozen.store(stop, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// What the broker wrote to stderr so far.

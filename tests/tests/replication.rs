@@ -42,7 +42,7 @@ impl Cluster {
     fn any_live(&self) -> &ServeBroker {
         self.brokers
             .iter()
-            .find(|b| b.is_running())
+            .find(|b| b.is_serving())
             .expect("a live broker")
     }
 
