@@ -632,6 +632,20 @@ impl Partition {
         self: &Arc<Self>,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>> {
+        // The remote tier holds the oldest records: look there first when it holds any below
+        // the local start (timestamps need not grow with offsets, so a local hit is not enough).
+        let local_start = self.local_log_start_offset()?;
+        if let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) {
+            if summary.segments > 0 && summary.start < local_start {
+                let found = remote
+                    .offset_for_timestamp(timestamp_ms)
+                    .await
+                    .map_err(|e| self.tier_error(e))?;
+                if let Some(found) = found.filter(|(offset, _)| *offset < local_start) {
+                    return Ok(Some(found));
+                }
+            }
+        }
         let me = self.clone();
         blocking(move || {
             let hw = me.high_watermark();

@@ -39,6 +39,8 @@ pub struct TierConfig {
     pub upload_interval: Duration,
     /// Objects no manifest lists are deleted once older than this.
     pub scrub_grace: Duration,
+    /// How often leaders scrub their partitions.
+    pub scrub_interval: Duration,
 }
 
 impl TierConfig {
@@ -50,6 +52,7 @@ impl TierConfig {
             max_concurrent_gets: 16,
             upload_interval: Duration::from_secs(1),
             scrub_grace: Duration::from_secs(600),
+            scrub_interval: Duration::from_secs(600),
         }
     }
 }
@@ -89,8 +92,23 @@ impl Tier {
         })
     }
 
-    /// Checks the store answers and the bucket exists (a list of one key under the root).
+    /// Checks the store answers, the bucket exists (a list of one key under the root) and
+    /// create-if-absent PUTs are honoured (manifest fencing depends on them).
     pub async fn check(&self) -> Result<()> {
+        self.check_listing().await?;
+        let url = &self.config.url;
+        let check =
+            strata_tiering::bucket::check_conditional_put(self.store.as_ref(), &self.root, url);
+        match tokio::time::timeout(Duration::from_secs(20), check).await {
+            Err(_) => Err(BrokerError::InvalidConfig(format!(
+                "object store {url} did not answer a PUT within 20 s"
+            ))),
+            Ok(Err(e)) => Err(BrokerError::InvalidConfig(e.to_string())),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    async fn check_listing(&self) -> Result<()> {
         use futures::StreamExt;
         let mut listing = self.store.list(Some(&self.root));
         let url = &self.config.url;
@@ -179,12 +197,17 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
     };
     let interval = tier.config.upload_interval;
     let mut pass: u64 = 0;
+    let mut last_scrub = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
         pass += 1;
+        let scrub = last_scrub.elapsed() >= tier.config.scrub_interval;
+        if scrub {
+            last_scrub = tokio::time::Instant::now();
+        }
         for topic in state
             .replicas
             .local_topics()
@@ -193,7 +216,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         {
             for p in topic.partitions.values() {
                 let outcome = if p.is_leader() {
-                    lead_partition(&state, &topic, p, pass).await
+                    lead_partition(tier, &topic, p, scrub).await
                 } else if pass.is_multiple_of(10) {
                     // Followers learn where the remote tier ends, to bound their local retention.
                     refresh(p).await.map(|_| ())
@@ -223,10 +246,10 @@ async fn refresh(p: &Arc<Partition>) -> Result<Option<strata_tiering::Manifest>>
 
 /// Leader: upload what is sealed and committed, then apply total retention to the remote tier.
 async fn lead_partition(
-    state: &BrokerState,
+    tier: &Tier,
     topic: &TopicHandle,
     p: &Arc<Partition>,
-    pass: u64,
+    scrub: bool,
 ) -> Result<()> {
     let Some(remote) = p.remote_log() else {
         return Ok(());
@@ -279,12 +302,11 @@ async fn lead_partition(
         tracing::info!(topic = %p.topic, partition = p.index, objects = deleted.len(), remote_log_start = after.remote_log_start_offset, "remote retention deleted segments");
         p.set_remote_summary(Some(RemoteSummary::of(&after)));
     }
-    if pass.is_multiple_of(600) {
-        let grace = state
-            .tier
-            .as_ref()
-            .map_or(Duration::from_secs(600), |t| t.config.scrub_grace);
-        let report = remote.scrub(grace).await.map_err(|e| p.tier_error(e))?;
+    if scrub {
+        let report = remote
+            .scrub(tier.config.scrub_grace)
+            .await
+            .map_err(|e| p.tier_error(e))?;
         if !report.deleted_objects.is_empty() {
             tracing::info!(topic = %p.topic, partition = p.index, objects = report.deleted_objects.len(), "scrub removed unlisted objects");
         }

@@ -27,7 +27,7 @@ enum Command {
     /// Run a single-node broker with embedded metadata (nothing else to install).
     Dev(commands::dev::DevArgs),
     /// Run a broker of a cluster whose metadata lives in etcd.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Cluster-wide information.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => commands::dev::run(args).await,
-            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Serve(args) => commands::serve::run(*args).await,
             Command::Cluster(cmd) => commands::cluster::run(cmd).await,
             Command::Tier(cmd) => commands::tier::run(cmd).await,
             Command::Retention(cmd) => commands::retention::run(cmd).await,

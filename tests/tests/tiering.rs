@@ -57,7 +57,22 @@ fn replay_from_offset_zero_is_served_from_the_remote_tier() {
     let input: Vec<u8> = (0..N)
         .flat_map(|i| format!("event-{i:08}\n").into_bytes())
         .collect();
-    broker.cli_ok(&["produce", "events", "--acks", "all"], Some(&input));
+    // Two halves, with a timestamp between them to look up once both are in the bucket.
+    let half = input.len() / 2;
+    broker.cli_ok(
+        &["produce", "events", "--acks", "all"],
+        Some(&input[..half]),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    std::thread::sleep(Duration::from_millis(20));
+    broker.cli_ok(
+        &["produce", "events", "--acks", "all"],
+        Some(&input[half..]),
+    );
 
     // Wait until the older segments are uploaded and gone from local disk.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -99,6 +114,27 @@ fn replay_from_offset_zero_is_served_from_the_remote_tier() {
         None,
     );
     assert_eq!(out.as_bytes(), &input[..], "byte-identical and in order");
+    // A timestamp lookup below the local start is answered from the remote time indexes.
+    assert!(
+        p["local_log_start_offset"].as_i64().unwrap() > N as i64 / 2,
+        "{p}"
+    );
+    let out = broker.cli_ok(
+        &[
+            "consume",
+            "events",
+            "--offset",
+            &format!("@{between}"),
+            "-n",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(
+        out,
+        format!("event-{:08}\n", N / 2),
+        "first record after the timestamp"
+    );
     let d: Value = serde_json::from_str(
         &broker.cli_ok(&["topic", "describe", "events", "--format", "json"], None),
     )

@@ -7,10 +7,14 @@
 //! - [`remote_log`]: upload, read, retention, deletion and scrub of one partition's remote log.
 //! - [`cache`]: the bounded chunk cache and footer cache.
 //! - [`store`]: building an `ObjectStore` from a URL, and the retry / fault decorators.
+//! - [`bucket`]: bucket administration (`strata tier init`) and the conditional-PUT check.
+//! - [`failpoint`]: named pause points for fault tests of real processes.
 //! - [`error`]: [`TieringError`] and its [`strata_log::ErrorKind`].
 
+pub mod bucket;
 pub mod cache;
 pub mod error;
+pub mod failpoint;
 pub mod format;
 pub mod manifest;
 pub mod remote_log;

@@ -207,6 +207,7 @@ impl RemoteLog {
             .put(&key, PutPayload::from(encoded.bytes))
             .await
             .map_err(|e| TieringError::store(&key, e))?;
+        crate::failpoint::reached(crate::failpoint::UPLOAD_AFTER_OBJECT_PUT, key.as_ref()).await;
         let f = &encoded.footer;
         let meta = SegmentMeta {
             key: key.to_string(),
@@ -320,6 +321,40 @@ impl RemoteLog {
             }
             r => r.map(Some),
         }
+    }
+
+    /// The (offset, timestamp) of the first remote record whose timestamp is at or after
+    /// `timestamp_ms`, or `None` when every remote record is older. Segments whose maximum
+    /// timestamp (in the manifest) is older are skipped without a GET; in a candidate segment
+    /// the footer's time index names the first frame to decode.
+    pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        let manifest = self.fresh().await?;
+        let start = manifest.remote_log_start_offset;
+        for seg in manifest
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= timestamp_ms && s.next_offset > start)
+        {
+            let footer = self.footer(seg).await?;
+            let Some(first) = footer
+                .frame_for_timestamp(timestamp_ms)
+                .and_then(|f| footer.frame_index(f))
+            else {
+                continue;
+            };
+            for frame in &footer.frames[first..] {
+                if frame.max_timestamp < timestamp_ms {
+                    continue;
+                }
+                let data = self.frame(&seg.key, frame).await?;
+                if let Some(found) = first_at_or_after(&data, timestamp_ms, start)
+                    .map_err(|e| TieringError::segment(&seg.key, FormatError::Corrupt(e)))?
+                {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn read_segment(
@@ -651,4 +686,32 @@ fn expired_prefix(m: &Manifest, policy: &RetentionPolicy, now_ms: i64) -> usize 
         n += 1;
     }
     n
+}
+
+/// The first record of `data` (whole batches) at offset `min_offset` or later whose timestamp
+/// is at or after `timestamp_ms`. Only batches whose maximum timestamp qualifies are decoded.
+fn first_at_or_after(
+    data: &Bytes,
+    timestamp_ms: i64,
+    min_offset: i64,
+) -> std::result::Result<Option<(i64, i64)>, String> {
+    let mut iter = BatchIter::new(data);
+    loop {
+        let pos = iter.position();
+        let Some(item) = iter.next() else {
+            return Ok(None);
+        };
+        let (h, bytes) = item.map_err(|e| e.to_string())?;
+        if h.max_timestamp < timestamp_ms || h.last_offset() < min_offset {
+            continue;
+        }
+        let batch = data.slice(pos..pos + bytes.len());
+        let records = strata_log::records::decode_records(&batch).map_err(|e| e.to_string())?;
+        if let Some(r) = records
+            .into_iter()
+            .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
+        {
+            return Ok(Some((r.offset, r.timestamp)));
+        }
+    }
 }

@@ -285,7 +285,8 @@ impl ObjectStore for RetryingStore {
 }
 
 /// Fault injection for tests: fails the next N calls, fails every call while a flag is set,
-/// or flips a byte in the middle of every GET answer while another flag is set.
+/// flips a byte in the middle of every GET answer while another flag is set, or turns every
+/// PUT into a plain overwrite (a store without conditional writes) while a third is set.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -297,6 +298,7 @@ struct Faults {
     fail_next: AtomicUsize,
     failing: AtomicBool,
     corrupt_gets: AtomicBool,
+    ignore_put_mode: AtomicBool,
     injected: AtomicUsize,
     calls: AtomicUsize,
 }
@@ -343,6 +345,12 @@ impl FaultyStore {
         self.faults.corrupt_gets.store(on, Ordering::SeqCst);
     }
 
+    /// While set, PUTs ignore their mode (create-if-absent and update conditions), like an S3
+    /// clone without conditional writes.
+    pub fn set_ignore_put_mode(&self, on: bool) {
+        self.faults.ignore_put_mode.store(on, Ordering::SeqCst);
+    }
+
     /// Faults injected so far.
     pub fn injected(&self) -> usize {
         self.faults.injected.load(Ordering::SeqCst)
@@ -373,6 +381,11 @@ impl ObjectStore for FaultyStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.check("put", location.as_ref())?;
+        let opts = if self.faults.ignore_put_mode.load(Ordering::SeqCst) {
+            PutOptions::default()
+        } else {
+            opts
+        };
         self.inner.put_opts(location, payload, opts).await
     }
 

@@ -79,10 +79,18 @@ fn three_segments(ts0: i64) -> Vec<(Bytes, i64)> {
     out
 }
 
-async fn upload_all(log: &RemoteLog, segs: &[(Bytes, i64)], epoch: i32) {
+/// Uploads `segs` in order; returns the remote end offset.
+async fn upload_all(log: &RemoteLog, segs: &[(Bytes, i64)], epoch: i32) -> i64 {
+    let mut end = 0;
     for (seg, base) in segs {
-        log.upload(seg.clone(), *base, epoch).await.unwrap();
+        end = log
+            .upload(seg.clone(), *base, epoch)
+            .await
+            .unwrap()
+            .end_offset()
+            .unwrap();
     }
+    end
 }
 
 pub async fn upload_then_read_every_offset(env: Env) {
@@ -115,6 +123,24 @@ pub async fn upload_then_read_every_offset(env: Env) {
     let (seg, base) = &segs[1];
     let first = BatchIter::new(seg).next().unwrap().unwrap().1;
     assert_eq!(&other.read(*base, 1).await.unwrap().unwrap()[..], first);
+}
+
+pub async fn offsets_for_timestamps_come_from_the_time_indexes(env: Env) {
+    let log = env.log();
+    let segs = three_segments(1_000); // the record at offset o has timestamp 1_000 + o
+    let end = upload_all(&log, &segs, 1).await;
+    for o in (100..end).step_by(7).chain([end - 1]) {
+        assert_eq!(
+            log.offset_for_timestamp(1_000 + o).await.unwrap(),
+            Some((o, 1_000 + o)),
+            "timestamp of offset {o}"
+        );
+    }
+    assert_eq!(
+        log.offset_for_timestamp(0).await.unwrap(),
+        Some((100, 1_100))
+    );
+    assert_eq!(log.offset_for_timestamp(1_000 + end).await.unwrap(), None);
 }
 
 pub async fn uploads_are_idempotent_contiguous_and_fenced(env: Env) {
@@ -334,14 +360,7 @@ pub async fn delete_all_removes_the_partition(env: Env) {
 pub async fn sequential_replay_is_prefetched(env: Env) {
     let log = env.log();
     let segs = three_segments(0);
-    upload_all(&log, &segs, 1).await;
-    let end = log
-        .latest_manifest()
-        .await
-        .unwrap()
-        .unwrap()
-        .end_offset()
-        .unwrap();
+    let end = upload_all(&log, &segs, 1).await;
     let mut offset = 100;
     let mut replay = Vec::new();
     while let Some(bytes) = log.read(offset, 1 << 20).await.unwrap() {
@@ -433,6 +452,7 @@ macro_rules! both_stores {
 
 both_stores!(
     upload_then_read_every_offset,
+    offsets_for_timestamps_come_from_the_time_indexes,
     uploads_are_idempotent_contiguous_and_fenced,
     retention_moves_the_start_then_deletes,
     scrub_removes_garbage_only_past_the_grace_period,

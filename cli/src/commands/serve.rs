@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", value_parser = parse::duration)]
     pub retention_check_interval: Option<Duration>,
+    /// Unlisted segment objects (a crashed upload's leftovers) are deleted once this old, e.g.
+    /// 10m; it must exceed the longest upload.
+    #[arg(long, env = "STRATA_REMOTE_SCRUB_GRACE", value_parser = parse::duration)]
+    pub remote_scrub_grace: Option<Duration>,
+    /// How often leaders scrub their partitions' remote logs, e.g. 10m.
+    #[arg(long, env = "STRATA_REMOTE_SCRUB_INTERVAL", value_parser = parse::duration)]
+    pub remote_scrub_interval: Option<Duration>,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -82,6 +89,8 @@ struct ServeFile {
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
     retention_check_interval: Option<String>,
+    remote_scrub_grace: Option<String>,
+    remote_scrub_interval: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -101,6 +110,8 @@ pub struct ServeSettings {
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub retention_check_interval: Duration,
+    pub remote_scrub_grace: Duration,
+    pub remote_scrub_interval: Duration,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -127,6 +138,18 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         file.retention_check_interval,
         "retention_check_interval",
         30,
+    )?;
+    let remote_scrub_grace = duration(
+        args.remote_scrub_grace,
+        file.remote_scrub_grace,
+        "remote_scrub_grace",
+        600,
+    )?;
+    let remote_scrub_interval = duration(
+        args.remote_scrub_interval,
+        file.remote_scrub_interval,
+        "remote_scrub_interval",
+        600,
     )?;
     let session_timeout = duration(
         args.session_timeout,
@@ -188,6 +211,8 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         s3_endpoint: args.s3_endpoint.or(file.s3_endpoint),
         s3_region: args.s3_region.or(file.s3_region),
         retention_check_interval,
+        remote_scrub_grace,
+        remote_scrub_interval,
     })
 }
 
@@ -218,6 +243,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
         tier.options.endpoint = s.s3_endpoint.clone();
         tier.options.region = s.s3_region.clone();
+        tier.scrub_grace = s.remote_scrub_grace;
+        tier.scrub_interval = s.remote_scrub_interval;
         config.tier = Some(tier);
         config.topic_defaults.remote_storage = true;
     }

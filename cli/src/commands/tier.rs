@@ -1,5 +1,5 @@
-//! `strata tier status`: how each partition of a topic splits between local disk and the
-//! object store.
+//! `strata tier init`: create the bucket and check conditional PUT; `strata tier status`: how
+//! each partition of a topic splits between local disk and the object store.
 
 use serde_json::json;
 use std::process::ExitCode;
@@ -10,6 +10,18 @@ use crate::ConnectArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum TierCommand {
+    /// Create the bucket (or directory) if missing and check that conditional PUT works.
+    Init {
+        /// s3://BUCKET/PREFIX or file:///DIR.
+        #[arg(long, env = "STRATA_OBJECT_STORE")]
+        object_store: String,
+        /// S3 endpoint, e.g. http://127.0.0.1:4566 for LocalStack (credentials: AWS_* variables).
+        #[arg(long, env = "STRATA_S3_ENDPOINT")]
+        s3_endpoint: Option<String>,
+        /// S3 region (default: AWS_REGION, else us-east-1).
+        #[arg(long, env = "STRATA_S3_REGION")]
+        s3_region: Option<String>,
+    },
     /// Show local and remote offsets, segments and upload lag per partition.
     Status {
         topic: String,
@@ -21,11 +33,18 @@ pub enum TierCommand {
 }
 
 pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
-    let TierCommand::Status {
-        topic,
-        format,
-        connect,
-    } = cmd;
+    let (topic, format, connect) = match cmd {
+        TierCommand::Init {
+            object_store,
+            s3_endpoint,
+            s3_region,
+        } => return init(&object_store, s3_endpoint, s3_region).await,
+        TierCommand::Status {
+            topic,
+            format,
+            connect,
+        } => (topic, format, connect),
+    };
     let admin = Admin::connect(connect.client_config()).await?;
     let status = admin.tier_status(&topic).await?;
     match format {
@@ -97,5 +116,24 @@ pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn init(
+    url: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let options = strata_tiering::StoreOptions {
+        endpoint,
+        region,
+        ..Default::default()
+    };
+    let report = strata_tiering::bucket::init(url, &options).await?;
+    println!(
+        "{} {}; conditional PUT works: {url} is ready for `strata serve --object-store {url}`",
+        report.location,
+        if report.created { "created" } else { "exists" },
+    );
     Ok(ExitCode::SUCCESS)
 }
