@@ -33,7 +33,7 @@ pub async fn follow_metadata(state: Arc<BrokerState>, mut stop: watch::Receiver<
     let resync = state.config.metadata_resync_interval;
     let mut failing = false;
     loop {
-        let mut changes = match store.watch("").await {
+        let mut changes = match store.watch("", crate::metadata::NOT_METADATA).await {
             Ok(w) => Some(w),
             Err(e) => {
                 if !failing {

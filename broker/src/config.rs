@@ -37,6 +37,8 @@ pub struct BrokerConfig {
     pub leader_rebalance_interval: Duration,
     /// The object store of the remote tier; `None`: no tiered storage.
     pub tier: Option<crate::tiered::TierConfig>,
+    /// Consumer-group limits and defaults.
+    pub groups: crate::groups::GroupConfig,
 }
 
 impl BrokerConfig {
@@ -62,6 +64,7 @@ impl BrokerConfig {
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
             tier: None,
+            groups: Default::default(),
         }
     }
 

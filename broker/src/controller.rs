@@ -49,7 +49,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         };
         tracing::info!(broker = me, "this broker is now the controller");
         state.is_controller.store(true, Ordering::SeqCst);
-        let mut changes = store.watch("").await.ok();
+        let mut changes = store.watch("", crate::metadata::NOT_METADATA).await.ok();
         let mut last_rebalance = tokio::time::Instant::now();
         loop {
             let rebalance = last_rebalance.elapsed() >= state.config.leader_rebalance_interval;
@@ -74,7 +74,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
                 }
                 _ = tokio::time::sleep(RECHECK) => {
                     if changes.is_none() {
-                        changes = store.watch("").await.ok();
+                        changes = store.watch("", crate::metadata::NOT_METADATA).await.ok();
                     }
                 }
                 _ = stop.changed() => {

@@ -79,6 +79,22 @@ pub enum BrokerError {
     #[error("the broker is shutting down")]
     ShuttingDown,
     #[error("{0}")]
+    NotCoordinator(String),
+    #[error("{0}")]
+    CoordinatorUnavailable(String),
+    #[error("{0}")]
+    UnknownMember(String),
+    #[error("{0}")]
+    IllegalGeneration(String),
+    #[error("{0}")]
+    RebalanceInProgress(String),
+    #[error("{0}")]
+    InvalidGroup(String),
+    #[error("{0}")]
+    UnknownGroup(String),
+    #[error("{0}")]
+    GroupNotEmpty(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -127,6 +143,14 @@ impl BrokerError {
             BrokerError::Timeout(_) => ErrorCode::RequestTimedOut,
             BrokerError::FencedEpoch(_) => ErrorCode::FencedLeaderEpoch,
             BrokerError::Internal(_) => ErrorCode::Unknown,
+            BrokerError::NotCoordinator(_) => ErrorCode::NotCoordinator,
+            BrokerError::CoordinatorUnavailable(_) => ErrorCode::CoordinatorNotAvailable,
+            BrokerError::UnknownMember(_) => ErrorCode::UnknownMemberId,
+            BrokerError::IllegalGeneration(_) => ErrorCode::IllegalGeneration,
+            BrokerError::RebalanceInProgress(_) => ErrorCode::RebalanceInProgress,
+            BrokerError::InvalidGroup(_) => ErrorCode::InvalidGroupId,
+            BrokerError::UnknownGroup(_) => ErrorCode::GroupIdNotFound,
+            BrokerError::GroupNotEmpty(_) => ErrorCode::NonEmptyGroup,
         }
     }
 

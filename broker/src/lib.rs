@@ -11,6 +11,7 @@
 //! - [`replication`]: the leader's side: follower fetches, epoch queries, ISR changes.
 //! - [`follower`]: the follower's side: truncation and fetching.
 //! - [`producer_state`]: idempotent-producer deduplication.
+//! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
 //! - [`tiered`]: the remote tier: uploads, remote retention, remote reads' plumbing.
 //! - [`snapshot`]: one consistent view of the cluster metadata.
 //! - [`peers`]: connections to the other brokers.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod controller;
 pub mod error;
 pub mod follower;
+pub mod groups;
 pub mod metadata;
 pub mod partition;
 pub mod peers;

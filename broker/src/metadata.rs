@@ -6,6 +6,7 @@
 //! - election `controller`: the controller's id
 //! - `topics/<name>`: [`TopicRecord`] (id, partition count, replication factor, config overrides)
 //! - `partitions/<name>/<p>`: [`PartitionState`] (replicas, leader, leader epoch, ISR)
+//! - `groups/<group>/...`: consumer groups, written by their coordinator (see `groups`)
 //!
 //! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent),
 //! and a topic's record and its partition states are created and deleted in one commit.
@@ -17,6 +18,10 @@ use std::sync::Arc;
 use strata_coordinator::{Coordinator, CoordinatorError, Expect, Versioned, Write};
 
 use crate::error::{BrokerError, Result};
+
+/// Prefixes whose changes are not cluster metadata: consumer groups' state and offsets change
+/// at the rate of commits, and must not wake every broker's metadata sync.
+pub const NOT_METADATA: &[&str] = &["groups/"];
 
 /// Longest topic name (Kafka's limit).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -371,13 +376,13 @@ impl MetadataStore {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| BrokerError::Internal(format!("encoding metadata: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(key: &str, v: Versioned) -> Result<Revisioned<T>> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, v: Versioned) -> Result<Revisioned<T>> {
     let value = serde_json::from_slice(&v.value).map_err(|e| corrupt(key, &e.to_string()))?;
     Ok(Revisioned {
         value,

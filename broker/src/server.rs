@@ -74,6 +74,11 @@ impl Broker {
             config.topic_defaults.clone(),
             clock.clone(),
         );
+        let groups = crate::groups::GroupCoordinator::new(
+            config.broker_id,
+            metadata.store().clone(),
+            config.groups.clone(),
+        );
         let state = Arc::new(BrokerState {
             config,
             metadata,
@@ -86,6 +91,7 @@ impl Broker {
             isr_joiners: Default::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             tier,
+            groups,
         });
         state.sync().await?;
         state
@@ -130,6 +136,11 @@ impl Broker {
         let replica = ReplicaServer::new(ReplicaService {
             state: state.clone(),
         });
+        let group = strata_proto::v1::group_server::GroupServer::new(
+            crate::groups::service::GroupService {
+                state: state.clone(),
+            },
+        );
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = [
             tokio::spawn(housekeeping(state.clone(), stop_rx.clone())),
@@ -139,6 +150,7 @@ impl Broker {
             )),
             tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::tiered::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::groups::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::replication::manage_isr(
                 state.clone(),
                 stop_rx.clone(),
@@ -162,6 +174,7 @@ impl Broker {
             .add_service(log)
             .add_service(admin)
             .add_service(replica)
+            .add_service(group)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let _ = stop_tx.send(true);

@@ -30,6 +30,8 @@ pub struct BrokerState {
     pub isr_joiners: Mutex<HashSet<(String, u32, i32)>>,
     /// The remote tier, when the broker has an object store.
     pub tier: Option<crate::tiered::Tier>,
+    /// The coordinator of the consumer groups this broker coordinates.
+    pub groups: crate::groups::GroupCoordinator,
     /// Producer ids this broker may hand out: [next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }

@@ -31,6 +31,9 @@ enum Command {
     /// Cluster-wide information.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Consumer groups: list, describe (members, offsets, lag), seek, delete.
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
     /// Show or change a topic's total and local retention.
     #[command(subcommand)]
     Retention(commands::retention::RetentionCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(*args).await,
             Command::Cluster(cmd) => commands::cluster::run(cmd).await,
             Command::Tier(cmd) => commands::tier::run(cmd).await,
+            Command::Group(cmd) => commands::group::run(cmd).await,
             Command::Retention(cmd) => commands::retention::run(cmd).await,
             Command::Topic(cmd) => commands::topic::run(cmd).await,
             Command::Produce(args) => commands::produce::run(args).await,

@@ -23,7 +23,7 @@ use crate::metadata::Cluster;
 /// A handle for administrative calls.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
 }
 
 impl Admin {

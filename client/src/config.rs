@@ -133,6 +133,77 @@ impl ConsumerConfig {
     }
 }
 
+/// Where a group member starts reading a partition its group has no committed offset for
+/// (`auto.offset.reset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: only records produced from now on (Kafka's default).
+    Latest,
+    /// Fail the poll, naming the partition.
+    None,
+}
+
+impl std::str::FromStr for OffsetReset {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "earliest" => Ok(OffsetReset::Earliest),
+            "latest" => Ok(OffsetReset::Latest),
+            "none" => Ok(OffsetReset::None),
+            other => Err(Error::InvalidInput(format!(
+                "auto.offset.reset {other:?} is not valid; use earliest, latest or none"
+            ))),
+        }
+    }
+}
+
+/// Consumer-group settings; see the field comments for the defaults.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub group: String,
+    /// Shown by `strata group describe`. Default "strata-consumer".
+    pub client_id: String,
+    /// Assignment strategies, preferred first. Default cooperative-sticky, then range.
+    pub strategies: Vec<String>,
+    /// The coordinator removes a member it has not heard from for this long. Default 10 s.
+    pub session_timeout: Duration,
+    /// How often the background task heartbeats. Default 3 s.
+    pub heartbeat_interval: Duration,
+    /// A member that does not poll for this long leaves the group. Default 300 s.
+    pub max_poll_interval: Duration,
+    /// Commit the positions of what `poll` returned, every `auto_commit_interval`, and before
+    /// partitions are revoked. Default true, every 5 s.
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    /// Default [`OffsetReset::Latest`].
+    pub auto_offset_reset: OffsetReset,
+}
+
+impl GroupSettings {
+    pub fn new(group: impl Into<String>) -> Self {
+        GroupSettings {
+            group: group.into(),
+            client_id: "strata-consumer".to_string(),
+            strategies: vec!["cooperative-sticky".to_string(), "range".to_string()],
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            auto_offset_reset: OffsetReset::Latest,
+        }
+    }
+}
+
+impl From<&str> for GroupSettings {
+    fn from(group: &str) -> Self {
+        GroupSettings::new(group)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,16 @@ impl Connections {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
+    /// A `Group` client on the channel to `address`.
+    pub(crate) async fn group(
+        &self,
+        address: &str,
+    ) -> Result<strata_proto::group_client::GroupClient<Channel>> {
+        Ok(strata_proto::group_client::GroupClient::new(
+            self.channel(address).await?,
+        ))
+    }
+
     /// Maps a failed call to `address`.
     pub(crate) fn error(&self, status: tonic::Status, address: &str) -> Error {
         Error::from_status(status, address, self.config.request_timeout)

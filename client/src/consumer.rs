@@ -65,6 +65,8 @@ struct Assigned {
     task: JoinHandle<()>,
     /// An error met while records were already collected; returned by the next `poll`.
     held: Option<Error>,
+    /// Paused: `poll` returns nothing from it (its fetch task stops once its buffer is full).
+    paused: bool,
 }
 
 impl Drop for Assigned {
@@ -175,12 +177,62 @@ impl Consumer {
         }
     }
 
+    /// Stops returning records of these assigned partitions until [`Consumer::resume`]; their
+    /// positions stay where they are.
+    pub fn pause(&mut self, partitions: &[(String, u32)]) -> Result<()> {
+        self.set_paused(partitions, true)
+    }
+
+    /// Returns records of these partitions again.
+    pub fn resume(&mut self, partitions: &[(String, u32)]) -> Result<()> {
+        self.set_paused(partitions, false)
+    }
+
+    fn set_paused(&mut self, partitions: &[(String, u32)], paused: bool) -> Result<()> {
+        let found: Vec<usize> = partitions
+            .iter()
+            .map(|(t, p)| self.index(t, *p))
+            .collect::<Result<_>>()?;
+        for i in found {
+            self.parts[i].paused = paused;
+        }
+        if !paused {
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The assigned partitions, in assignment order.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.parts
+            .iter()
+            .map(|a| (a.topic.to_string(), a.partition))
+            .collect()
+    }
+
     /// The next offset `poll` will return for the partition, if it is assigned.
     pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
         self.parts
             .iter()
             .find(|a| &*a.topic == topic && a.partition == partition)
             .map(|a| a.position)
+    }
+
+    /// The partition's log start offset (in the remote tier when it holds older data).
+    pub async fn start_offset(&self, topic: &str, partition: u32) -> Result<i64> {
+        self.cluster.topic(topic).await?.check(partition)?;
+        self.list_offset(topic, partition, Spec::Earliest(true))
+            .await
+    }
+
+    pub(crate) fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// Drops every assigned partition (their fetch tasks stop).
+    pub(crate) fn clear_assignment(&mut self) {
+        self.parts.clear();
+        self.next = 0;
     }
 
     /// The partition's high watermark (the offset the next record will get once replicated).
@@ -234,6 +286,7 @@ impl Consumer {
             rx,
             task,
             held: None,
+            paused: false,
         }
     }
 
@@ -245,6 +298,9 @@ impl Consumer {
         self.next = if n == 0 { 0 } else { (start + 1) % n };
         for i in 0..n {
             let part = &mut self.parts[(start + i) % n];
+            if part.paused {
+                continue;
+            }
             if let Some(err) = part.held.take() {
                 if out.is_empty() {
                     return Err(err);

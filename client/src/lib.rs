@@ -7,6 +7,8 @@
 //! - [`partitioner`]: Kafka-compatible murmur2 key hashing and the sticky keyless choice.
 //! - `accumulator` / `sender`: the producer's batches and its background I/O.
 //! - [`producer`], [`consumer`], [`admin`]: the public handles.
+//! - [`group`]: a consumer in a group ([`Consumer::subscribe`]); `coordinator`: reaching the
+//!   group's coordinator.
 //!
 //! Records are encoded once, into RecordBatch v2 batches built by `strata-log`; the bytes a
 //! producer sends are the bytes the broker stores and a consumer decodes.
@@ -16,7 +18,10 @@ pub mod admin;
 pub mod config;
 mod connection;
 pub mod consumer;
+mod coordinator;
 pub mod error;
+pub mod group;
+pub mod group_admin;
 mod metadata;
 pub mod partitioner;
 pub mod producer;
@@ -28,13 +33,15 @@ mod fake;
 mod tests;
 
 pub use admin::Admin;
-pub use config::{Acks, ClientConfig, ConsumerConfig, ProducerConfig};
+pub use config::{Acks, ClientConfig, ConsumerConfig, GroupSettings, OffsetReset, ProducerConfig};
 pub use consumer::{Consumer, ConsumerRecord, SeekTo};
 pub use error::{Error, Result};
+pub use group::{GroupConsumer, RebalanceEvent};
+pub use group_admin::{GroupDescription, OffsetLag};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use strata_log::{Compression, Header};
 pub use strata_proto::{
-    BrokerInfo, ClusterInfoResponse, ErrorCode, MetadataResponse, PartitionDescription,
-    PartitionInfo, PartitionStatus, TierDeletion, TierStatusResponse, TopicDescription,
-    TopicMetadata, TopicSummary,
+    BrokerInfo, ClusterInfoResponse, DescribeGroupResponse, ErrorCode, GroupSummary,
+    MetadataResponse, PartitionDescription, PartitionInfo, PartitionStatus, TierDeletion,
+    TierStatusResponse, TopicDescription, TopicMetadata, TopicSummary,
 };

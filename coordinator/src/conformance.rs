@@ -23,6 +23,7 @@ pub async fn run_all(store: &dyn Coordinator) {
     create_if_absent(store).await;
     compare_and_swap(store).await;
     atomic_commit(store).await;
+    check_entries_condition_without_writing(store).await;
     list_by_prefix(store).await;
     conditional_delete(store).await;
     watch_notifies(store).await;
@@ -107,6 +108,49 @@ pub async fn atomic_commit(store: &dyn Coordinator) {
 }
 
 /// Listing returns exactly the keys under a prefix, in order.
+/// A check entry makes the commit depend on a key without writing it.
+pub async fn check_entries_condition_without_writing(store: &dyn Coordinator) {
+    let r = store
+        .put("chk/state", Bytes::from("gen-1"), Expect::Absent)
+        .await
+        .unwrap();
+    store
+        .commit(vec![
+            Write::check("chk/state", Expect::Revision(r)),
+            Write::put("chk/offset", Bytes::from("10"), Expect::Any),
+        ])
+        .await
+        .expect("the check holds: the put applies");
+    let state = store.get("chk/state").await.unwrap().unwrap();
+    assert_eq!(state.revision, r, "a check does not write its key");
+    let r2 = store
+        .put("chk/state", Bytes::from("gen-2"), Expect::Revision(r))
+        .await
+        .unwrap();
+    let err = store
+        .commit(vec![
+            Write::check("chk/state", Expect::Revision(r)),
+            Write::put("chk/offset", Bytes::from("20"), Expect::Any),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CoordinatorError::Conflict { ref key, .. } if key == "chk/state"),
+        "a failed check fails the commit, naming the key: {err:?}"
+    );
+    assert_eq!(
+        store.get("chk/offset").await.unwrap().unwrap().value,
+        Bytes::from("10")
+    );
+    store
+        .commit(vec![
+            Write::delete("chk/state", Expect::Revision(r2)),
+            Write::delete("chk/offset", Expect::Any),
+        ])
+        .await
+        .unwrap();
+}
+
 pub async fn list_by_prefix(store: &dyn Coordinator) {
     for k in ["lp/b", "lp/a", "lp/c/d", "lpx"] {
         store.put(k, Bytes::from(k), Expect::Absent).await.unwrap();
@@ -139,8 +183,19 @@ pub async fn conditional_delete(store: &dyn Coordinator) {
 
 /// A watch notifies after a put and after a delete under its prefix, and not for others.
 pub async fn watch_notifies(store: &dyn Coordinator) {
-    let mut watch = store.watch("wt/a/").await.expect("watch wt/a/");
-    let mut other = store.watch("wt/b/").await.expect("watch wt/b/");
+    let mut watch = store
+        .watch("wt/a/", &["wt/a/quiet/"])
+        .await
+        .expect("watch wt/a/");
+    let mut other = store.watch("wt/b/", &[]).await.expect("watch wt/b/");
+    store
+        .put("wt/a/quiet/1", Bytes::from("x"), Expect::Absent)
+        .await
+        .unwrap();
+    assert!(
+        timeout(QUIET, watch.changed()).await.is_err(),
+        "a change under an excluded prefix must not notify"
+    );
     store
         .put("wt/a/1", Bytes::from("x"), Expect::Absent)
         .await
@@ -158,6 +213,7 @@ pub async fn watch_notifies(store: &dyn Coordinator) {
         timeout(QUIET, other.changed()).await.is_err(),
         "a change under another prefix must not notify"
     );
+    store.delete("wt/a/quiet/1", Expect::Any).await.unwrap();
     assert!(store.list("wt/").await.unwrap().is_empty());
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-use crate::{Coordinator, CoordinatorError, Expect, Lease, Result, Versioned, Watch, Write};
+use crate::{Coordinator, CoordinatorError, Expect, Lease, Op, Result, Versioned, Watch, Write};
 
 const STATE_FILE: &str = "metadata.json";
 const FORMAT_VERSION: u32 = 1;
@@ -200,18 +200,19 @@ impl Inner {
         next.revision += 1;
         let revision = next.revision;
         for w in writes {
-            match &w.value {
-                Some(v) => {
+            match &w.op {
+                Op::Put(v) => {
                     next.keys.insert(w.key.clone(), Entry::new(v, revision));
                 }
-                None => {
+                Op::Delete => {
                     next.keys.remove(&w.key);
                 }
+                Op::Check => {}
             }
         }
         self.persist(&next)?;
         store.state = next;
-        for w in writes {
+        for w in writes.iter().filter(|w| w.op != Op::Check) {
             store.live.take_over(&w.key);
             let _ = self.changes.send(w.key.clone());
         }
@@ -282,8 +283,8 @@ impl Coordinator for EmbeddedCoordinator {
             })?
     }
 
-    async fn watch(&self, prefix: &str) -> Result<Watch> {
-        Ok(live::watch(&self.inner.changes, prefix))
+    async fn watch(&self, prefix: &str, except: &[&str]) -> Result<Watch> {
+        Ok(live::watch(&self.inner.changes, prefix, except))
     }
 
     /// The key lives until the lease is released or dropped; `ttl` does not apply (one process).

@@ -21,7 +21,7 @@ use etcd_client::{
 };
 
 use crate::{
-    etcd_lease, Coordinator, CoordinatorError, Expect, Lease, Result, Versioned, Watch, Write,
+    etcd_lease, Coordinator, CoordinatorError, Expect, Lease, Op, Result, Versioned, Watch, Write,
 };
 
 /// How often an idle stream's connection is pinged. etcd refuses pings more often than every
@@ -258,10 +258,11 @@ impl Coordinator for EtcdCoordinator {
             if w.expect != Expect::Any {
                 checked.push(w);
             }
-            ops.push(match &w.value {
-                Some(v) => TxnOp::put(key, v.to_vec(), None),
-                None => TxnOp::delete(key, None),
-            });
+            match &w.op {
+                Op::Put(v) => ops.push(TxnOp::put(key, v.to_vec(), None)),
+                Op::Delete => ops.push(TxnOp::delete(key, None)),
+                Op::Check => {}
+            }
         }
         // On failure, read the checked keys in the same transaction to name the culprit.
         let reads: Vec<TxnOp> = checked
@@ -283,8 +284,9 @@ impl Coordinator for EtcdCoordinator {
         })
     }
 
-    async fn watch(&self, prefix: &str) -> Result<Watch> {
+    async fn watch(&self, prefix: &str, except: &[&str]) -> Result<Watch> {
         let key = self.shared.key(prefix);
+        let except: Vec<Vec<u8>> = except.iter().map(|e| self.shared.key(e)).collect();
         // Watch from the revision after now, so every change after we return is reported even
         // if the watch is registered on the server a moment later.
         let mut kv = self.shared.client.kv_client();
@@ -319,7 +321,12 @@ impl Coordinator for EtcdCoordinator {
                             break format!("the watch was cancelled ({})", resp.cancel_reason());
                         }
                         Ok(Some(resp)) => {
-                            if !resp.events().is_empty() && !tx.notify() {
+                            let relevant = resp.events().iter().any(|e| {
+                                e.kv().is_some_and(|kv| {
+                                    !except.iter().any(|x| kv.key().starts_with(x))
+                                })
+                            });
+                            if relevant && !tx.notify() {
                                 return;
                             }
                         }

@@ -48,12 +48,20 @@ pub enum Expect {
     Any,
 }
 
-/// One write of an atomic [`Coordinator::commit`].
+/// What one entry of an atomic [`Coordinator::commit`] does to its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put(Bytes),
+    Delete,
+    /// Nothing: the entry only adds its condition to the commit.
+    Check,
+}
+
+/// One entry of an atomic [`Coordinator::commit`]: a condition on a key and what to do to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
     pub key: String,
-    /// `None` deletes the key.
-    pub value: Option<Bytes>,
+    pub op: Op,
     pub expect: Expect,
 }
 
@@ -61,7 +69,7 @@ impl Write {
     pub fn put(key: impl Into<String>, value: impl Into<Bytes>, expect: Expect) -> Write {
         Write {
             key: key.into(),
-            value: Some(value.into()),
+            op: Op::Put(value.into()),
             expect,
         }
     }
@@ -69,7 +77,17 @@ impl Write {
     pub fn delete(key: impl Into<String>, expect: Expect) -> Write {
         Write {
             key: key.into(),
-            value: None,
+            op: Op::Delete,
+            expect,
+        }
+    }
+
+    /// Only a condition: the commit fails unless `key` is as `expect` says; the key is not
+    /// written.
+    pub fn check(key: impl Into<String>, expect: Expect) -> Write {
+        Write {
+            key: key.into(),
+            op: Op::Check,
             expect,
         }
     }
@@ -103,9 +121,10 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
             .map(|_| ())
     }
 
-    /// Notifies after changes under `prefix`. Notifications may be coalesced; after one, re-read
+    /// Notifies after changes under `prefix`, except those under any of the `except` prefixes
+    /// (relative to the root, like `prefix`). Notifications may be coalesced; after one, re-read
     /// with `list`. Every change committed after `watch` returned produces a notification.
-    async fn watch(&self, prefix: &str) -> Result<Watch>;
+    async fn watch(&self, prefix: &str, except: &[&str]) -> Result<Watch>;
 
     /// Creates `key` = `value` bound to a fresh lease of `ttl`, kept alive in the background.
     /// Fails with [`CoordinatorError::Conflict`] if the key exists (held by a live owner or by a

@@ -137,7 +137,7 @@ async fn leases_survive_an_etcd_outage() {
 async fn a_watch_ends_on_an_etcd_restart_and_a_new_one_works() {
     let mut etcd = EtcdServer::start();
     let store = connect(&etcd, EtcdOptions::default()).await;
-    let mut watch = store.watch("w/").await.unwrap();
+    let mut watch = store.watch("w/", &[]).await.unwrap();
     store
         .put("w/1", Bytes::from("1"), Expect::Absent)
         .await
@@ -158,7 +158,7 @@ async fn a_watch_ends_on_an_etcd_restart_and_a_new_one_works() {
     etcd.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut watch = loop {
-        match store.watch("w/").await {
+        match store.watch("w/", &[]).await {
             Ok(w) => break w,
             Err(e) => {
                 assert!(Instant::now() < deadline, "no watch after the restart: {e}");

@@ -28,11 +28,19 @@ pub enum ErrorCode {
     KafkaStorageError,
     InvalidRequest,
     OutOfOrderSequence,
+    NotCoordinator,
+    CoordinatorNotAvailable,
+    RebalanceInProgress,
+    UnknownMemberId,
+    IllegalGeneration,
+    InvalidGroupId,
+    GroupIdNotFound,
+    NonEmptyGroup,
     Unknown,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -51,6 +59,14 @@ impl ErrorCode {
         ErrorCode::KafkaStorageError,
         ErrorCode::InvalidRequest,
         ErrorCode::OutOfOrderSequence,
+        ErrorCode::NotCoordinator,
+        ErrorCode::CoordinatorNotAvailable,
+        ErrorCode::RebalanceInProgress,
+        ErrorCode::UnknownMemberId,
+        ErrorCode::IllegalGeneration,
+        ErrorCode::InvalidGroupId,
+        ErrorCode::GroupIdNotFound,
+        ErrorCode::NonEmptyGroup,
         ErrorCode::Unknown,
     ];
 
@@ -74,6 +90,14 @@ impl ErrorCode {
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::NotCoordinator => "NOT_COORDINATOR",
+            ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            ErrorCode::UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            ErrorCode::IllegalGeneration => "ILLEGAL_GENERATION",
+            ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
+            ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
+            ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
             ErrorCode::Unknown => "UNKNOWN_SERVER_ERROR",
         }
     }
@@ -94,6 +118,16 @@ impl ErrorCode {
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+        )
+    }
+
+    /// True when the client should find the group's coordinator again before retrying.
+    pub fn needs_coordinator_lookup(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable
         )
     }
 
@@ -129,6 +163,13 @@ impl ErrorCode {
             | ErrorCode::NotEnoughReplicas => Code::Unavailable,
             ErrorCode::RequestTimedOut => Code::DeadlineExceeded,
             ErrorCode::FencedLeaderEpoch => Code::FailedPrecondition,
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => Code::Unavailable,
+            ErrorCode::RebalanceInProgress => Code::Aborted,
+            ErrorCode::UnknownMemberId
+            | ErrorCode::IllegalGeneration
+            | ErrorCode::NonEmptyGroup => Code::FailedPrecondition,
+            ErrorCode::InvalidGroupId => Code::InvalidArgument,
+            ErrorCode::GroupIdNotFound => Code::NotFound,
             ErrorCode::KafkaStorageError | ErrorCode::Unknown => Code::Internal,
         }
     }

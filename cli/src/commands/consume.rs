@@ -2,13 +2,21 @@
 //!
 //! Text prints each value on its own line; json prints one object a line with topic,
 //! partition, offset, timestamp, key, value and headers.
+//!
+//! With `-g GROUP` the command is a member of the group: the coordinator assigns its
+//! partitions, it starts at the group's committed offsets (`--offset start|end` only says where
+//! to start when nothing is committed), commits as it goes (after the records are written: at
+//! least once), and commits and leaves when it stops.
 
 use anyhow::bail;
 use serde_json::json;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use strata_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
+use strata_client::{
+    Admin, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupSettings, OffsetReset,
+    SeekTo,
+};
 
 use crate::output::{bytes_json, Format};
 use crate::parse::{self, OffsetSpec};
@@ -20,7 +28,22 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long)]
     pub partition: Option<u32>,
-    /// Where to start: start, end, an offset, or @TIMESTAMP_MS.
+    /// Consume as a member of this consumer group (partitions assigned by its coordinator,
+    /// offsets committed as it goes).
+    #[arg(short = 'g', long)]
+    pub group: Option<String>,
+    /// Group assignment strategies, preferred first (repeatable): cooperative-sticky, range,
+    /// roundrobin.
+    #[arg(long = "strategy", requires = "group")]
+    pub strategies: Vec<String>,
+    /// Group session timeout: a member not heard from for this long is removed (e.g. 10s).
+    #[arg(long, requires = "group", value_parser = parse::duration)]
+    pub session_timeout: Option<Duration>,
+    /// Client id shown by `strata group describe`.
+    #[arg(long, default_value = "strata-cli")]
+    pub client_id: String,
+    /// Where to start: start, end, an offset, or @TIMESTAMP_MS. With -g: start or end, used for
+    /// partitions the group has no committed offset for.
     #[arg(long, default_value = "end", value_parser = parse::offset_spec)]
     pub offset: OffsetSpec,
     /// Stop after this many records.
@@ -35,7 +58,83 @@ pub struct ConsumeArgs {
     pub connect: ConnectArgs,
 }
 
+/// Where records come from: assigned partitions, or a group membership.
+enum Source {
+    Assigned(Consumer),
+    Group(Box<GroupConsumer>),
+}
+
+impl Source {
+    async fn poll(&mut self, timeout: Duration) -> strata_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Source::Assigned(c) => c.poll(timeout).await,
+            Source::Group(g) => g.poll(timeout).await,
+        }
+    }
+}
+
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let mut source = match &args.group {
+        Some(group) => Source::Group(Box::new(join(&args, group).await?)),
+        None => Source::Assigned(assigned(&args).await?),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut consumed = 0u64;
+    let mut last_record = Instant::now();
+    let shutdown = super::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut failed = None;
+    'outer: while args.count.is_none_or(|n| consumed < n) {
+        let records = tokio::select! {
+            r = source.poll(Duration::from_millis(200)) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        if records.is_empty() {
+            out.flush()?;
+            if args.timeout.is_some_and(|t| last_record.elapsed() >= t) {
+                break;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        for r in records {
+            print_record(&mut out, &r, args.format)?;
+            consumed += 1;
+            if args.count == Some(consumed) {
+                break 'outer;
+            }
+        }
+        // Written before the next poll commits them: at least once.
+        out.flush()?;
+    }
+    out.flush()?;
+    drop(out);
+    if let Source::Group(g) = source {
+        if let Err(e) = g.close().await {
+            eprintln!("warning: the final commit failed: {e}");
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if let Some(n) = args.count {
+        if consumed < n {
+            eprintln!("error: consumed {consumed} of {n} records before stopping");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A consumer of the named partitions (or all of the topic's), positioned by `--offset`.
+async fn assigned(args: &ConsumeArgs) -> anyhow::Result<Consumer> {
     let client = args.connect.client_config();
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
@@ -66,42 +165,39 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     for p in &partitions {
         consumer.seek(&args.topic, *p, to).await?;
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut consumed = 0u64;
-    let mut last_record = Instant::now();
-    let shutdown = super::shutdown_signal();
-    tokio::pin!(shutdown);
-    'outer: while args.count.is_none_or(|n| consumed < n) {
-        let records = tokio::select! {
-            r = consumer.poll(Duration::from_millis(200)) => r?,
-            _ = &mut shutdown => break,
-        };
-        if records.is_empty() {
-            out.flush()?;
-            if args.timeout.is_some_and(|t| last_record.elapsed() >= t) {
-                break;
-            }
-            continue;
-        }
-        last_record = Instant::now();
-        for r in records {
-            print_record(&mut out, &r, args.format)?;
-            consumed += 1;
-            if args.count == Some(consumed) {
-                break 'outer;
-            }
-        }
+    Ok(consumer)
+}
+
+/// A member of `group` subscribed to the topic.
+async fn join(args: &ConsumeArgs, group: &str) -> anyhow::Result<GroupConsumer> {
+    if args.partition.is_some() {
+        bail!("--partition cannot be used with -g: the group's coordinator assigns partitions");
     }
-    out.flush()?;
-    drop(out);
-    if let Some(n) = args.count {
-        if consumed < n {
-            eprintln!("error: consumed {consumed} of {n} records before stopping");
-            return Ok(ExitCode::FAILURE);
-        }
+    let reset = match args.offset {
+        OffsetSpec::Start => OffsetReset::Earliest,
+        OffsetSpec::End => OffsetReset::Latest,
+        _ => bail!(
+            "with -g, --offset is start or end (where to begin without a committed offset); \
+             move a group's offsets with `strata group seek`"
+        ),
+    };
+    let mut settings = GroupSettings::new(group);
+    settings.client_id = args.client_id.clone();
+    settings.auto_offset_reset = reset;
+    if !args.strategies.is_empty() {
+        settings.strategies = args.strategies.clone();
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(t) = args.session_timeout {
+        settings.session_timeout = t;
+        settings.heartbeat_interval = settings.heartbeat_interval.min(t / 3);
+    }
+    let consumer = Consumer::connect(ConsumerConfig::new(args.connect.client_config())).await?;
+    let admin = Admin::connect(args.connect.client_config()).await?;
+    let meta = admin.metadata(vec![args.topic.clone()]).await?;
+    if !meta.topics.iter().any(|t| t.name == args.topic) {
+        bail!("topic {:?} does not exist", args.topic);
+    }
+    Ok(consumer.subscribe(settings, &[args.topic.as_str()])?)
 }
 
 fn print_record(out: &mut impl Write, r: &ConsumerRecord, format: Format) -> std::io::Result<()> {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cluster;
 pub mod consume;
 pub mod dev;
+pub mod group;
 pub mod produce;
 pub mod retention;
 pub mod serve;

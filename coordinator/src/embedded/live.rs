@@ -64,18 +64,22 @@ impl Registered {
     }
 }
 
-/// Notifies `watch` of every change whose key starts with `prefix`.
-pub(super) fn watch(changes: &broadcast::Sender<String>, prefix: &str) -> Watch {
+/// Notifies `watch` of every change whose key starts with `prefix` and with none of `except`.
+pub(super) fn watch(changes: &broadcast::Sender<String>, prefix: &str, except: &[&str]) -> Watch {
     // Subscribe before returning, so every later change is seen.
     let mut rx = changes.subscribe();
     let (tx, watch) = Watch::channel();
     let prefix = prefix.to_string();
+    let except: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+    let ignored = move |key: &str| {
+        !key.starts_with(prefix.as_str()) || except.iter().any(|e| key.starts_with(e.as_str()))
+    };
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = tx.closed() => return,
                 change = rx.recv() => match change {
-                    Ok(key) if !key.starts_with(&prefix) => {}
+                    Ok(key) if ignored(&key) => {}
                     // Lagged: changes were missed; one notification covers them.
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         if !tx.notify() {
