@@ -5,6 +5,7 @@
 
 pub mod etcd;
 pub mod localstack;
+pub mod procs;
 pub mod serve;
 
 use std::io::Write;

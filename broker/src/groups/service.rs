@@ -246,6 +246,7 @@ impl Group for GroupService {
             protocol: view.protocol.clone(),
             members: member_view(view),
             offsets,
+            coordinator: self.state.config.broker_id,
         }))
     }
 

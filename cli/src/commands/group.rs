@@ -101,6 +101,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
                         "state": g.state,
                         "generation": g.generation,
                         "protocol": g.protocol,
+                        "coordinator": g.coordinator,
                         "members": g.members.iter().map(|m| json!({
                             "member_id": m.member_id,
                             "client_id": m.client_id,
@@ -120,7 +121,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
                 ),
                 Format::Text => {
                     println!(
-                        "GROUP {}  STATE {}  GENERATION {}  PROTOCOL {}\n",
+                        "GROUP {}  STATE {}  GENERATION {}  PROTOCOL {}  COORDINATOR {}\n",
                         g.group,
                         g.state,
                         g.generation,
@@ -128,7 +129,8 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
                             "-"
                         } else {
                             &g.protocol
-                        }
+                        },
+                        g.coordinator
                     );
                     let owner = |topic: &str, partition: u32| {
                         g.members
