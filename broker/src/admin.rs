@@ -317,6 +317,56 @@ impl BrokerState {
         }
     }
 
+    /// Raises the partition count of a topic to `req.total`. Existing partitions keep their
+    /// replicas; new ones are placed over the live brokers like a new topic's.
+    pub async fn create_partitions(
+        &self,
+        req: pb::CreatePartitionsRequest,
+    ) -> Result<pb::TopicDescription> {
+        let max = self.config.max_partitions_per_topic;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .metadata
+                .topic(&req.name)
+                .await?
+                .ok_or_else(|| BrokerError::UnknownTopic(req.name.clone()))?;
+            let old = current.value.partitions;
+            if req.total <= old || req.total > max {
+                return Err(BrokerError::InvalidPartitions(format!(
+                    "topic {:?} has {old} partitions; the new count must be more than that and at \
+                     most {max} (partitions can be added, never removed); {} was asked for",
+                    req.name, req.total
+                )));
+            }
+            let brokers = self.metadata.brokers().await?;
+            let rf = current.value.replication_factor;
+            let start = old as usize % brokers.len().max(1);
+            let placed = placement::place(&brokers, req.total, rf, start).ok_or_else(|| {
+                BrokerError::InvalidReplicationFactor(format!(
+                    "the topic's replication factor {rf} is larger than the number of live \
+                     brokers ({})",
+                    brokers.len()
+                ))
+            })?;
+            let mut record = current.value.clone();
+            record.partitions = req.total;
+            let added = &placed[old as usize..];
+            if self
+                .metadata
+                .add_partitions(&record, current.revision, old, added)
+                .await?
+            {
+                tracing::info!(topic = %req.name, from = old, to = req.total, "partitions added");
+                self.sync().await?;
+                return self.describe_topic(&req.name).await;
+            }
+        }
+        Err(BrokerError::Internal(format!(
+            "topic {:?} kept changing while partitions were being added; try again",
+            req.name
+        )))
+    }
+
     pub async fn alter_topic_config(
         &self,
         req: pb::AlterTopicConfigRequest,

@@ -331,6 +331,34 @@ impl MetadataStore {
         }
     }
 
+    /// Replaces the topic record (at the revision read) with one counting more partitions and
+    /// creates the new partitions' states, in one commit. `Ok(false)` on a conflict.
+    pub async fn add_partitions(
+        &self,
+        topic: &TopicRecord,
+        revision: i64,
+        first: u32,
+        states: &[PartitionState],
+    ) -> Result<bool> {
+        let mut writes = vec![Write::put(
+            topic_key(&topic.name),
+            encode(topic)?,
+            Expect::Revision(revision),
+        )];
+        for (i, p) in states.iter().enumerate() {
+            writes.push(Write::put(
+                partition_key(&topic.name, first + i as u32),
+                encode(p)?,
+                Expect::Absent,
+            ));
+        }
+        match self.store.commit(writes).await {
+            Ok(_) => Ok(true),
+            Err(CoordinatorError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes a topic record (at the revision read) and every partition state.
     pub async fn delete_topic(&self, topic: &Revisioned<TopicRecord>) -> Result<()> {
         let name = &topic.value.name;

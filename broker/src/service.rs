@@ -219,6 +219,15 @@ impl Admin for AdminService {
         ))
     }
 
+    async fn create_partitions(
+        &self,
+        request: Request<pb::CreatePartitionsRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        Ok(Response::new(
+            self.state.create_partitions(request.into_inner()).await?,
+        ))
+    }
+
     async fn tier_status(
         &self,
         request: Request<pb::TierStatusRequest>,

@@ -102,6 +102,19 @@ impl Admin {
         .await
     }
 
+    /// Raises a topic's partition count to `total`.
+    pub async fn create_partitions(&self, name: &str, total: u32) -> Result<TopicDescription> {
+        let request = strata_proto::CreatePartitionsRequest {
+            name: name.to_string(),
+            total,
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.create_partitions(r).await }
+        })
+        .await
+    }
+
     /// What retention would delete from each tier if `set` were applied (changes nothing).
     pub async fn retention_preview(
         &self,

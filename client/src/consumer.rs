@@ -105,7 +105,12 @@ impl Consumer {
         let mut seen = HashSet::new();
         let mut wanted = Vec::new();
         for (topic, partition) in partitions {
-            let meta = self.cluster.topic(&topic).await?;
+            let mut meta = self.cluster.topic(&topic).await?;
+            if meta.check(partition).is_err() {
+                // Partitions may have been added since the metadata was cached.
+                self.cluster.refresh(std::slice::from_ref(&topic)).await?;
+                meta = self.cluster.topic(&topic).await?;
+            }
             meta.check(partition)?;
             if seen.insert((topic.clone(), partition)) {
                 wanted.push((meta.name.clone(), partition));

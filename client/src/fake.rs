@@ -378,6 +378,15 @@ impl Admin for Fake {
         }))
     }
 
+    async fn create_partitions(
+        &self,
+        _request: Request<strata_proto::CreatePartitionsRequest>,
+    ) -> Result<Response<TopicDescription>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker cannot add partitions",
+        ))
+    }
+
     async fn retention_preview(
         &self,
         _request: Request<strata_proto::RetentionPreviewRequest>,

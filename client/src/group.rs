@@ -149,6 +149,18 @@ impl GroupConsumer {
         self.listener = Some(listener);
     }
 
+    /// Changes the subscription; the next `poll` rejoins, and the group rebalances.
+    pub fn set_topics(&mut self, topics: &[&str]) -> Result<()> {
+        if topics.is_empty() {
+            return Err(Error::InvalidInput(
+                "subscribe to at least one topic".to_string(),
+            ));
+        }
+        self.topics = topics.iter().map(|t| t.to_string()).collect();
+        self.shared.lock().rejoin = true;
+        Ok(())
+    }
+
     /// The partitions this member owns now.
     pub fn assignment(&self) -> &[Partition] {
         &self.owned

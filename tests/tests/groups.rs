@@ -5,7 +5,7 @@
 //!   skipped or lost, duplicates are counted (at-least-once), and the rebalance pause (death →
 //!   first record of its partitions consumed elsewhere) is measured, eager and cooperative;
 //! - the coordinator's broker is SIGKILLed: the group finds its new coordinator and keeps its
-//!   offsets;
+//!   offsets; partitions added to the topic are spread over the members;
 //! - bad input: seeking a group with live members, an unknown group, a commit for a partition
 //!   the member does not own.
 
@@ -68,11 +68,12 @@ fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T
 }
 
 /// Member (by client id) -> its partitions, once the group is Stable with `members` members
-/// that together own all six partitions.
+/// that together own `partitions` partitions.
 fn stable_assignment(
     brokers: &[ServeBroker],
     group: &str,
     members: usize,
+    partitions: usize,
 ) -> BTreeMap<String, Vec<u32>> {
     wait_for(Duration::from_secs(40), "a stable group", || {
         let d = try_describe(brokers, group)?;
@@ -90,7 +91,8 @@ fn stable_assignment(
             })
             .collect();
         let owned: usize = by_client.values().map(Vec::len).sum();
-        (d["state"] == "Stable" && by_client.len() == members && owned == 6).then_some(by_client)
+        (d["state"] == "Stable" && by_client.len() == members && owned == partitions)
+            .then_some(by_client)
     })
 }
 
@@ -190,7 +192,7 @@ fn kill_one_of_three(brokers: &[ServeBroker], topic: &str, strategy: &str) -> Ki
             )
         })
         .collect();
-    let before = stable_assignment(brokers, &group, 3);
+    let before = stable_assignment(brokers, &group, 3, 6);
     assert!(
         before.values().all(|parts| parts.len() == 2),
         "two partitions each: {before:?}"
@@ -203,7 +205,7 @@ fn kill_one_of_three(brokers: &[ServeBroker], topic: &str, strategy: &str) -> Ki
     let victim_parts = before["member-0"].clone();
     let killed_at = Instant::now();
     members[0].kill9();
-    let after = stable_assignment(brokers, &group, 2);
+    let after = stable_assignment(brokers, &group, 2, 6);
     println!("{strategy}: before {before:?}, after the kill {after:?}");
     // Partitions a survivor owned before and after: an eager rebalance stops them too.
     let kept: Vec<u32> = before
@@ -315,7 +317,7 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
             )
         })
         .collect();
-    stable_assignment(&brokers, group, 2);
+    stable_assignment(&brokers, group, 2, 6);
     std::thread::sleep(Duration::from_secs(6));
 
     // Bad requests while the group is live.
@@ -370,6 +372,15 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
         "coordinator failover: produced {produced}, consumed {consumed}, lost 0, duplicated {}",
         consumed - distinct
     );
+    // The dead broker comes back; more partitions: the group rebalances over them.
+    brokers[coordinator - 1].restart();
+    strata_tests::run_cli_ok(
+        &all_addresses(&brokers),
+        &["topic", "add-partitions", topic, "--total", "8"],
+        None,
+    );
+    let grown = stable_assignment(&brokers, group, 2, 8);
+    println!("after adding partitions: {grown:?}");
     for m in &mut members {
         m.stop();
     }
@@ -380,7 +391,7 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
         &["group", "seek", group, "--to", "start", "--topic", topic],
         None,
     );
-    assert_eq!(out.lines().count(), 7, "header and six partitions: {out}");
+    assert_eq!(out.lines().count(), 9, "header and eight partitions: {out}");
     let d = describe(&brokers, group);
     assert!(d["offsets"]
         .as_array()

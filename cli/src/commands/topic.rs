@@ -47,6 +47,15 @@ pub enum TopicCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Raise a topic's partition count (partitions can be added, never removed).
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        total: u32,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Set or remove topic config overrides.
     AlterConfig {
         name: String,
@@ -129,6 +138,18 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             let admin = Admin::connect(connect.client_config()).await?;
             admin.delete_topic(&name).await?;
             println!("deleted topic {name}");
+        }
+        TopicCommand::AddPartitions {
+            name,
+            total,
+            connect,
+        } => {
+            let admin = Admin::connect(connect.client_config()).await?;
+            let d = admin.create_partitions(&name, total).await?;
+            println!(
+                "topic {name} now has {} partitions (keyed records may map to other partitions from now on)",
+                d.partitions.len()
+            );
         }
         TopicCommand::AlterConfig {
             name,
