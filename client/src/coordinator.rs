@@ -35,34 +35,17 @@ impl GroupCalls {
         if let Some(a) = self.address.lock().clone() {
             return Ok(a);
         }
-        let mut last = None;
-        for address in self.cluster.any_broker_addresses() {
-            let mut client = match self.cluster.conns().group(&address).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            let request = FindCoordinatorRequest {
-                group: self.group.clone(),
-            };
-            match client.find_coordinator(request).await {
-                Ok(r) => {
-                    let found = r.into_inner().address;
-                    *self.address.lock() = Some(found.clone());
-                    return Ok(found);
-                }
-                Err(status) => {
-                    let err = self.cluster.conns().error(status, &address);
-                    if !err.is_retriable() {
-                        return Err(err);
-                    }
-                    last = Some(err);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidInput("no broker address".into())))
+        let request = FindCoordinatorRequest {
+            group: self.group.clone(),
+        };
+        let found = on_any_broker(&self.cluster, |mut c| {
+            let r = request.clone();
+            async move { c.find_coordinator(r).await }
+        })
+        .await?
+        .address;
+        *self.address.lock() = Some(found.clone());
+        Ok(found)
     }
 
     /// Calls the coordinator, finding it again and retrying while it moves or is unreachable.
@@ -94,6 +77,36 @@ impl GroupCalls {
             }
         }
     }
+}
+
+/// Runs a `Group` call on the first broker that answers it (bootstrap brokers first); a
+/// broker that cannot be reached or answers with a retriable error passes it on to the next.
+pub(crate) async fn on_any_broker<T, F, Fut>(cluster: &Cluster, mut call: F) -> Result<T>
+where
+    F: FnMut(GroupClient<Channel>) -> Fut,
+    Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut last = None;
+    for address in cluster.any_broker_addresses() {
+        let client = match cluster.conns().group(&address).await {
+            Ok(c) => c,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        match call(client).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(status) => {
+                let err = cluster.conns().error(status, &address);
+                if !err.is_retriable() {
+                    return Err(err);
+                }
+                last = Some(err);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::InvalidInput("no broker address given".into())))
 }
 
 /// Errors after which the coordinator should be looked up again.

@@ -12,7 +12,7 @@ use strata_proto::{
 
 use crate::admin::Admin;
 use crate::consumer::SeekTo;
-use crate::coordinator::GroupCalls;
+use crate::coordinator::{on_any_broker, GroupCalls};
 use crate::error::{Error, Result};
 use crate::group::Partition;
 
@@ -38,22 +38,11 @@ pub struct GroupDescription {
 impl Admin {
     /// Every group the cluster knows.
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>> {
-        let mut last = None;
-        for address in self.cluster.any_broker_addresses() {
-            let mut client = match self.cluster.conns().group(&address).await {
-                Ok(c) => c,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            return client
-                .list_groups(ListGroupsRequest {})
-                .await
-                .map(|r| r.into_inner().groups)
-                .map_err(|s| self.cluster.conns().error(s, &address));
-        }
-        Err(last.unwrap_or_else(|| Error::InvalidInput("no broker address given".into())))
+        let answer = on_any_broker(&self.cluster, |mut c| async move {
+            c.list_groups(ListGroupsRequest {}).await
+        })
+        .await?;
+        Ok(answer.groups)
     }
 
     /// The group's state and members (from its coordinator), and the lag of every partition it

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use strata_tests::etcd::EtcdServer;
 use strata_tests::procs::{ConsumerProc, ProducerProc, Seen};
 use strata_tests::serve::ServeBroker;
+use strata_tests::wait_for;
 
 /// 100 records every 20 ms: 5,000 records/s spread over six partitions by key.
 const PER_TICK: u64 = 100;
@@ -56,17 +57,6 @@ fn try_describe(brokers: &[ServeBroker], group: &str) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Member (by client id) -> its partitions, once the group is Stable with `members` members
 /// that together own `partitions` partitions.
 fn stable_assignment(
@@ -94,6 +84,17 @@ fn stable_assignment(
         (d["state"] == "Stable" && by_client.len() == members && owned == partitions)
             .then_some(by_client)
     })
+}
+
+/// Waits until the members together have seen `produced` distinct records.
+fn wait_until_consumed(members: &[ConsumerProc], produced: u64) {
+    wait_for(Duration::from_secs(60), "the members caught up", || {
+        let distinct: BTreeSet<String> = members
+            .iter()
+            .flat_map(|m| m.snapshot().into_iter().map(|s| s.value))
+            .collect();
+        (distinct.len() as u64 >= produced).then_some(())
+    });
 }
 
 /// Every produced record seen at least once, every partition's offsets contiguous from 0;
@@ -221,13 +222,7 @@ fn kill_one_of_three(brokers: &[ServeBroker], topic: &str, strategy: &str) -> Ki
         .collect();
     std::thread::sleep(Duration::from_secs(5));
     let produced = producer.finish();
-    wait_for(Duration::from_secs(60), "the survivors caught up", || {
-        let distinct: BTreeSet<String> = members
-            .iter()
-            .flat_map(|m| m.snapshot().into_iter().map(|s| s.value))
-            .collect();
-        (distinct.len() as u64 >= produced).then_some(())
-    });
+    wait_until_consumed(&members, produced);
     let survivors: Vec<Seen> = members[1..].iter().flat_map(|m| m.snapshot()).collect();
     let pause = survivors
         .iter()
@@ -359,13 +354,7 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
     );
     std::thread::sleep(Duration::from_secs(3));
     let produced = producer.finish();
-    wait_for(Duration::from_secs(60), "the members caught up", || {
-        let distinct: BTreeSet<String> = members
-            .iter()
-            .flat_map(|m| m.snapshot().into_iter().map(|s| s.value))
-            .collect();
-        (distinct.len() as u64 >= produced).then_some(())
-    });
+    wait_until_consumed(&members, produced);
     let all: Vec<Seen> = members.iter().flat_map(|m| m.snapshot()).collect();
     let (consumed, distinct) = check_nothing_lost(&all, produced);
     println!(

@@ -7,10 +7,11 @@
 use futures::TryStreamExt;
 use serde_json::Value;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_tests::etcd::EtcdServer;
 use strata_tests::localstack::LocalStack;
 use strata_tests::serve::ServeBroker;
+use strata_tests::wait_for;
 use strata_tiering::object_store::ObjectStore;
 
 const AWS_ENV: [(&str, &str); 3] = [
@@ -37,17 +38,6 @@ fn tier_init(endpoint: &str, url: &str) -> std::process::Output {
 
 fn json(broker: &ServeBroker, args: &[&str]) -> Value {
     serde_json::from_str(&broker.cli_ok(args, None)).unwrap()
-}
-
-fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// The segment objects under the partition's directory in the bucket.

@@ -577,24 +577,11 @@ fn unknown_group(group: &str) -> BrokerError {
     BrokerError::UnknownGroup(format!("group {group} does not exist"))
 }
 
+/// The live view: the persisted form with the in-memory state (a rebalance in progress).
 fn view(g: &Group) -> GroupView {
-    GroupView {
-        group: g.name.clone(),
-        state: g.state_name().to_string(),
-        generation: g.generation,
-        protocol: g.protocol.clone().unwrap_or_default(),
-        members: g
-            .members
-            .values()
-            .map(|m| MemberView {
-                member_id: m.record.member_id.clone(),
-                client_id: m.record.client_id.clone(),
-                host: m.record.host.clone(),
-                topics: m.record.topics.iter().cloned().collect(),
-                assignment: m.record.assignment.clone(),
-            })
-            .collect(),
-    }
+    let mut v = view_of_record(&g.name, &g.record());
+    v.state = g.state_name().to_string();
+    v
 }
 
 fn view_of_record(name: &str, record: &GroupRecord) -> GroupView {

@@ -825,6 +825,31 @@ mod tests {
             .collect()
     }
 
+    #[tokio::test]
+    async fn a_subscription_change_rebalances_onto_the_new_topics() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let r = g
+            .join(req("", &["t"], "range"), t0, Duration::ZERO)
+            .unwrap();
+        form(&mut g, t0);
+        let a = r.await.unwrap().unwrap().member_id;
+        assert_eq!(g.subscribed_topics().len(), 1);
+        let _r = g
+            .join(req(&a, &["u"], "range"), t0, Duration::ZERO)
+            .unwrap();
+        assert_eq!(g.state_name(), "PreparingRebalance");
+        let counts: BTreeMap<String, u32> = [("t".to_string(), 6), ("u".to_string(), 2)]
+            .into_iter()
+            .collect();
+        let p = g.propose(&counts).unwrap();
+        g.apply(p, g.revision + 1, t0);
+        assert_eq!(
+            assignment(&g, &a),
+            vec![("u".to_string(), 0), ("u".to_string(), 1)]
+        );
+    }
+
     #[test]
     fn protocols_must_be_known_and_shared() {
         let t0 = Instant::now();

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::assign::TopicPartition;
 use super::coordinator::{coordinator_of, validate_group_id, GroupView};
 use super::group::JoinRequest;
+use super::store::OffsetRecord;
 use crate::error::BrokerError;
 use crate::state::BrokerState;
 
@@ -28,6 +29,16 @@ fn pb_tp((topic, partition): &TopicPartition) -> pb::TopicPartition {
     pb::TopicPartition {
         topic: topic.clone(),
         partition: *partition,
+    }
+}
+
+fn committed_pb(((topic, partition), r): (TopicPartition, OffsetRecord)) -> pb::CommittedOffset {
+    pb::CommittedOffset {
+        topic,
+        partition,
+        offset: r.offset,
+        metadata: r.metadata,
+        generation: r.generation,
     }
 }
 
@@ -169,16 +180,7 @@ impl Group for GroupService {
         let req = request.into_inner();
         let committed = self.state.groups.fetch_offsets(&req.group).await?;
         let offsets = if req.partitions.is_empty() {
-            committed
-                .into_iter()
-                .map(|((topic, partition), r)| pb::CommittedOffset {
-                    topic,
-                    partition,
-                    offset: r.offset,
-                    metadata: r.metadata,
-                    generation: r.generation,
-                })
-                .collect()
+            committed.into_iter().map(committed_pb).collect()
         } else {
             req.partitions
                 .iter()
@@ -231,13 +233,7 @@ impl Group for GroupService {
             .fetch_offsets(&group)
             .await?
             .into_iter()
-            .map(|((topic, partition), r)| pb::CommittedOffset {
-                topic,
-                partition,
-                offset: r.offset,
-                metadata: r.metadata,
-                generation: r.generation,
-            })
+            .map(committed_pb)
             .collect();
         Ok(Response::new(pb::DescribeGroupResponse {
             group: view.group.clone(),
