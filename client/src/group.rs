@@ -1,6 +1,7 @@
 //! A consumer in a group: [`Consumer::subscribe`] turns a consumer into a [`GroupConsumer`]
 //! that joins the group, consumes the partitions the coordinator assigns it, heartbeats from a
-//! background task, rebalances inside `poll`, and commits offsets (automatically or on demand).
+//! background task, rebalances inside `poll` (the JoinGroup long poll runs in the background,
+//! so `poll` keeps its timeout), and commits offsets (automatically or on demand).
 //!
 //! Delivery: `poll` returns records and moves positions past them; commits store positions.
 //! - at-least-once (the default): process what `poll` returned, then commit (auto-commit does
@@ -74,6 +75,9 @@ pub struct GroupConsumer {
     listener: Option<RebalanceListener>,
     last_auto_commit: Instant,
     joined: bool,
+    /// The JoinGroup in flight, if any.
+    pending_join: Option<JoinHandle<Result<JoinGroupResponse>>>,
+    join_backoff_until: Instant,
     heartbeat: JoinHandle<()>,
 }
 
@@ -90,6 +94,9 @@ impl std::fmt::Debug for GroupConsumer {
 impl Drop for GroupConsumer {
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if let Some(join) = self.pending_join.take() {
+            join.abort();
+        }
     }
 }
 
@@ -138,6 +145,8 @@ impl Consumer {
             listener: None,
             last_auto_commit: Instant::now(),
             joined: false,
+            pending_join: None,
+            join_backoff_until: Instant::now(),
             heartbeat,
         })
     }
@@ -185,16 +194,31 @@ impl GroupConsumer {
         self.inner.resume(partitions)
     }
 
-    /// Records of the owned partitions, waiting up to `timeout` for the first. Joins or
-    /// rebalances first when needed, and auto-commits when it is due.
+    /// Records of the owned partitions, waiting up to `timeout` for the first. Starts a join
+    /// when one is due and completes it when the coordinator answers (a rebalance never keeps
+    /// `poll` past its timeout: with nothing owned it waits for the join, otherwise it goes on
+    /// returning records of what this member still owns); auto-commits when it is due.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
             self.shared.lock().last_poll = Instant::now();
-            if !self.joined || self.shared.lock().rejoin {
-                self.rebalance().await?;
+            let due = !self.joined || self.shared.lock().rejoin;
+            if due && self.pending_join.is_none() && Instant::now() >= self.join_backoff_until {
+                self.start_join().await;
+            }
+            if self.pending_join.is_some() {
+                let wait_until = if self.owned.is_empty() {
+                    deadline
+                } else {
+                    Instant::now()
+                };
+                if let Some(answer) = self.join_answer(wait_until).await {
+                    self.finish_join(answer).await?;
+                    continue;
+                }
             }
             if self.settings.enable_auto_commit
+                && self.joined
                 && self.last_auto_commit.elapsed() >= self.settings.auto_commit_interval
             {
                 self.last_auto_commit = Instant::now();
@@ -301,113 +325,121 @@ impl GroupConsumer {
         }
     }
 
-    /// Joins (again) until this member has a generation and its assignment, revoking and
-    /// adding partitions as the strategy says.
-    async fn rebalance(&mut self) -> Result<()> {
-        loop {
-            let cooperative = self.shared.lock().protocol == "cooperative-sticky";
-            if !cooperative && !self.owned.is_empty() {
-                self.revoke(self.owned.clone()).await;
-            }
-            let joined = self.join(cooperative).await?;
-            let sync = SyncGroupRequest {
-                group: self.settings.group.clone(),
-                member_id: joined.member_id.clone(),
-                generation: joined.generation,
-            };
-            let synced = self
-                .calls
-                .call(|mut c| {
-                    let r = sync.clone();
-                    async move { c.sync_group(r).await }
-                })
-                .await;
-            let synced = match synced {
-                Ok(s) => s,
-                Err(e) if rejoin_after(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            {
-                let mut m = self.shared.lock();
-                m.member_id = joined.member_id.clone();
-                m.generation = joined.generation;
-                m.protocol = joined.protocol.clone();
-                m.rejoin = false;
-            }
-            let new: BTreeSet<Partition> = synced
-                .assignment
-                .iter()
-                .map(|p| (p.topic.clone(), p.partition))
-                .collect();
-            let old: BTreeSet<Partition> = self.owned.iter().cloned().collect();
-            let revoked: Vec<Partition> = old.difference(&new).cloned().collect();
-            let added: Vec<Partition> = new.difference(&old).cloned().collect();
-            if !revoked.is_empty() {
-                self.revoke(revoked).await;
-                // Cooperative: rejoin now, so the coordinator can give them to their new owner.
-                self.shared.lock().rejoin = true;
-            }
-            if !added.is_empty() {
-                self.add(added).await?;
-            }
-            self.joined = true;
-            tracing::info!(group = %self.settings.group, generation = joined.generation,
-                member = %joined.member_id, partitions = self.owned.len(), "joined");
-            if !self.shared.lock().rejoin {
-                return Ok(());
-            }
+    /// Sends JoinGroup in the background. Eager strategies give every partition up first; a
+    /// member the group forgot starts over as new (its partitions are lost).
+    async fn start_join(&mut self) {
+        let cooperative = self.shared.lock().protocol == "cooperative-sticky";
+        if !cooperative && !self.owned.is_empty() {
+            self.revoke(self.owned.clone()).await;
         }
-    }
-
-    /// Sends JoinGroup until it succeeds; a member the group forgot starts over as new (its
-    /// partitions are lost).
-    async fn join(&mut self, cooperative: bool) -> Result<JoinGroupResponse> {
-        loop {
-            let member_id = self.shared.lock().member_id.clone();
-            if member_id.is_empty() && !self.owned.is_empty() {
-                let lost = std::mem::take(&mut self.owned);
-                self.inner.clear_assignment();
-                self.notify(RebalanceEvent::Lost(lost));
-            }
-            let request = JoinGroupRequest {
-                group: self.settings.group.clone(),
-                member_id,
-                client_id: self.settings.client_id.clone(),
-                topics: self.topics.clone(),
-                protocols: self.settings.strategies.clone(),
-                session_timeout_ms: millis(self.settings.session_timeout),
-                rebalance_timeout_ms: millis(self.settings.max_poll_interval),
-                owned: if cooperative {
-                    self.owned
-                        .iter()
-                        .map(|(topic, partition)| TopicPartition {
-                            topic: topic.clone(),
-                            partition: *partition,
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-            };
-            let answer = self
-                .calls
+        let member_id = self.shared.lock().member_id.clone();
+        if member_id.is_empty() && !self.owned.is_empty() {
+            let lost = std::mem::take(&mut self.owned);
+            self.inner.clear_assignment();
+            self.notify(RebalanceEvent::Lost(lost));
+        }
+        let request = JoinGroupRequest {
+            group: self.settings.group.clone(),
+            member_id,
+            client_id: self.settings.client_id.clone(),
+            topics: self.topics.clone(),
+            protocols: self.settings.strategies.clone(),
+            session_timeout_ms: millis(self.settings.session_timeout),
+            rebalance_timeout_ms: millis(self.settings.max_poll_interval),
+            owned: if cooperative {
+                self.owned
+                    .iter()
+                    .map(|(topic, partition)| TopicPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
+        let calls = self.calls.clone();
+        self.pending_join = Some(tokio::spawn(async move {
+            calls
                 .call(|mut c| {
                     let r = request.clone();
                     async move { c.join_group(r).await }
                 })
-                .await;
-            match answer {
-                Ok(joined) => return Ok(joined),
-                Err(e) if e.code() == Some(ErrorCode::UnknownMemberId) => {
-                    self.shared.lock().member_id.clear();
-                }
-                Err(e) if rejoin_after(&e) || e.is_retriable() => {
-                    tracing::debug!(error = %e, "joining again");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => return Err(e),
+                .await
+        }));
+    }
+
+    /// The pending join's answer, if it comes by `until`.
+    async fn join_answer(&mut self, until: Instant) -> Option<Result<JoinGroupResponse>> {
+        let handle = self.pending_join.as_mut()?;
+        let answer = tokio::time::timeout_at(until, handle).await.ok()?;
+        self.pending_join = None;
+        Some(
+            answer
+                .unwrap_or_else(|e| Err(Error::InvalidInput(format!("the join task failed: {e}")))),
+        )
+    }
+
+    /// Completes a join: sync, then revoke and add partitions as the new assignment says.
+    /// Errors that mean "join again" schedule another join instead of failing `poll`.
+    async fn finish_join(&mut self, answer: Result<JoinGroupResponse>) -> Result<()> {
+        let joined = match answer {
+            Ok(j) => j,
+            Err(e) if e.code() == Some(ErrorCode::UnknownMemberId) => {
+                self.shared.lock().member_id.clear();
+                return Ok(());
             }
+            Err(e) if rejoin_after(&e) || e.is_retriable() => {
+                tracing::debug!(error = %e, "joining again");
+                self.join_backoff_until = Instant::now() + Duration::from_millis(100);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let sync = SyncGroupRequest {
+            group: self.settings.group.clone(),
+            member_id: joined.member_id.clone(),
+            generation: joined.generation,
+        };
+        let synced = self
+            .calls
+            .call(|mut c| {
+                let r = sync.clone();
+                async move { c.sync_group(r).await }
+            })
+            .await;
+        let synced = match synced {
+            Ok(s) => s,
+            Err(e) if rejoin_after(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        {
+            let mut m = self.shared.lock();
+            m.member_id = joined.member_id.clone();
+            m.generation = joined.generation;
+            m.protocol = joined.protocol.clone();
+            m.rejoin = false;
         }
+        let new: BTreeSet<Partition> = synced
+            .assignment
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition))
+            .collect();
+        let old: BTreeSet<Partition> = self.owned.iter().cloned().collect();
+        let revoked: Vec<Partition> = old.difference(&new).cloned().collect();
+        let added: Vec<Partition> = new.difference(&old).cloned().collect();
+        if !revoked.is_empty() {
+            self.revoke(revoked).await;
+            // Cooperative: rejoin now, so the coordinator can give them to their new owner.
+            self.shared.lock().rejoin = true;
+        }
+        if !added.is_empty() {
+            self.add(added).await?;
+        }
+        self.joined = true;
+        tracing::info!(group = %self.settings.group, generation = joined.generation,
+            member = %joined.member_id, partitions = self.owned.len(), "joined");
+        Ok(())
     }
 
     /// Gives partitions up: commit their positions (auto-commit), tell the listener, stop
@@ -539,7 +571,9 @@ async fn heartbeat_loop(
         tokio::time::sleep(settings.heartbeat_interval).await;
         let (member_id, generation, idle) = {
             let m = shared.lock();
-            if m.member_id.is_empty() || m.generation < 0 || m.rejoin {
+            // Keeps heartbeating while a rejoin is pending: the session stays alive until the
+            // member rejoins (or max_poll_interval passes).
+            if m.member_id.is_empty() || m.generation < 0 {
                 continue;
             }
             (m.member_id.clone(), m.generation, m.last_poll.elapsed())
@@ -573,15 +607,19 @@ async fn heartbeat_loop(
                 async move { c.heartbeat(r).await }
             })
             .await;
+        let mut m = shared.lock();
+        // An answer about a generation this member has already left behind means nothing.
+        if m.generation != generation || m.member_id != request.member_id {
+            continue;
+        }
         match answer {
-            Ok(r) if r.rejoin => shared.lock().rejoin = true,
+            Ok(r) if r.rejoin => m.rejoin = true,
             Ok(_) => {}
             Err(e) if e.code() == Some(ErrorCode::UnknownMemberId) => {
-                let mut m = shared.lock();
                 m.member_id.clear();
                 m.rejoin = true;
             }
-            Err(e) if rejoin_after(&e) => shared.lock().rejoin = true,
+            Err(e) if rejoin_after(&e) => m.rejoin = true,
             Err(e) => tracing::debug!(group = %settings.group, error = %e, "heartbeat failed"),
         }
     }
