@@ -31,6 +31,9 @@ need_pkg etcd etcd-server
 need_pkg curl curl
 log "LocalStack (pinned virtualenv)"
 bash localstack/install.sh >&2
+# The Python example (a second-language client) runs in the suite: grpcio-tools in a venv.
+log "Python example (pinned virtualenv)"
+bash examples/python/install.sh >/dev/null
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
