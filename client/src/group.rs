@@ -328,15 +328,16 @@ impl GroupConsumer {
     /// Sends JoinGroup in the background. Eager strategies give every partition up first; a
     /// member the group forgot starts over as new (its partitions are lost).
     async fn start_join(&mut self) {
-        let cooperative = self.shared.lock().protocol == "cooperative-sticky";
-        if !cooperative && !self.owned.is_empty() {
-            self.revoke(self.owned.clone()).await;
-        }
         let member_id = self.shared.lock().member_id.clone();
         if member_id.is_empty() && !self.owned.is_empty() {
+            // Removed from the group: others may own these already; nothing to commit.
             let lost = std::mem::take(&mut self.owned);
             self.inner.clear_assignment();
             self.notify(RebalanceEvent::Lost(lost));
+        }
+        let cooperative = self.shared.lock().protocol == "cooperative-sticky";
+        if !cooperative && !self.owned.is_empty() {
+            self.revoke(self.owned.clone()).await;
         }
         let request = JoinGroupRequest {
             group: self.settings.group.clone(),
@@ -396,6 +397,13 @@ impl GroupConsumer {
             }
             Err(e) => return Err(e),
         };
+        // Kept before anything else can fail: a member that lost its id would rejoin as a new
+        // one and leave its old self for the group to wait on.
+        self.shared.lock().member_id = joined.member_id.clone();
+        if joined.generation < 0 {
+            // A first join: the coordinator gave the member its id; join again with it.
+            return Ok(());
+        }
         let sync = SyncGroupRequest {
             group: self.settings.group.clone(),
             member_id: joined.member_id.clone(),
@@ -462,7 +470,20 @@ impl GroupConsumer {
     /// Takes partitions on: start each at the committed offset, or where
     /// `auto_offset_reset` says when there is none (or it is outside the log).
     async fn add(&mut self, parts: Vec<Partition>) -> Result<()> {
-        let committed = self.fetch_committed(&parts).await?;
+        let result = self.try_add(&parts).await;
+        if result.is_err() {
+            // Fetch only what is owned: nothing half-added.
+            let owned = self.owned.clone();
+            if let Err(e) = self.inner.assign(owned).await {
+                tracing::warn!(error = %e, "dropping partitions that could not be added failed");
+            }
+            self.shared.lock().rejoin = true;
+        }
+        result
+    }
+
+    async fn try_add(&mut self, parts: &[Partition]) -> Result<()> {
+        let committed = self.fetch_committed(parts).await?;
         let mut all = self.owned.clone();
         all.extend(parts.iter().cloned());
         self.inner.assign(all.clone()).await?;
@@ -484,7 +505,7 @@ impl GroupConsumer {
             self.inner.seek(&topic, partition, to).await?;
         }
         self.owned = all;
-        self.notify(RebalanceEvent::Assigned(parts));
+        self.notify(RebalanceEvent::Assigned(parts.to_vec()));
         Ok(())
     }
 
@@ -534,11 +555,14 @@ async fn send_commit(
         .await
         .map(|_| ());
     if let Err(e) = &result {
-        if rejoin_after(e) {
-            shared.lock().rejoin = true;
+        let mut m = shared.lock();
+        // Only an answer about the membership this member still has changes anything.
+        let current = m.member_id == request.member_id && m.generation == request.generation;
+        if current && rejoin_after(e) {
+            m.rejoin = true;
         }
-        if e.code() == Some(ErrorCode::UnknownMemberId) {
-            shared.lock().member_id.clear();
+        if current && e.code() == Some(ErrorCode::UnknownMemberId) {
+            m.member_id.clear();
         }
     }
     result

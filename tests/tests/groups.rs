@@ -373,8 +373,11 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
     for m in &mut members {
         m.stop();
     }
-    let d = describe(&brokers, group);
-    assert_eq!(d["state"], "Empty", "members left: {d}");
+    wait_for(
+        Duration::from_secs(10),
+        "the group empty after its members left",
+        || (describe(&brokers, group)["state"] == "Empty").then_some(()),
+    );
     let out = strata_tests::run_cli_ok(
         &all_addresses(&brokers),
         &["group", "seek", group, "--to", "start", "--topic", topic],

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::assign::TopicPartition;
-use super::group::{Group, JoinRequest, Joined, Phase};
+use super::group::{Group, JoinRequest, JoinWait, Joined, Phase};
 use super::store::{GroupRecord, GroupStore, OffsetRecord};
 use crate::error::{BrokerError, Result};
 use crate::snapshot::ClusterSnapshot;
@@ -44,6 +44,13 @@ impl Default for GroupConfig {
         }
     }
 }
+
+/// Longest a JoinGroup is held open; the member then joins again with its id (below the
+/// clients' request timeout, so a join never times out on the client side).
+const MAX_JOIN_WAIT: Duration = Duration::from_secs(20);
+
+/// How long a group waits before retrying a generation the store would not take.
+const SAVE_RETRY: Duration = Duration::from_secs(1);
 
 /// How often [`GroupCoordinator::tick`] should run.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -81,9 +88,14 @@ struct CommitQueue {
 }
 
 struct Entry {
-    state: tokio::sync::Mutex<Group>,
+    state: Arc<tokio::sync::Mutex<Group>>,
     commits: Mutex<CommitQueue>,
+    /// Set (under the state lock) when the entry leaves the map: a request that got it before
+    /// must fetch the group again instead of changing a copy nobody looks after.
+    retired: std::sync::atomic::AtomicBool,
 }
+
+type Locked = tokio::sync::OwnedMutexGuard<Group>;
 
 pub struct GroupCoordinator {
     broker_id: i32,
@@ -186,8 +198,9 @@ impl GroupCoordinator {
             None => Group::new(group),
         };
         let entry = Arc::new(Entry {
-            state: tokio::sync::Mutex::new(group_state),
+            state: Arc::new(tokio::sync::Mutex::new(group_state)),
             commits: Mutex::new(CommitQueue::default()),
+            retired: Default::default(),
         });
         Ok(self
             .groups
@@ -195,6 +208,21 @@ impl GroupCoordinator {
             .entry(group.to_string())
             .or_insert(entry)
             .clone())
+    }
+
+    /// The group's entry and its state, locked; never a retired entry.
+    async fn locked(
+        &self,
+        group: &str,
+        snapshot: &ClusterSnapshot,
+    ) -> Result<(Arc<Entry>, Locked)> {
+        loop {
+            let entry = self.entry(group, snapshot).await?;
+            let guard = entry.state.clone().lock_owned().await;
+            if !entry.retired.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok((entry, guard));
+            }
+        }
     }
 
     /// Joins `req` to `group` and waits for the generation it becomes part of.
@@ -218,24 +246,24 @@ impl GroupCoordinator {
                 "a member of group {group} must subscribe to at least one topic"
             )));
         }
-        let wait = req.rebalance_timeout.max(req.session_timeout) + Duration::from_secs(5);
-        let entry = self.entry(group, snapshot).await?;
-        let rx = {
-            let mut g = entry.state.lock().await;
-            let now = Instant::now();
-            let rx = g.join(req, now, c.initial_rebalance_delay)?;
-            if g.ready(now) {
-                self.complete(&mut g, snapshot).await;
-            }
-            rx
+        let (_entry, mut g) = self.locked(group, snapshot).await?;
+        // The generation is formed by `tick` (its own task: a cancelled request cannot leave a
+        // half-done store write behind).
+        let rx = g.join(req, Instant::now(), c.initial_rebalance_delay)?;
+        drop(g);
+        let rx = match rx {
+            JoinWait::Wait(rx) => rx,
+            JoinWait::NewMember(joined) => return Ok(joined),
         };
-        match tokio::time::timeout(wait, rx).await {
+        match tokio::time::timeout(MAX_JOIN_WAIT, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(BrokerError::RebalanceInProgress(format!(
-                "this join to group {group} was replaced by a newer one from the same member"
+                "this join to group {group} ended without a generation (a newer join from the \
+                 same member, or the member left or was removed); join again"
             ))),
             Err(_) => Err(BrokerError::RebalanceInProgress(format!(
-                "group {group} did not form a generation within {wait:?}; join again"
+                "group {group} is still forming a generation after {MAX_JOIN_WAIT:?} (members \
+                 have until their max.poll.interval to rejoin); join again"
             ))),
         }
     }
@@ -247,8 +275,7 @@ impl GroupCoordinator {
         generation: i32,
         snapshot: &ClusterSnapshot,
     ) -> Result<(Vec<TopicPartition>, bool)> {
-        let entry = self.entry(group, snapshot).await?;
-        let g = entry.state.lock().await;
+        let (_entry, g) = self.locked(group, snapshot).await?;
         g.sync(member, generation)
     }
 
@@ -260,20 +287,13 @@ impl GroupCoordinator {
         generation: i32,
         snapshot: &ClusterSnapshot,
     ) -> Result<bool> {
-        let entry = self.entry(group, snapshot).await?;
-        let mut g = entry.state.lock().await;
+        let (_entry, mut g) = self.locked(group, snapshot).await?;
         g.heartbeat(member, generation, Instant::now())
     }
 
     pub async fn leave(&self, group: &str, member: &str, snapshot: &ClusterSnapshot) -> Result<()> {
-        let entry = self.entry(group, snapshot).await?;
-        let mut g = entry.state.lock().await;
-        let now = Instant::now();
-        g.leave(member, now)?;
-        if g.ready(now) {
-            self.complete(&mut g, snapshot).await;
-        }
-        Ok(())
+        let (_entry, mut g) = self.locked(group, snapshot).await?;
+        g.leave(member, Instant::now())
     }
 
     /// Commits offsets for a member of the current generation (or, with an empty member id,
@@ -295,9 +315,8 @@ impl GroupCoordinator {
         for ((t, p), _, _) in &offsets {
             snapshot.partition(t, *p)?;
         }
-        let entry = self.entry(group, snapshot).await?;
+        let (entry, mut g) = self.locked(group, snapshot).await?;
         let revision = {
-            let mut g = entry.state.lock().await;
             let parts: Vec<TopicPartition> = offsets.iter().map(|(tp, _, _)| tp.clone()).collect();
             g.check_commit(member, generation, &parts)?;
             if g.revision == 0 {
@@ -305,11 +324,12 @@ impl GroupCoordinator {
                 let record = g.record();
                 match self.store.save(group, &record, 0).await? {
                     Some(revision) => g.revision = revision,
-                    None => return Err(self.lost(group)),
+                    None => return Err(self.lost(group, &entry)),
                 }
             }
             g.revision
         };
+        drop(g);
         let generation = if member.is_empty() { -1 } else { generation };
         let records = offsets
             .into_iter()
@@ -336,53 +356,18 @@ impl GroupCoordinator {
             !std::mem::replace(&mut q.flushing, true)
         };
         if flush {
-            self.flush_commits(group, &entry).await;
+            // Its own task: a cancelled request must not leave the queue without a flusher.
+            tokio::spawn(flush_commits(
+                self.store.clone(),
+                group.to_string(),
+                entry.clone(),
+            ));
         }
         rx.await.unwrap_or_else(|_| {
             Err(BrokerError::Internal(format!(
-                "the commit of group {group} was dropped"
+                "the commit of group {group} was lost: the broker's commit task ended"
             )))
         })
-    }
-
-    /// Writes queued commits until the queue is empty: each round, one transaction per state
-    /// revision the commits were checked against (normally one).
-    async fn flush_commits(&self, group: &str, entry: &Entry) {
-        loop {
-            let batch = {
-                let mut q = entry.commits.lock();
-                if q.pending.is_empty() {
-                    q.flushing = false;
-                    return;
-                }
-                std::mem::take(&mut q.pending)
-            };
-            let mut by_revision: BTreeMap<i64, Vec<PendingCommit>> = BTreeMap::new();
-            for c in batch {
-                by_revision.entry(c.revision).or_default().push(c);
-            }
-            for (revision, commits) in by_revision {
-                let mut merged: BTreeMap<TopicPartition, OffsetRecord> = BTreeMap::new();
-                for c in &commits {
-                    merged.extend(c.offsets.iter().cloned());
-                }
-                let merged: Vec<_> = merged.into_iter().collect();
-                let outcome = self.store.commit_offsets(group, revision, &merged).await;
-                for c in commits {
-                    let answer = match &outcome {
-                        Ok(Some(())) => Ok(()),
-                        Ok(None) => Err(BrokerError::IllegalGeneration(format!(
-                            "group {group} moved to a new generation while this commit was in \
-                             flight; nothing was committed; join again"
-                        ))),
-                        Err(e) => Err(BrokerError::CoordinatorUnavailable(format!(
-                            "the commit of group {group} could not be stored: {e}"
-                        ))),
-                    };
-                    let _ = c.reply.send(answer);
-                }
-            }
-        }
     }
 
     /// Committed offsets of `group` (any broker may answer: they are read from the store).
@@ -396,8 +381,7 @@ impl GroupCoordinator {
 
     /// The group's state and members (on its coordinator).
     pub async fn describe(&self, group: &str, snapshot: &ClusterSnapshot) -> Result<GroupView> {
-        let entry = self.entry(group, snapshot).await?;
-        let g = entry.state.lock().await;
+        let (_entry, g) = self.locked(group, snapshot).await?;
         if g.revision == 0 && g.members.is_empty() {
             return Err(unknown_group(group));
         }
@@ -426,8 +410,7 @@ impl GroupCoordinator {
         now_ms: i64,
         snapshot: &ClusterSnapshot,
     ) -> Result<()> {
-        let entry = self.entry(group, snapshot).await?;
-        let g = entry.state.lock().await;
+        let (entry, g) = self.locked(group, snapshot).await?;
         require_empty(&g, "seek")?;
         let records: Vec<_> = offsets
             .into_iter()
@@ -449,18 +432,17 @@ impl GroupCoordinator {
             .await?
         {
             Some(()) => Ok(()),
-            None => Err(self.lost(group)),
+            None => Err(self.lost(group, &entry)),
         }
     }
 
     /// Deletes a group without members, and its offsets. Returns how many offsets went.
     pub async fn delete(&self, group: &str, snapshot: &ClusterSnapshot) -> Result<usize> {
-        let entry = self.entry(group, snapshot).await?;
-        let g = entry.state.lock().await;
+        let (entry, g) = self.locked(group, snapshot).await?;
         require_empty(&g, "delete")?;
         let deleted = self.store.delete(group, g.revision).await?;
-        self.groups.lock().remove(group);
-        deleted.ok_or_else(|| self.lost(group))
+        self.retire(group, &entry);
+        deleted.ok_or_else(|| self.lost(group, &entry))
     }
 
     /// Periodic work: drop groups another broker now coordinates, expire sessions, rebalance
@@ -475,6 +457,9 @@ impl GroupCoordinator {
         let counts = partition_counts(snapshot);
         for (name, entry) in entries {
             let mut g = entry.state.lock().await;
+            if entry.retired.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
             let mine = coordinator_of(&name, snapshot).is_some_and(|(id, _)| id == self.broker_id);
             if !mine {
                 let me = self.broker_id;
@@ -483,7 +468,7 @@ impl GroupCoordinator {
                         "broker {me} no longer coordinates group {name}; find its coordinator again"
                     ))
                 });
-                self.forget(&name, &entry);
+                self.retire(&name, &entry);
                 continue;
             }
             let now = Instant::now();
@@ -495,19 +480,23 @@ impl GroupCoordinator {
                 tracing::info!(group = %name, "partition count of a subscribed topic changed; rebalancing");
                 g.start_rebalance(now, Duration::ZERO);
             }
-            if g.ready(now) {
-                self.complete(&mut g, snapshot).await;
+            if g.ready(now) && g.retry_at.is_none_or(|t| now >= t) {
+                self.complete(&mut g, &entry, snapshot).await;
             }
             let idle =
                 g.phase == Phase::Empty && g.members.is_empty() && !entry.commits.lock().flushing;
             if idle {
-                self.forget(&name, &entry);
+                self.retire(&name, &entry);
             }
         }
     }
 
-    /// Removes `entry` from the map if it is still the one there.
-    fn forget(&self, name: &str, entry: &Arc<Entry>) {
+    /// Retires `entry` (call with its state locked) and removes it from the map if it is still
+    /// the one there.
+    fn retire(&self, name: &str, entry: &Arc<Entry>) {
+        entry
+            .retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut groups = self.groups.lock();
         if groups.get(name).is_some_and(|e| Arc::ptr_eq(e, entry)) {
             groups.remove(name);
@@ -516,7 +505,7 @@ impl GroupCoordinator {
 
     /// Forms the next generation: persist, then apply and answer the joins. A conflict means
     /// another broker took the group over: this one gives it up.
-    async fn complete(&self, g: &mut Group, snapshot: &ClusterSnapshot) {
+    async fn complete(&self, g: &mut Group, entry: &Arc<Entry>, snapshot: &ClusterSnapshot) {
         let proposal = match g.propose(&partition_counts(snapshot)) {
             Ok(p) => p,
             Err(e) => {
@@ -527,28 +516,69 @@ impl GroupCoordinator {
         };
         match self.store.save(&g.name, &proposal.record, g.revision).await {
             Ok(Some(revision)) => {
+                g.retry_at = None;
                 tracing::info!(group = %g.name, generation = proposal.record.generation,
                     members = proposal.record.members.len(), withheld = proposal.withheld.len(),
                     "generation formed");
                 g.apply(proposal, revision, Instant::now());
             }
             Ok(None) => {
-                let err = self.lost(&g.name);
+                let err = self.lost(&g.name, entry);
                 let message = err.to_string();
                 g.fail_waiting(|| BrokerError::NotCoordinator(message.clone()));
-                self.groups.lock().remove(&g.name);
             }
             Err(e) => {
-                tracing::warn!(group = %g.name, error = %e, "cannot store the new generation; retrying");
+                tracing::warn!(group = %g.name, error = %e, "cannot store the new generation; retrying in {SAVE_RETRY:?}");
+                g.retry_at = Some(Instant::now() + SAVE_RETRY);
             }
         }
     }
 
-    fn lost(&self, group: &str) -> BrokerError {
-        self.groups.lock().remove(group);
+    fn lost(&self, group: &str, entry: &Arc<Entry>) -> BrokerError {
+        self.retire(group, entry);
         BrokerError::NotCoordinator(format!(
             "group {group} was changed by another coordinator; find its coordinator again"
         ))
+    }
+}
+
+/// Writes queued commits until the queue is empty: each round, one transaction per state
+/// revision the commits were checked against (normally one).
+async fn flush_commits(store: GroupStore, group: String, entry: Arc<Entry>) {
+    loop {
+        let batch = {
+            let mut q = entry.commits.lock();
+            if q.pending.is_empty() {
+                q.flushing = false;
+                return;
+            }
+            std::mem::take(&mut q.pending)
+        };
+        let mut by_revision: BTreeMap<i64, Vec<PendingCommit>> = BTreeMap::new();
+        for c in batch {
+            by_revision.entry(c.revision).or_default().push(c);
+        }
+        for (revision, commits) in by_revision {
+            let mut merged: BTreeMap<TopicPartition, OffsetRecord> = BTreeMap::new();
+            for c in &commits {
+                merged.extend(c.offsets.iter().cloned());
+            }
+            let merged: Vec<_> = merged.into_iter().collect();
+            let outcome = store.commit_offsets(&group, revision, &merged).await;
+            for c in commits {
+                let answer = match &outcome {
+                    Ok(Some(())) => Ok(()),
+                    Ok(None) => Err(BrokerError::IllegalGeneration(format!(
+                        "group {group} changed (a new generation, or it was deleted) while \
+                         this commit was in flight; nothing was committed; join again"
+                    ))),
+                    Err(e) => Err(BrokerError::CoordinatorUnavailable(format!(
+                        "the commit of group {group} could not be stored: {e}"
+                    ))),
+                };
+                let _ = c.reply.send(answer);
+            }
+        }
     }
 }
 

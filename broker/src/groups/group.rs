@@ -45,6 +45,17 @@ pub struct Joined {
 
 pub type JoinReply = oneshot::Sender<Result<Joined>>;
 
+/// What a join gets at once.
+#[derive(Debug)]
+pub enum JoinWait {
+    /// Wait here for the generation.
+    Wait(oneshot::Receiver<Result<Joined>>),
+    /// A first join (no member id): the member is registered and must join again with this
+    /// answer's member id (generation -1), as in Kafka's KIP-394, so a first join that times
+    /// out on the client never leaves a member nobody will ever use.
+    NewMember(Joined),
+}
+
 #[derive(Debug)]
 pub struct Member {
     pub record: MemberRecord,
@@ -59,6 +70,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// Waiting in a join whose caller is still there.
+    fn is_waiting(&self) -> bool {
+        self.waiting.as_ref().is_some_and(|w| !w.is_closed())
+    }
+
     fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.record.session_timeout_ms.into())
     }
@@ -102,6 +118,8 @@ pub struct Group {
     pub revision: i64,
     /// The current generation withheld partitions (cooperative): a follow-up is due.
     pub pending_revocations: bool,
+    /// Not before this may the coordinator try again to store a generation it could not.
+    pub retry_at: Option<Instant>,
     next_seq: u64,
 }
 
@@ -117,6 +135,7 @@ impl Group {
             partition_counts: BTreeMap::new(),
             revision: 0,
             pending_revocations: false,
+            retry_at: None,
             next_seq: 0,
         }
     }
@@ -167,7 +186,7 @@ impl Group {
         req: JoinRequest,
         now: Instant,
         initial_delay: Duration,
-    ) -> Result<oneshot::Receiver<Result<Joined>>> {
+    ) -> Result<JoinWait> {
         if req.protocols.is_empty() {
             return Err(BrokerError::InvalidRequest(
                 "a join must name at least one assignment strategy".into(),
@@ -178,7 +197,8 @@ impl Group {
                 "unknown assignment strategy {p:?}; use cooperative-sticky, range or roundrobin"
             )));
         }
-        let member_id = if req.member_id.is_empty() {
+        let new = req.member_id.is_empty();
+        let member_id = if new {
             format!("{}-{}", req.client_id, uuid::Uuid::new_v4().simple())
         } else if self.members.contains_key(&req.member_id) {
             req.member_id.clone()
@@ -206,6 +226,7 @@ impl Group {
             }
         }
         let (tx, rx) = oneshot::channel();
+        let tx = (!new).then_some(tx);
         let seq = self.next_seq;
         self.next_seq += 1;
         let record = MemberRecord {
@@ -223,7 +244,7 @@ impl Group {
                 record_into(&mut m.record, record);
                 m.owned = req.owned;
                 m.last_seen = now;
-                m.waiting = Some(tx);
+                m.waiting = tx;
             }
             None => {
                 self.members.insert(
@@ -232,7 +253,7 @@ impl Group {
                         record,
                         owned: req.owned,
                         last_seen: now,
-                        waiting: Some(tx),
+                        waiting: tx,
                         joined_seq: seq,
                     },
                 );
@@ -244,7 +265,15 @@ impl Group {
             Duration::ZERO
         };
         self.start_rebalance(now, delay);
-        Ok(rx)
+        if new {
+            return Ok(JoinWait::NewMember(Joined {
+                generation: -1,
+                member_id,
+                leader: String::new(),
+                protocol: String::new(),
+            }));
+        }
+        Ok(JoinWait::Wait(rx))
     }
 
     /// Starts a rebalance unless one is in progress.
@@ -308,9 +337,7 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| {
-                m.waiting.is_none() && now.duration_since(m.last_seen) > m.session_timeout()
-            })
+            .filter(|m| !m.is_waiting() && now.duration_since(m.last_seen) > m.session_timeout())
             .map(|m| m.record.member_id.clone())
             .collect();
         for id in &expired {
@@ -330,7 +357,7 @@ impl Group {
                 deadline,
             } => {
                 now >= deadline
-                    || (now >= not_before && self.members.values().all(|m| m.waiting.is_some()))
+                    || (now >= not_before && self.members.values().all(Member::is_waiting))
             }
             _ => false,
         }
@@ -347,11 +374,7 @@ impl Group {
     /// The next generation from the members waiting in a join (the others are dropped), with
     /// partitions counted by `counts` (subscribed topics that do not exist are absent).
     pub fn propose(&self, counts: &BTreeMap<String, u32>) -> Result<Proposal> {
-        let joined: Vec<&Member> = self
-            .members
-            .values()
-            .filter(|m| m.waiting.is_some())
-            .collect();
+        let joined: Vec<&Member> = self.members.values().filter(|m| m.is_waiting()).collect();
         let generation = self.generation + 1;
         if joined.is_empty() {
             return Ok(Proposal {
@@ -620,6 +643,28 @@ mod tests {
         [("t".to_string(), 6)].into_iter().collect()
     }
 
+    /// Joins as a client does: a new member first gets its id, then joins with it.
+    fn join(
+        g: &mut Group,
+        mut r: JoinRequest,
+        now: Instant,
+        delay: Duration,
+    ) -> oneshot::Receiver<Result<Joined>> {
+        if r.member_id.is_empty() {
+            match g.join(r.clone(), now, delay).unwrap() {
+                JoinWait::NewMember(j) => {
+                    assert_eq!(j.generation, -1);
+                    r.member_id = j.member_id;
+                }
+                JoinWait::Wait(_) => panic!("a first join gets a member id"),
+            }
+        }
+        match g.join(r, now, delay).unwrap() {
+            JoinWait::Wait(rx) => rx,
+            JoinWait::NewMember(_) => panic!("a join with a member id waits"),
+        }
+    }
+
     /// Forms the next generation as the coordinator does (without persistence).
     fn form(g: &mut Group, now: Instant) {
         assert!(g.ready(now), "ready to form: {:?}", g.phase);
@@ -635,13 +680,19 @@ mod tests {
     async fn members_join_form_a_generation_and_split_the_partitions() {
         let now = Instant::now();
         let mut g = Group::new("g");
-        let mut rx1 = g
-            .join(req("", &["t"], "range"), now, Duration::from_millis(500))
-            .unwrap();
+        let mut rx1 = join(
+            &mut g,
+            req("", &["t"], "range"),
+            now,
+            Duration::from_millis(500),
+        );
         assert!(!g.ready(now), "the initial delay gathers members");
-        let mut rx2 = g
-            .join(req("", &["t"], "range"), now, Duration::from_millis(500))
-            .unwrap();
+        let mut rx2 = join(
+            &mut g,
+            req("", &["t"], "range"),
+            now,
+            Duration::from_millis(500),
+        );
         form(&mut g, now + Duration::from_millis(500));
         let a = rx1.try_recv().unwrap().unwrap();
         let b = rx2.try_recv().unwrap().unwrap();
@@ -665,12 +716,8 @@ mod tests {
     async fn an_expired_member_is_removed_and_the_rest_rebalance() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let r1 = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
-        let r2 = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let r1 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
+        let r2 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
         form(&mut g, t0);
         let a = r1.await.unwrap().unwrap().member_id;
         let b = r2.await.unwrap().unwrap().member_id;
@@ -680,9 +727,7 @@ mod tests {
         let t2 = t0 + Duration::from_millis(3500);
         assert_eq!(g.expire(t2), vec![a.clone()]);
         assert!(g.heartbeat(&b, 1, t2).unwrap(), "b is told to rejoin");
-        let mut rb = g
-            .join(req(&b, &["t"], "range"), t2, Duration::ZERO)
-            .unwrap();
+        let mut rb = join(&mut g, req(&b, &["t"], "range"), t2, Duration::ZERO);
         form(&mut g, t2);
         assert_eq!(rb.try_recv().unwrap().unwrap().generation, 2);
         assert_eq!(assignment(&g, &b).len(), 6);
@@ -696,12 +741,8 @@ mod tests {
         let mut g = Group::new("g");
         g.check_commit("", -1, &[("t".into(), 0)])
             .expect("an empty group takes commits outside group management");
-        let r = g
-            .join(req("", &["t"], "range"), now, Duration::ZERO)
-            .unwrap();
-        let r2 = g
-            .join(req("", &["t"], "range"), now, Duration::ZERO)
-            .unwrap();
+        let r = join(&mut g, req("", &["t"], "range"), now, Duration::ZERO);
+        let r2 = join(&mut g, req("", &["t"], "range"), now, Duration::ZERO);
         form(&mut g, now);
         let a = r.await.unwrap().unwrap().member_id;
         let _b = r2.await.unwrap().unwrap().member_id;
@@ -724,18 +765,12 @@ mod tests {
     async fn a_member_that_does_not_rejoin_in_time_is_dropped() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let r1 = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
-        let r2 = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let r1 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
+        let r2 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
         form(&mut g, t0);
         let a = r1.await.unwrap().unwrap().member_id;
         let b = r2.await.unwrap().unwrap().member_id;
-        let _ra = g
-            .join(req(&a, &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let _ra = join(&mut g, req(&a, &["t"], "range"), t0, Duration::ZERO);
         assert!(!g.ready(t0), "b has not rejoined");
         g.heartbeat(&b, 1, t0 + Duration::from_secs(9)).unwrap();
         let late = t0 + Duration::from_secs(10);
@@ -749,19 +784,25 @@ mod tests {
     async fn cooperative_moves_withhold_partitions_until_the_owner_rejoins() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let r1 = g
-            .join(req("", &["t"], "cooperative-sticky"), t0, Duration::ZERO)
-            .unwrap();
+        let r1 = join(
+            &mut g,
+            req("", &["t"], "cooperative-sticky"),
+            t0,
+            Duration::ZERO,
+        );
         form(&mut g, t0);
         let a = r1.await.unwrap().unwrap().member_id;
         assert_eq!(assignment(&g, &a).len(), 6);
         // b joins; a rejoins still owning its six.
-        let rb = g
-            .join(req("", &["t"], "cooperative-sticky"), t0, Duration::ZERO)
-            .unwrap();
+        let rb = join(
+            &mut g,
+            req("", &["t"], "cooperative-sticky"),
+            t0,
+            Duration::ZERO,
+        );
         let mut again = req(&a, &["t"], "cooperative-sticky");
         again.owned = assignment(&g, &a);
-        let _ra = g.join(again, t0, Duration::ZERO).unwrap();
+        let _ra = join(&mut g, again, t0, Duration::ZERO);
         form(&mut g, t0);
         let b = rb.await.unwrap().unwrap().member_id;
         let (mine, pending) = g.sync(&a, 2).unwrap();
@@ -773,10 +814,13 @@ mod tests {
         // a revoked three and rejoins; b rejoins; the withheld ones go to b.
         let mut again = req(&a, &["t"], "cooperative-sticky");
         again.owned = mine.clone();
-        let _ra = g.join(again, t0, Duration::ZERO).unwrap();
-        let _rb = g
-            .join(req(&b, &["t"], "cooperative-sticky"), t0, Duration::ZERO)
-            .unwrap();
+        let _ra = join(&mut g, again, t0, Duration::ZERO);
+        let _rb = join(
+            &mut g,
+            req(&b, &["t"], "cooperative-sticky"),
+            t0,
+            Duration::ZERO,
+        );
         form(&mut g, t0);
         assert_eq!(g.sync(&a, 3).unwrap(), (mine, false));
         assert_eq!(g.sync(&b, 3).unwrap().0.len(), 3);
@@ -786,9 +830,7 @@ mod tests {
     async fn the_last_member_leaving_empties_the_group() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let r = g
-            .join(req("", &["t"], "roundrobin"), t0, Duration::ZERO)
-            .unwrap();
+        let r = join(&mut g, req("", &["t"], "roundrobin"), t0, Duration::ZERO);
         form(&mut g, t0);
         let a = r.await.unwrap().unwrap().member_id;
         g.leave(&a, t0).unwrap();
@@ -803,12 +845,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_join_whose_caller_left_does_not_hold_the_group() {
+        let t0 = Instant::now();
+        let mut g = Group::new("g");
+        let r1 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
+        let r2 = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
+        form(&mut g, t0);
+        let a = r1.await.unwrap().unwrap().member_id;
+        let b = r2.await.unwrap().unwrap().member_id;
+        // b's next join times out on its side (the receiver is dropped); a rejoins.
+        drop(join(&mut g, req(&b, &["t"], "range"), t0, Duration::ZERO));
+        let _ra = join(&mut g, req(&a, &["t"], "range"), t0, Duration::ZERO);
+        assert!(!g.ready(t0), "b is not waiting any more");
+        let later = t0 + Duration::from_millis(3500);
+        assert_eq!(
+            g.expire(later),
+            vec![b],
+            "b's session runs out like any silent member's"
+        );
+        assert!(g.ready(later));
+        form(&mut g, later);
+        assert_eq!(assignment(&g, &a).len(), 6);
+    }
+
+    #[tokio::test]
     async fn a_partition_count_change_is_noticed() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let _r = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let _r = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
         form(&mut g, t0);
         assert!(!g.partitions_changed(&counts()));
         let more: BTreeMap<String, u32> = [("t".to_string(), 8)].into_iter().collect();
@@ -829,15 +893,11 @@ mod tests {
     async fn a_subscription_change_rebalances_onto_the_new_topics() {
         let t0 = Instant::now();
         let mut g = Group::new("g");
-        let r = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let r = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
         form(&mut g, t0);
         let a = r.await.unwrap().unwrap().member_id;
         assert_eq!(g.subscribed_topics().len(), 1);
-        let _r = g
-            .join(req(&a, &["u"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let _r = join(&mut g, req(&a, &["u"], "range"), t0, Duration::ZERO);
         assert_eq!(g.state_name(), "PreparingRebalance");
         let counts: BTreeMap<String, u32> = [("t".to_string(), 6), ("u".to_string(), 2)]
             .into_iter()
@@ -859,9 +919,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown assignment strategy"), "{err}");
-        let _r = g
-            .join(req("", &["t"], "range"), t0, Duration::ZERO)
-            .unwrap();
+        let _r = join(&mut g, req("", &["t"], "range"), t0, Duration::ZERO);
         let err = g
             .join(req("", &["t"], "roundrobin"), t0, Duration::ZERO)
             .unwrap_err()

@@ -5,11 +5,12 @@
 //!
 //! With `-g GROUP` the command is a member of the group: the coordinator assigns its
 //! partitions, it starts at the group's committed offsets (`--offset start|end` only says where
-//! to start when nothing is committed), commits as it goes (after the records are written: at
-//! least once), and commits and leaves when it stops.
+//! to start when nothing is committed), and commits what it has written out, every second and
+//! when it stops (the offset after the last record printed: at least once), then leaves.
 
 use anyhow::bail;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -58,24 +59,70 @@ pub struct ConsumeArgs {
     pub connect: ConnectArgs,
 }
 
+/// How often a group member commits what it has printed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Where records come from: assigned partitions, or a group membership.
 enum Source {
     Assigned(Consumer),
-    Group(Box<GroupConsumer>),
+    Group(Box<Member>),
+}
+
+/// A group member that commits exactly what was printed: the offset after the last record
+/// written out, per partition (not the consumer's position, which may be past records a
+/// `-n` limit left unprinted).
+struct Member {
+    consumer: GroupConsumer,
+    printed: BTreeMap<(String, u32), i64>,
+    last_commit: Instant,
+}
+
+impl Member {
+    async fn commit(&mut self) -> strata_client::Result<()> {
+        self.last_commit = Instant::now();
+        let owned = self.consumer.assignment();
+        let offsets: Vec<((String, u32), i64)> = self
+            .printed
+            .iter()
+            .filter(|(tp, _)| owned.contains(tp))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        self.printed.clear();
+        self.consumer.commit_offsets_sync(&offsets).await
+    }
 }
 
 impl Source {
     async fn poll(&mut self, timeout: Duration) -> strata_client::Result<Vec<ConsumerRecord>> {
         match self {
             Source::Assigned(c) => c.poll(timeout).await,
-            Source::Group(g) => g.poll(timeout).await,
+            Source::Group(m) => {
+                if !m.printed.is_empty() && m.last_commit.elapsed() >= COMMIT_INTERVAL {
+                    if let Err(e) = m.commit().await {
+                        eprintln!("warning: commit failed (the records will be read again): {e}");
+                    }
+                }
+                m.consumer.poll(timeout).await
+            }
+        }
+    }
+
+    /// Notes a record as written out.
+    fn printed(&mut self, r: &ConsumerRecord) {
+        if let Source::Group(m) = self {
+            m.printed
+                .insert((r.topic.to_string(), r.partition), r.offset + 1);
         }
     }
 }
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let mut source = match &args.group {
-        Some(group) => Source::Group(Box::new(join(&args, group).await?)),
+        Some(group) => Source::Group(Box::new(Member {
+            consumer: join(&args, group).await?,
+            printed: BTreeMap::new(),
+            last_commit: Instant::now(),
+        })),
         None => Source::Assigned(assigned(&args).await?),
     };
     let stdout = std::io::stdout();
@@ -106,19 +153,23 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         last_record = Instant::now();
         for r in records {
             print_record(&mut out, &r, args.format)?;
+            source.printed(&r);
             consumed += 1;
             if args.count == Some(consumed) {
                 break 'outer;
             }
         }
-        // Written before the next poll commits them: at least once.
+        // Written out before the next poll commits them: at least once.
         out.flush()?;
     }
     out.flush()?;
     drop(out);
-    if let Source::Group(g) = source {
-        if let Err(e) = g.close().await {
-            eprintln!("warning: the final commit failed: {e}");
+    if let Source::Group(mut m) = source {
+        if let Err(e) = m.commit().await {
+            eprintln!("warning: the final commit failed (the records will be read again): {e}");
+        }
+        if let Err(e) = m.consumer.close().await {
+            eprintln!("warning: leaving the group failed: {e}");
         }
     }
     if let Some(e) = failed {
@@ -183,6 +234,8 @@ async fn join(args: &ConsumeArgs, group: &str) -> anyhow::Result<GroupConsumer> 
     };
     let mut settings = GroupSettings::new(group);
     settings.client_id = args.client_id.clone();
+    // Commits follow what was printed (see `Member`), not the consumer's positions.
+    settings.enable_auto_commit = false;
     settings.auto_offset_reset = reset;
     if !args.strategies.is_empty() {
         settings.strategies = args.strategies.clone();
