@@ -241,6 +241,12 @@ impl GroupCoordinator {
                 req.session_timeout, c.min_session_timeout, c.max_session_timeout
             )));
         }
+        if req.rebalance_timeout < Duration::from_secs(1) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "rebalance timeout (max.poll.interval) {:?} is too short; give at least 1s",
+                req.rebalance_timeout
+            )));
+        }
         if req.topics.is_empty() {
             return Err(BrokerError::InvalidRequest(format!(
                 "a member of group {group} must subscribe to at least one topic"
