@@ -57,6 +57,50 @@ fn try_describe(brokers: &[ServeBroker], group: &str) -> Option<Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// A six-partition topic, replicated three times, acks=all needing two replicas.
+fn create_topic(brokers: &[ServeBroker], topic: &str) {
+    brokers[0].cli_ok(
+        &[
+            "topic",
+            "create",
+            topic,
+            "-p",
+            "6",
+            "-r",
+            "3",
+            "-c",
+            "min.insync.replicas=2",
+        ],
+        None,
+    );
+}
+
+/// `n` members `member-<i>` of `group` reading `topic` from the start when nothing is
+/// committed, with a 3 s session timeout and the `extra` flags.
+fn start_members(
+    addresses: &str,
+    topic: &str,
+    group: &str,
+    n: usize,
+    extra: &[&str],
+) -> Vec<ConsumerProc> {
+    (0..n)
+        .map(|i| {
+            let client_id = format!("member-{i}");
+            let mut args = vec![
+                "--session-timeout",
+                "3s",
+                "--offset",
+                "start",
+                "--client-id",
+                &client_id,
+            ];
+            args.extend_from_slice(extra);
+            ConsumerProc::start(addresses, topic, group, &args)
+        })
+        .collect()
+}
+
 /// Member (by client id) -> its partitions, once the group is Stable with `members` members
 /// that together own `partitions` partitions.
 fn stable_assignment(
@@ -158,41 +202,10 @@ struct KillReport {
 /// SIGKILLed mid-stream.
 fn kill_one_of_three(brokers: &[ServeBroker], topic: &str, strategy: &str) -> KillReport {
     let group = format!("{topic}-readers");
-    brokers[0].cli_ok(
-        &[
-            "topic",
-            "create",
-            topic,
-            "-p",
-            "6",
-            "-r",
-            "3",
-            "-c",
-            "min.insync.replicas=2",
-        ],
-        None,
-    );
+    create_topic(brokers, topic);
     let addresses = all_addresses(brokers);
     let producer = ProducerProc::start(&addresses, topic, 0, PER_TICK, TICK);
-    let mut members: Vec<ConsumerProc> = (0..3)
-        .map(|i| {
-            ConsumerProc::start(
-                &addresses,
-                topic,
-                &group,
-                &[
-                    "--strategy",
-                    strategy,
-                    "--session-timeout",
-                    "3s",
-                    "--offset",
-                    "start",
-                    "--client-id",
-                    &format!("member-{i}"),
-                ],
-            )
-        })
-        .collect();
+    let mut members = start_members(&addresses, topic, &group, 3, &["--strategy", strategy]);
     let before = stable_assignment(brokers, &group, 3, 6);
     assert!(
         before.values().all(|parts| parts.len() == 2),
@@ -278,40 +291,11 @@ fn the_group_survives_its_coordinator_and_refuses_bad_requests() {
     let (_etcd, mut brokers) = cluster("groups-coord");
     let topic = "failover";
     let group = "failover-readers";
-    brokers[0].cli_ok(
-        &[
-            "topic",
-            "create",
-            topic,
-            "-p",
-            "6",
-            "-r",
-            "3",
-            "-c",
-            "min.insync.replicas=2",
-        ],
-        None,
-    );
+    create_topic(&brokers, topic);
     brokers[0].cli_ok(&["topic", "create", "other", "-p", "1"], None);
     let addresses = all_addresses(&brokers);
     let producer = ProducerProc::start(&addresses, topic, 0, PER_TICK, TICK);
-    let mut members: Vec<ConsumerProc> = (0..2)
-        .map(|i| {
-            ConsumerProc::start(
-                &addresses,
-                topic,
-                group,
-                &[
-                    "--session-timeout",
-                    "3s",
-                    "--offset",
-                    "start",
-                    "--client-id",
-                    &format!("member-{i}"),
-                ],
-            )
-        })
-        .collect();
+    let mut members = start_members(&addresses, topic, group, 2, &[]);
     stable_assignment(&brokers, group, 2, 6);
     std::thread::sleep(Duration::from_secs(6));
 
