@@ -491,7 +491,7 @@ impl Partition {
             }
         }
         let me = self.clone();
-        blocking(move || {
+        let local = blocking(move || {
             let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
             Ok(FetchResult {
                 records: read.bytes,
@@ -500,7 +500,18 @@ impl Partition {
                 log_end_offset: read.log_end_offset,
             })
         })
-        .await
+        .await;
+        match local {
+            // Local retention moved the start past `offset` since it was read above: the
+            // segment is in the remote tier now (retention never passes the manifest's end).
+            Err(BrokerError::OffsetOutOfRange { start, .. }) if offset < start => {
+                match self.read_remote(offset, max_bytes).await? {
+                    Some(result) => Ok(result),
+                    None => local,
+                }
+            }
+            other => other,
+        }
     }
 
     async fn read_remote(&self, offset: i64, max_bytes: usize) -> Result<Option<FetchResult>> {
