@@ -132,6 +132,7 @@ async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
                 if next.leader < 0 {
                     tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
                 } else if next.leader != was.leader {
+                    crate::metrics::LEADER_ELECTIONS.inc();
                     tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
                 } else {
                     tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead brokers from the ISR");

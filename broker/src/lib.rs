@@ -17,6 +17,8 @@
 //! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
 //! - [`topic_config`]: topic config keys, parsing, defaults.
+//! - [`metrics`]: the broker's metrics, and the scrape-time gauges over its partitions.
+//! - [`metrics_http`]: the `GET /metrics` endpoint (Prometheus text format).
 //! - [`error`]: the crate's error and its single mapping to a gRPC status.
 //!
 //! Invariant: the produce path validates and stamps batch headers only; it never decodes records.
@@ -29,6 +31,8 @@ pub mod error;
 pub mod follower;
 pub mod groups;
 pub mod metadata;
+pub mod metrics;
+pub mod metrics_http;
 pub mod partition;
 pub mod peers;
 pub mod placement;

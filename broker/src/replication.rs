@@ -122,6 +122,11 @@ impl BrokerState {
             .await?
         {
             tracing::info!(topic = %p.topic, partition = p.index, from = ?current.value.isr, to = ?next.isr, "ISR changed");
+            if next.isr.len() < current.value.isr.len() {
+                crate::metrics::ISR_SHRINKS.inc();
+            } else {
+                crate::metrics::ISR_EXPANDS.inc();
+            }
             p.set_state(next);
             return Ok(true);
         }

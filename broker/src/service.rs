@@ -1,5 +1,7 @@
 //! The gRPC services: thin translations between `strata.v1` messages and [`BrokerState`].
-//! Every error leaves through `From<BrokerError> for Status` (error.rs).
+//! Every error leaves through `From<BrokerError> for Status` (error.rs). Produce, fetch,
+//! replica fetch, list offsets and metadata are counted and timed (`metrics.rs`); their bytes
+//! are the lengths of the batch buffers they carry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use strata_proto::v1::{admin_server::Admin, log_server::Log, replica_server::Rep
 use tonic::{Request, Response, Status};
 
 use crate::error::BrokerError;
+use crate::metrics;
 use crate::state::BrokerState;
 
 /// How long acks=all may wait for the ISR when the request does not say.
@@ -37,6 +40,55 @@ impl Log for LogService {
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
         let req = request.into_inner();
+        let timer = metrics::PRODUCE.begin(req.records.len());
+        let answer = self.produce_batches(req).await;
+        timer.finish(answer.map(Response::new), |_| 0)
+    }
+
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<pb::FetchResponse>, Status> {
+        let timer = metrics::FETCH.begin(0);
+        let answer = self.fetch_batches(request.into_inner()).await;
+        timer.finish(answer.map(Response::new), |r| r.get_ref().records.len())
+    }
+
+    async fn list_offsets(
+        &self,
+        request: Request<pb::ListOffsetsRequest>,
+    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        let timer = metrics::LIST_OFFSETS.begin(0);
+        let answer = self.find_offset(request.into_inner()).await;
+        timer.finish(answer.map(Response::new), |_| 0)
+    }
+
+    async fn metadata(
+        &self,
+        request: Request<pb::MetadataRequest>,
+    ) -> Result<Response<pb::MetadataResponse>, Status> {
+        let timer = metrics::METADATA.begin(0);
+        let answer = self.describe_cluster(request.into_inner());
+        timer.finish(answer.map(Response::new), |_| 0)
+    }
+
+    async fn init_producer_id(
+        &self,
+        _request: Request<pb::InitProducerIdRequest>,
+    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
+        let producer_id = self.state.next_producer_id().await?;
+        Ok(Response::new(pb::InitProducerIdResponse {
+            producer_id,
+            producer_epoch: 0,
+        }))
+    }
+}
+
+impl LogService {
+    async fn produce_batches(
+        &self,
+        req: pb::ProduceRequest,
+    ) -> Result<pb::ProduceResponse, Status> {
         let acks = pb::Acks::try_from(req.acks).map_err(|_| {
             BrokerError::InvalidRequest(format!("acks value {} is not one of 0, 1, all", req.acks))
         })?;
@@ -50,18 +102,14 @@ impl Log for LogService {
             ms => Duration::from_millis(ms as u64).min(MAX_PRODUCE_TIMEOUT),
         };
         let info = partition.append(req.records, min_isr, timeout).await?;
-        Ok(Response::new(pb::ProduceResponse {
+        Ok(pb::ProduceResponse {
             base_offset: info.base_offset,
             last_offset: info.last_offset,
             log_start_offset: partition.log_start_offset()?,
-        }))
+        })
     }
 
-    async fn fetch(
-        &self,
-        request: Request<pb::FetchRequest>,
-    ) -> Result<Response<pb::FetchResponse>, Status> {
-        let req = request.into_inner();
+    async fn fetch_batches(&self, req: pb::FetchRequest) -> Result<pb::FetchResponse, Status> {
         let partition = self.state.replicas.leader(&req.topic, req.partition)?;
         let cfg = &self.state.config;
         let max_wait = Duration::from_millis(req.max_wait_ms as u64).min(cfg.max_fetch_wait);
@@ -72,20 +120,19 @@ impl Log for LogService {
         let result = partition
             .fetch(req.offset, max_wait, req.min_bytes as usize, max_bytes)
             .await?;
-        Ok(Response::new(pb::FetchResponse {
+        Ok(pb::FetchResponse {
             high_watermark: result.high_watermark,
             log_start_offset: result.log_start_offset,
             log_end_offset: result.log_end_offset,
             records: result.records,
-        }))
+        })
     }
 
-    async fn list_offsets(
+    async fn find_offset(
         &self,
-        request: Request<pb::ListOffsetsRequest>,
-    ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
+        req: pb::ListOffsetsRequest,
+    ) -> Result<pb::ListOffsetsResponse, Status> {
         use pb::list_offsets_request::Spec;
-        let req = request.into_inner();
         let partition = self.state.replicas.leader(&req.topic, req.partition)?;
         let (offset, timestamp_ms) = match req.spec {
             Some(Spec::Earliest(_)) => (partition.log_start_offset()?, -1),
@@ -101,17 +148,13 @@ impl Log for LogService {
                 .into())
             }
         };
-        Ok(Response::new(pb::ListOffsetsResponse {
+        Ok(pb::ListOffsetsResponse {
             offset,
             timestamp_ms,
-        }))
+        })
     }
 
-    async fn metadata(
-        &self,
-        request: Request<pb::MetadataRequest>,
-    ) -> Result<Response<pb::MetadataResponse>, Status> {
-        let req = request.into_inner();
+    fn describe_cluster(&self, req: pb::MetadataRequest) -> Result<pb::MetadataResponse, Status> {
         let snapshot = self.state.replicas.snapshot();
         let topics = if req.topics.is_empty() {
             snapshot.topics.values().collect()
@@ -150,23 +193,12 @@ impl Log for LogService {
                 alive: true,
             })
             .collect();
-        Ok(Response::new(pb::MetadataResponse {
+        Ok(pb::MetadataResponse {
             cluster: self.state.metadata.cluster().to_string(),
             controller: snapshot.controller,
             brokers,
             topics,
-        }))
-    }
-
-    async fn init_producer_id(
-        &self,
-        _request: Request<pb::InitProducerIdRequest>,
-    ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
-        let producer_id = self.state.next_producer_id().await?;
-        Ok(Response::new(pb::InitProducerIdResponse {
-            producer_id,
-            producer_epoch: 0,
-        }))
+        })
     }
 }
 
@@ -272,9 +304,11 @@ impl Replica for ReplicaService {
         &self,
         request: Request<pb::ReplicaFetchRequest>,
     ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
-        Ok(Response::new(
-            self.state.replica_fetch(request.into_inner()).await?,
-        ))
+        let timer = metrics::REPLICA_FETCH.begin(0);
+        let answer = self.state.replica_fetch(request.into_inner()).await;
+        timer.finish(answer.map(Response::new).map_err(Status::from), |r| {
+            r.get_ref().records.len()
+        })
     }
 
     async fn epoch_end_offset(

@@ -20,6 +20,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse, WatchOptions,
 };
 
+use crate::metrics::EtcdOp;
 use crate::{
     etcd_lease, Coordinator, CoordinatorError, Expect, Lease, Op, Result, Versioned, Watch, Write,
 };
@@ -162,13 +163,17 @@ impl Shared {
         self.unavailable(format!("{what} failed: {}", describe(e)))
     }
 
-    /// Runs one call to etcd within the request timeout.
+    /// Runs one call to etcd within the request timeout, and records its latency as `op`.
     pub(crate) async fn call<T>(
         &self,
+        op: EtcdOp,
         what: &str,
         call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.options.request_timeout, call).await {
+        let start = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.options.request_timeout, call).await;
+        op.record(start.elapsed(), matches!(answer, Ok(Ok(_))));
+        match answer {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.failed(what, &e)),
             Err(_) => Err(self.unavailable(format!(
@@ -202,7 +207,7 @@ impl Coordinator for EtcdCoordinator {
         let what = format!("reading {key:?}");
         let resp = self
             .shared
-            .call(&what, kv.get(self.shared.key(key), None))
+            .call(EtcdOp::Get, &what, kv.get(self.shared.key(key), None))
             .await?;
         Ok(resp.kvs().first().map(|kv| Versioned {
             value: Bytes::copy_from_slice(kv.value()),
@@ -216,6 +221,7 @@ impl Coordinator for EtcdCoordinator {
         let resp = self
             .shared
             .call(
+                EtcdOp::List,
                 &what,
                 kv.get(
                     self.shared.key(prefix),
@@ -274,7 +280,10 @@ impl Coordinator for EtcdCoordinator {
             .and_then(ops)
             .or_else(reads);
         let mut kv = self.shared.client.kv_client();
-        let resp = self.shared.call("a transaction", kv.txn(txn)).await?;
+        let resp = self
+            .shared
+            .call(EtcdOp::Txn, "a transaction", kv.txn(txn))
+            .await?;
         if !resp.succeeded() {
             return Err(conflict(&checked, &resp.op_responses()));
         }
@@ -294,6 +303,7 @@ impl Coordinator for EtcdCoordinator {
         let now = self
             .shared
             .call(
+                EtcdOp::Get,
                 &what,
                 kv.get(
                     key.clone(),
@@ -308,7 +318,7 @@ impl Coordinator for EtcdCoordinator {
             .with_start_revision(revision + 1);
         let mut stream = self
             .shared
-            .call(&what, wc.watch(key, Some(options)))
+            .call(EtcdOp::Watch, &what, wc.watch(key, Some(options)))
             .await?;
         let (tx, watch) = Watch::channel();
         let shared = self.shared.clone();

@@ -18,6 +18,7 @@ use etcd_client::{
 use tokio::sync::watch;
 
 use crate::etcd::{describe, Shared};
+use crate::metrics::EtcdOp;
 use crate::session::Release;
 use crate::{CoordinatorError, Lease, Result};
 
@@ -41,7 +42,7 @@ pub(crate) async fn register(
         )]);
     let mut kv = shared.client.kv_client();
     let what = format!("registering {key:?}");
-    let created = shared.call(&what, kv.txn(txn)).await;
+    let created = shared.call(EtcdOp::Txn, &what, kv.txn(txn)).await;
     if !matches!(&created, Ok(resp) if resp.succeeded()) {
         // Whatever happened, the lease must not outlive this call.
         tokio::spawn(revoke(shared.clone(), id));
@@ -111,7 +112,11 @@ pub(crate) async fn leader(shared: &Shared, election: &str) -> Result<Option<Byt
     let mut ec = shared.client.election_client();
     let what = format!("reading the leader of election {election:?}");
     let timeout = shared.options.request_timeout;
-    match tokio::time::timeout(timeout, ec.leader(shared.election(election))).await {
+    let start = std::time::Instant::now();
+    let answer = tokio::time::timeout(timeout, ec.leader(shared.election(election))).await;
+    let no_leader = matches!(&answer, Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("no leader"));
+    EtcdOp::ElectionLeader.record(start.elapsed(), no_leader || matches!(answer, Ok(Ok(_))));
+    match answer {
         Ok(Ok(resp)) => Ok(resp.kv().map(|kv| Bytes::copy_from_slice(kv.value()))),
         Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("no leader") => Ok(None),
         Ok(Err(e)) => Err(shared.failed(&what, &e)),
@@ -123,7 +128,11 @@ async fn grant(shared: &Shared, ttl: Duration) -> Result<i64> {
     let seconds = (ttl.as_secs_f64().ceil() as i64).max(1);
     let mut lc = shared.client.lease_client();
     let resp = shared
-        .call("granting a lease", lc.grant(seconds, None))
+        .call(
+            EtcdOp::LeaseGrant,
+            "granting a lease",
+            lc.grant(seconds, None),
+        )
         .await?;
     Ok(resp.id())
 }
@@ -132,7 +141,10 @@ async fn grant(shared: &Shared, ttl: Duration) -> Result<i64> {
 fn revoke(shared: Arc<Shared>, id: i64) -> Release {
     Box::pin(async move {
         let mut lc = shared.client.lease_client();
-        match shared.call("revoking a lease", lc.revoke(id)).await {
+        match shared
+            .call(EtcdOp::LeaseRevoke, "revoking a lease", lc.revoke(id))
+            .await
+        {
             Err(CoordinatorError::Unavailable(m)) if m.contains("lease not found") => Ok(()),
             other => other.map(|_| ()),
         }
@@ -145,6 +157,7 @@ fn resign(shared: Arc<Shared>, leader: LeaderKey, id: i64) -> Release {
         let mut ec = shared.client.election_client();
         let resigned = shared
             .call(
+                EtcdOp::ElectionResign,
                 "resigning",
                 ec.resign(Some(ResignOptions::new().with_leader(leader))),
             )
@@ -175,7 +188,10 @@ async fn keepalive(
     loop {
         tick.tick().await;
         let round = round(&shared, id, &mut stream, ours.get());
-        match tokio::time::timeout(shared.options.request_timeout, round).await {
+        let start = std::time::Instant::now();
+        let answer = tokio::time::timeout(shared.options.request_timeout, round).await;
+        EtcdOp::LeaseKeepalive.record(start.elapsed(), matches!(answer, Ok(Ok(_))));
+        match answer {
             Ok(Ok(Verdict::Alive)) => {}
             Ok(Ok(Verdict::Gone(why))) => {
                 tracing::info!("lease {id:x} is lost: {why}");

@@ -18,6 +18,7 @@ mod embedded;
 mod error;
 mod etcd;
 mod etcd_lease;
+pub mod metrics;
 mod session;
 
 pub use embedded::EmbeddedCoordinator;

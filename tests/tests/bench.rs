@@ -24,7 +24,10 @@ fn bench(broker: &DevBroker, args: &[&str]) -> Value {
         assert!(v.get(key).is_some(), "no {key} in {v}");
     }
     for p in ["p50", "p99", "p999"] {
-        assert!(v["latency_ms"][p].as_f64().is_some(), "no latency_ms.{p} in {v}");
+        assert!(
+            v["latency_ms"][p].as_f64().is_some(),
+            "no latency_ms.{p} in {v}"
+        );
     }
     assert!(
         v["peak_rss_bytes"]["dev"].as_u64().unwrap() > 1 << 20,
@@ -37,14 +40,20 @@ fn bench(broker: &DevBroker, args: &[&str]) -> Value {
 fn every_scenario_runs_and_reports() {
     let broker = DevBroker::start_with(&["--retention-check-interval", "1s"]);
 
-    let v = bench(&broker, &["produce", "--records", "20000", "--producers", "2"]);
+    let v = bench(
+        &broker,
+        &["produce", "--records", "20000", "--producers", "2"],
+    );
     assert_eq!(v["scenario"], "produce");
     assert_eq!(v["records"], 20000);
     assert_eq!(v["bytes"], 2_000_000);
     assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
 
     // The topic now holds 20,000 records: consume reads exactly those, producing nothing.
-    let v = bench(&broker, &["consume", "--records", "20000", "--consumers", "3"]);
+    let v = bench(
+        &broker,
+        &["consume", "--records", "20000", "--consumers", "3"],
+    );
     assert_eq!(v["scenario"], "consume");
     assert_eq!(v["records"], 20000);
     assert_eq!(v["bytes"], 2_000_000);
@@ -74,7 +83,10 @@ fn every_scenario_runs_and_reports() {
     assert_eq!(v["scenario"], "latency");
     assert_eq!(v["records"], 5000, "2000/s for 2.5 s (warm-up included)");
     assert_eq!(v["latency_ms"]["kind"], "end_to_end");
-    assert_eq!(v["latency_ms"]["samples"], 4000, "the warm-up is not measured");
+    assert_eq!(
+        v["latency_ms"]["samples"], 4000,
+        "the warm-up is not measured"
+    );
     let p50 = v["latency_ms"]["p50"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 < 1000.0, "p50 {p50} ms");
 
@@ -97,7 +109,10 @@ fn every_scenario_runs_and_reports() {
     assert_eq!(v["scenario"], "replay");
     assert_eq!(v["records"], 60000);
     let remote = v["remote_records"].as_i64().unwrap();
-    assert!(remote > 30000, "most records came from the remote tier: {v}");
+    assert!(
+        remote > 30000,
+        "most records came from the remote tier: {v}"
+    );
 }
 
 #[test]
@@ -109,7 +124,10 @@ fn bad_bench_flags_are_refused_with_a_sentence() {
             "does not apply to consume",
         ),
         (&["latency", "--record-size", "4"][..], "at least 8 bytes"),
-        (&["produce", "--records", "0"][..], "--records must be above 0"),
+        (
+            &["produce", "--records", "0"][..],
+            "--records must be above 0",
+        ),
         (&["produce", "--broker-pid", "x=y"][..], "numeric PID"),
     ] {
         let mut all = vec!["bench"];

@@ -5,6 +5,7 @@
 //! the chunk cache holds frames exactly as fetched, so every hit is re-checked by
 //! [`crate::format::decode_frame`] (a damaged cache file is detected, evicted and refetched,
 //! never served). Nothing survives a restart: the directory is wiped when the cache opens.
+//! Hits, misses, evictions and bytes held are metrics (`crate::metrics`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Result, TieringError};
 use crate::format::Footer;
+use crate::metrics;
 
 /// (object key, frame position)
 type ChunkKey = (String, u64);
@@ -51,6 +53,7 @@ impl Lru {
         let e = self.entries.remove(key)?;
         self.order.remove(&e.tick);
         self.total -= e.len;
+        metrics::CACHE_BYTES.sub(e.len as i64);
         Some(e)
     }
 }
@@ -103,20 +106,26 @@ impl ChunkCache {
         let k = (key.to_string(), position);
         let file = self.lru.lock().touch(&k);
         let Some(file) = file else {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.miss();
             return None;
         };
         match tokio::fs::read(&file).await {
             Ok(v) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
+                metrics::CACHE_HITS.inc();
                 Some(Bytes::from(v))
             }
             Err(_) => {
                 self.lru.lock().remove(&k);
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.miss();
                 None
             }
         }
+    }
+
+    fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::CACHE_MISSES.inc();
     }
 
     /// Whether (key, position) is cached (no read, no LRU update).
@@ -156,12 +165,15 @@ impl ChunkCache {
             lru.entries.insert(k.clone(), Entry { file, len, tick });
             lru.order.insert(tick, k);
             lru.total += len;
+            metrics::CACHE_BYTES.add(len as i64);
             while lru.total > self.max_bytes {
                 let Some((_, oldest)) = lru.order.pop_first() else {
                     break;
                 };
                 if let Some(e) = lru.entries.remove(&oldest) {
                     lru.total -= e.len;
+                    metrics::CACHE_BYTES.sub(e.len as i64);
+                    metrics::CACHE_EVICTIONS.inc();
                     evicted.push(e.file);
                 }
             }
@@ -204,6 +216,13 @@ impl ChunkCache {
     /// Path of the cache directory.
     pub fn dir(&self) -> &std::path::Path {
         &self.dir
+    }
+}
+
+impl Drop for ChunkCache {
+    /// What this cache held leaves the process-wide cache-bytes gauge with it.
+    fn drop(&mut self) {
+        metrics::CACHE_BYTES.sub(self.lru.get_mut().total as i64);
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`remote_log`]: upload, read, retention, deletion and scrub of one partition's remote log.
 //! - [`cache`]: the bounded chunk cache and footer cache.
 //! - [`store`]: building an `ObjectStore` from a URL, and the retry / fault decorators.
+//! - [`metered`]: the decorator that counts and times object store calls.
+//! - [`metrics`]: the remote tier's metrics (object store, uploads, remote reads, cache).
 //! - [`bucket`]: bucket administration (`strata tier init`) and the conditional-PUT check.
 //! - [`failpoint`]: named pause points for fault tests of real processes.
 //! - [`error`]: [`TieringError`] and its [`strata_log::ErrorKind`].
@@ -17,6 +19,8 @@ pub mod error;
 pub mod failpoint;
 pub mod format;
 pub mod manifest;
+pub mod metered;
+pub mod metrics;
 pub mod remote_log;
 pub mod store;
 pub mod testing;
@@ -28,5 +32,6 @@ pub use cache::{ChunkCache, FooterCache};
 pub use error::{Result, TieringError};
 pub use format::{decode_frame, encode_segment, parse_footer, EncodedSegment, Footer, FrameInfo};
 pub use manifest::{root_path, Manifest, ManifestStore, PartitionPaths, SegmentMeta};
+pub use metered::MeteredStore;
 pub use remote_log::{ReadContext, RemoteLog, RetentionPolicy, ScrubReport, UploadConfig};
 pub use store::{object_store_from_url, FaultyStore, RetryConfig, RetryingStore, StoreOptions};

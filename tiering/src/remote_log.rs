@@ -29,6 +29,7 @@ use crate::cache::{ChunkCache, FooterCache};
 use crate::error::{Result, TieringError};
 use crate::format::{self, decode_frame, parse_footer, Footer, FormatError, FrameInfo};
 use crate::manifest::{Manifest, ManifestStore, PartitionPaths, SegmentMeta};
+use crate::metrics;
 
 /// Manifest versions scrub keeps (the latest ones).
 pub const KEEP_MANIFEST_VERSIONS: usize = 3;
@@ -183,12 +184,30 @@ impl RemoteLog {
     ///
     /// The object is PUT before the manifest names it (see [`ManifestStore::write_next`]); an
     /// object whose manifest write fails is garbage that [`RemoteLog::scrub`] removes.
+    ///
+    /// Metrics: a segment listed by this call counts as one upload; a failed call as one
+    /// upload error.
     pub async fn upload(
         &self,
         segment: Bytes,
         base_offset: i64,
         leader_epoch: i32,
     ) -> Result<Manifest> {
+        let result = self.upload_once(segment, base_offset, leader_epoch).await;
+        if result.is_err() {
+            metrics::UPLOAD_ERRORS.inc();
+        }
+        result
+    }
+
+    async fn upload_once(
+        &self,
+        segment: Bytes,
+        base_offset: i64,
+        leader_epoch: i32,
+    ) -> Result<Manifest> {
+        let start = std::time::Instant::now();
+        let segment_len = segment.len() as u64;
         let mut current = self.fresh().await?;
         if let Some(done) = self.upload_check(&current, base_offset, leader_epoch)? {
             return Ok(done);
@@ -232,6 +251,9 @@ impl RemoteLog {
             match self.manifests.write_next(&current, next).await {
                 Ok(written) => {
                     self.remember(&written);
+                    metrics::UPLOADS.inc();
+                    metrics::UPLOAD_BYTES.add(segment_len);
+                    metrics::UPLOAD_DURATION.observe_since(start);
                     return Ok(written);
                 }
                 Err(TieringError::ManifestConflict { .. }) => {
@@ -297,6 +319,25 @@ impl RemoteLog {
     /// `max_bytes` (at least one batch). `None` when `offset` is below the remote log start or
     /// at/after the remote end.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>> {
+        let start = std::time::Instant::now();
+        let result = self.read_once(offset, max_bytes).await;
+        match &result {
+            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                metrics::REMOTE_FETCHES.inc();
+                metrics::REMOTE_FETCH_BYTES.add(bytes.len() as u64);
+                metrics::REMOTE_FETCH_DURATION.observe_since(start);
+            }
+            Err(_) => {
+                metrics::REMOTE_FETCHES.inc();
+                metrics::REMOTE_FETCH_ERRORS.inc();
+                metrics::REMOTE_FETCH_DURATION.observe_since(start);
+            }
+        }
+        result
+    }
+
+    async fn read_once(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>> {
         let mut manifest = self.known().await?;
         let beyond = manifest.end_offset().is_none_or(|end| offset >= end);
         if beyond || offset < manifest.remote_log_start_offset {

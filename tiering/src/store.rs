@@ -1,7 +1,8 @@
 //! Building the object store from a URL, and the decorators that add behaviour to any store:
 //! [`RetryingStore`] (bounded exponential backoff on transient errors) and [`FaultyStore`]
-//! (fault injection for tests). Both implement `ObjectStore` themselves, so the rest of the
-//! crate only ever sees `Arc<dyn ObjectStore>`.
+//! (fault injection for tests); the third, [`crate::MeteredStore`] (metrics), is in
+//! `metered.rs`. Each implements `ObjectStore` itself, so the rest of the crate only ever sees
+//! `Arc<dyn ObjectStore>`.
 //!
 //! Invariant kept by [`RetryingStore`]: it never retries an answer that is not transient
 //! (`NotFound`, `AlreadyExists`, `Precondition`, `NotModified`, bad paths, permissions), so a
@@ -68,7 +69,8 @@ pub struct StoreOptions {
 /// - `file:///abs/dir`: the local filesystem under `dir` (created if missing),
 /// - `memory://` or `memory://prefix`: an in-memory store.
 ///
-/// The store is wrapped in a [`RetryingStore`].
+/// The store is wrapped in a [`crate::MeteredStore`] (each attempt counted), itself wrapped in
+/// a [`RetryingStore`].
 pub fn object_store_from_url(
     url: &str,
     options: &StoreOptions,
@@ -122,7 +124,8 @@ pub fn object_store_from_url(
             "has an unknown scheme (use s3://, file:// or memory://)",
         ));
     };
-    Ok((Arc::new(RetryingStore::new(inner, options.retry)), prefix))
+    let metered: Arc<dyn ObjectStore> = Arc::new(crate::MeteredStore::new(inner));
+    Ok((Arc::new(RetryingStore::new(metered, options.retry)), prefix))
 }
 
 fn parse_prefix(url: &str, prefix: &str) -> Result<Path> {

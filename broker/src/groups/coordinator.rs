@@ -168,6 +168,11 @@ impl GroupCoordinator {
         }
     }
 
+    /// Groups this broker coordinates now.
+    pub fn group_count(&self) -> usize {
+        self.groups.lock().len()
+    }
+
     pub fn store(&self) -> &GroupStore {
         &self.store
     }
@@ -523,6 +528,7 @@ impl GroupCoordinator {
         match self.store.save(&g.name, &proposal.record, g.revision).await {
             Ok(Some(revision)) => {
                 g.retry_at = None;
+                crate::metrics::GROUP_REBALANCES.inc();
                 tracing::info!(group = %g.name, generation = proposal.record.generation,
                     members = proposal.record.members.len(), withheld = proposal.withheld.len(),
                     "generation formed");

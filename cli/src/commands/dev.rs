@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use strata_broker::{Broker, BrokerConfig};
 use strata_coordinator::EmbeddedCoordinator;
+use tokio::net::TcpListener;
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
@@ -27,6 +28,9 @@ pub struct DevArgs {
     /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", default_value = "30s", value_parser = crate::parse::duration)]
     pub retention_check_interval: std::time::Duration,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
+    #[arg(long, env = "STRATA_METRICS", value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -34,6 +38,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let metrics = bind_metrics(args.metrics.as_deref()).await?;
     let local = listener.local_addr()?;
     // Clients must be told an address they can dial: not 0.0.0.0.
     let advertised = if local.ip().is_unspecified() {
@@ -65,11 +70,62 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the broker")?;
     eprintln!(
-        "strata dev: broker 0 listening on {advertised} (data in {}); Ctrl-C stops it",
-        args.data_dir.display()
+        "strata dev: broker 0 listening on {advertised} (data in {}){}; Ctrl-C stops it",
+        args.data_dir.display(),
+        metrics_note(metrics.as_ref())
     );
-    broker.serve(listener, super::shutdown_signal()).await?;
+    serve_until_signal(broker, listener, metrics).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the listener of `--metrics HOST:PORT`, if given, before anything else starts.
+pub async fn bind_metrics(addr: Option<&str>) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr} (--metrics)"))?;
+    Ok(Some(listener))
+}
+
+/// ", metrics on http://ADDR/metrics" for the startup line.
+pub fn metrics_note(metrics: Option<&TcpListener>) -> String {
+    metrics
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default()
+}
+
+/// Serves the broker, and its metrics endpoint if there is one, until Ctrl-C or SIGTERM.
+pub async fn serve_until_signal(
+    broker: Broker,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let endpoint = metrics.map(|l| {
+        let mut stopped = stopped.clone();
+        // Ends when the signal came or the broker stopped anyway (the sender is dropped).
+        let shutdown = async move {
+            let _ = stopped.changed().await;
+        };
+        tokio::spawn(strata_broker::metrics_http::serve(
+            l,
+            broker.state().clone(),
+            shutdown,
+        ))
+    });
+    let shutdown = async move {
+        super::shutdown_signal().await;
+        let _ = stop.send(());
+    };
+    let served = broker.serve(listener, shutdown).await;
+    if let Some(endpoint) = endpoint {
+        let _ = endpoint.await;
+    }
+    served?;
+    Ok(())
 }
 
 /// Every partition keeps a log and two index files open: lift the soft limit on open files to

@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// How often leaders scrub their partitions' remote logs, e.g. 10m.
     #[arg(long, env = "STRATA_REMOTE_SCRUB_INTERVAL", value_parser = parse::duration)]
     pub remote_scrub_interval: Option<Duration>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
+    #[arg(long, env = "STRATA_METRICS", value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -91,6 +94,7 @@ struct ServeFile {
     retention_check_interval: Option<String>,
     remote_scrub_grace: Option<String>,
     remote_scrub_interval: Option<String>,
+    metrics: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -112,6 +116,7 @@ pub struct ServeSettings {
     pub retention_check_interval: Duration,
     pub remote_scrub_grace: Duration,
     pub remote_scrub_interval: Duration,
+    pub metrics: Option<String>,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -213,6 +218,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         retention_check_interval,
         remote_scrub_grace,
         remote_scrub_interval,
+        metrics: args.metrics.or(file.metrics),
     })
 }
 
@@ -222,6 +228,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
         .with_context(|| format!("cannot listen on {}", s.listen))?;
+    let metrics = super::dev::bind_metrics(s.metrics.as_deref()).await?;
     let local = listener.local_addr()?;
     let advertised = match &s.advertise {
         Some(a) => a.clone(),
@@ -252,12 +259,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the broker")?;
     eprintln!(
-        "strata serve: broker {} of cluster {:?} listening on {advertised} (etcd {})",
+        "strata serve: broker {} of cluster {:?} listening on {advertised} (etcd {}){}",
         s.id,
         s.cluster,
-        s.etcd.join(",")
+        s.etcd.join(","),
+        super::dev::metrics_note(metrics.as_ref())
     );
-    broker.serve(listener, super::shutdown_signal()).await?;
+    super::dev::serve_until_signal(broker, listener, metrics).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -269,7 +277,7 @@ mod tests {
     fn flags_win_over_the_file_and_the_file_over_defaults() {
         let dir = tempfile_dir();
         let path = dir.join("strata.toml");
-        std::fs::write(&path, "id = 3\ndata_dir = \"/var/lib/strata\"\netcd = [\"127.0.0.1:2379\"]\nrack = \"a\"\nsession_timeout = \"10s\"\n").unwrap();
+        std::fs::write(&path, "id = 3\ndata_dir = \"/var/lib/strata\"\netcd = [\"127.0.0.1:2379\"]\nrack = \"a\"\nsession_timeout = \"10s\"\nmetrics = \"0.0.0.0:9644\"\n").unwrap();
         let s = settings(ServeArgs {
             config: Some(path.clone()),
             rack: Some("b".into()),
@@ -281,6 +289,7 @@ mod tests {
         assert_eq!(s.session_timeout, Duration::from_secs(10));
         assert_eq!(s.cluster, "strata");
         assert_eq!(s.listen, "127.0.0.1:7092");
+        assert_eq!(s.metrics.as_deref(), Some("0.0.0.0:9644"));
         std::fs::write(&path, "id = 3\nbogus = 1\n").unwrap();
         let err = settings(ServeArgs {
             config: Some(path),
