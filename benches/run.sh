@@ -33,13 +33,14 @@ if [ "$profile" = 1 ] && ! command -v perf >/dev/null; then
 fi
 
 cargo build --release --locked -p strata >&2
-BIN=$PWD/target/release/strata
+BIN=$(realpath "${CARGO_TARGET_DIR:-target}")/release/strata
 BENCH_DIR=$(mktemp -d -t strata-bench.XXXXXX)
 out=$BENCH_DIR/results
 mkdir -p "$out" benches/profiles
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-trap 'bench_stop_all; rm -rf "$BENCH_DIR"' EXIT
+# Logs stay when something failed, so the failure can be read.
+trap 'rc=$?; bench_stop_all; if [ $rc = 0 ]; then rm -rf "$BENCH_DIR"; else echo "bench: failed; logs in $BENCH_DIR" >&2; fi' EXIT
 
 # scenario ID BENCH-ARGS...: one `strata bench` run against $brokers; its JSON goes to
 # $out/ID.json, with --profile a flat profile of the whole machine to benches/profiles/ID.txt.
@@ -54,9 +55,10 @@ scenario() {
       || { cat "$BENCH_DIR/$id.err" >&2; return 1; }
     {
       echo "# $id: strata bench $*"
-      echo "# perf record -a -F 999 (both cores, every process); self time by process and symbol"
+      echo "# perf record -a -F 999 (both cores, every process); self time by thread name and symbol"
+      echo "# broker-rt: broker threads (runtime and blocking pool); client-rt: the bench itself"
       perf report -i "$BENCH_DIR/$id.perf" --no-children --sort comm,dso,symbol --stdio 2>/dev/null \
-        | grep -v '^#' | grep -v '^$' | head -45
+        | grep -Ev '^(#|$)' | sed -E 's/ +- +- *$//' | awk 'NR <= 45'
     } >"benches/profiles/$id.txt"
   else
     "${cmd[@]}" >"$out/$id.json"
@@ -102,7 +104,8 @@ bench_stop_all
 # --- criterion micro-benchmarks ---------------------------------------------------------------
 if [ "$micro" = 1 ]; then
   echo "bench: criterion micro-benchmarks" >&2
-  cargo bench --locked -p strata-benches 2>/dev/null | tee "$BENCH_DIR/criterion.txt" >&2
+  cargo bench --locked -p strata-benches >"$BENCH_DIR/criterion.txt" 2>"$BENCH_DIR/criterion.err" \
+    || { cat "$BENCH_DIR/criterion.err" >&2; exit 1; }
   grep -E 'time:|thrpt:|^[a-z_/0-9 -]+$' "$BENCH_DIR/criterion.txt" | grep -v '^$' >"$out/criterion.txt" || true
 fi
 

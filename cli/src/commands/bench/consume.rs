@@ -35,16 +35,20 @@ pub async fn read_all(plan: &Plan) -> anyhow::Result<Outcome> {
     }
     let counters = Arc::new(Counters::default());
     let _progress = Progress::start(plan.scenario.name(), counters.clone());
-    let mut consumers = Vec::new();
+    let mut connected = Vec::new();
     for share in deal(plan, ends.keys().copied().collect()) {
-        let mut consumer = connect(plan, &share).await?;
+        connected.push((connect(plan, &share).await?, share));
+    }
+    // Seeking starts the prefetching fetches, so the clock starts before the first seek.
+    let started = Instant::now();
+    let mut consumers = Vec::new();
+    for (mut consumer, share) in connected {
         for p in &share {
             consumer.seek(&plan.topic, *p, SeekTo::Earliest).await?;
         }
         let stop_at: HashMap<u32, i64> = share.iter().map(|p| (*p, ends[p])).collect();
         consumers.push((consumer, stop_at));
     }
-    let started = Instant::now();
     let mut tasks = Vec::new();
     for (consumer, stop_at) in consumers {
         let counters = counters.clone();
@@ -84,7 +88,6 @@ pub async fn with_producers(plan: &Plan) -> anyhow::Result<Outcome> {
             read_until(consumer, &counters, &target, |_| {}).await
         }));
     }
-    let started = Instant::now();
     let sent = produce::send_all(plan, plan.amount, plan.acks, counters.clone()).await?;
     target.store(sent.records, Ordering::SeqCst);
     let mut bytes = 0;
@@ -94,7 +97,7 @@ pub async fn with_producers(plan: &Plan) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         records: sent.records,
         bytes,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: sent.started.elapsed().as_secs_f64(),
         latencies_ns: sent.latencies_ns,
         latency: LatencyKind::ProduceAck,
         extra: Map::new(),
@@ -114,7 +117,10 @@ pub fn deal(plan: &Plan, mut partitions: Vec<u32>) -> Vec<Vec<u32>> {
 
 pub async fn connect(plan: &Plan, share: &[u32]) -> anyhow::Result<Consumer> {
     let mut config = ConsumerConfig::new(plan.client.clone());
-    config.fetch_max_bytes = config.fetch_max_bytes.max(plan.batch_bytes as u32 * 4);
+    let four_batches = u32::try_from(plan.batch_bytes)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(4);
+    config.fetch_max_bytes = config.fetch_max_bytes.max(four_batches);
     let mut consumer = Consumer::connect(config).await?;
     consumer
         .assign(share.iter().map(|p| (plan.topic.clone(), *p)).collect())

@@ -11,7 +11,7 @@
 use anyhow::{bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{json, Map};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_client::{DeliveryFuture, Producer, ProducerRecord};
@@ -36,11 +36,17 @@ pub async fn run(plan: &Plan, rate: u64, warmup: Duration) -> anyhow::Result<Out
     let _progress = Progress::start("latency", counters.clone());
     let partitions = plan.partitions_of_topic().await?;
     let target = Arc::new(AtomicU64::new(total));
-    let origin = Instant::now() + Duration::from_millis(200);
     let warmup_ns = warmup.as_nanos() as u64;
-    let mut readers = Vec::new();
+    let mut consumers = Vec::new();
     for share in consume::deal(plan, partitions) {
-        let consumer = consume::connect(plan, &share).await?;
+        consumers.push(consume::connect(plan, &share).await?);
+    }
+    let producer = Producer::connect(producer_config(plan, plan.acks)).await?;
+    let payloads = Payloads::new(plan.record_size);
+    // Everything is connected: the schedule starts now (plus a moment for the readers to start).
+    let origin = Instant::now() + Duration::from_millis(20);
+    let mut readers = Vec::new();
+    for consumer in consumers {
         let (counters, target) = (counters.clone(), target.clone());
         readers.push(tokio::spawn(async move {
             let mut samples = Vec::new();
@@ -58,12 +64,10 @@ pub async fn run(plan: &Plan, rate: u64, warmup: Duration) -> anyhow::Result<Out
             anyhow::Ok(samples)
         }));
     }
-    let producer = Producer::connect(producer_config(plan, plan.acks)).await?;
     let (tx, rx) = mpsc::channel::<DeliveryFuture>(1 << 16);
     let collector = tokio::spawn(collect(rx, counters.clone()));
     let pacer = {
         let (producer, topic) = (producer.clone(), plan.topic.clone());
-        let payloads = Payloads::new(plan.record_size);
         let handle = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("bench-pacer".into())
@@ -77,7 +81,6 @@ pub async fn run(plan: &Plan, rate: u64, warmup: Duration) -> anyhow::Result<Out
     let (failed, first_error) = collector.await?;
     producer.close().await?;
     if let Some(e) = first_error {
-        target.store(0, Ordering::SeqCst);
         bail!("{failed} of {total} records failed; first error: {e}");
     }
     let mut latencies_ns = Vec::new();

@@ -38,7 +38,7 @@ impl LatencyKind {
 
     fn describe(self) -> &'static str {
         match self {
-            LatencyKind::ProduceAck => "send to acknowledgement, per record",
+            LatencyKind::ProduceAck => "send to acknowledgement, one record in 16",
             LatencyKind::Poll => "per poll that returned records",
             LatencyKind::EndToEnd => {
                 "scheduled send to consumer receipt, per record (coordinated-omission safe)"
