@@ -89,6 +89,8 @@ scenario consume            consume "${common[@]}" --topic rf3 --replicas 3
 scenario produce-consume    produce-consume "${common[@]}" --topic pc --replicas 3 --acks 1
 scenario latency            latency --duration "$latency_duration" --rate 50000 --record-size 100 \
                                     --partitions 6 --topic lat --replicas 3 --acks 1
+scenario latency-rf1        latency --duration "$latency_duration" --rate 50000 --record-size 100 \
+                                    --partitions 6 --topic lat-rf1 --replicas 1 --acks 1
 scenario replay-s3          replay --records 2000000 --record-size 100 --partitions 6 \
                                     --topic replay-s3 --replicas 1
 bench_stop_all
@@ -106,7 +108,7 @@ if [ "$micro" = 1 ]; then
   echo "bench: criterion micro-benchmarks" >&2
   cargo bench --locked -p strata-benches >"$BENCH_DIR/criterion.txt" 2>"$BENCH_DIR/criterion.err" \
     || { cat "$BENCH_DIR/criterion.err" >&2; exit 1; }
-  grep -E 'time:|thrpt:|^[a-z_/0-9 -]+$' "$BENCH_DIR/criterion.txt" | grep -v '^$' >"$out/criterion.txt" || true
+  grep -E 'time:|thrpt:|^[A-Za-z_/0-9 .-]+$' "$BENCH_DIR/criterion.txt" | grep -v '^$' >"$out/criterion.txt" || true
 fi
 
 # --- the machine, then the report -------------------------------------------------------------
