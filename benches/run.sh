@@ -120,5 +120,8 @@ fi
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 } >"$out/machine.txt"
-python3 benches/report.py "$out" benches/RESULTS.md benches/results.svg
+# The raw results stay beside the report, so it can be rewritten without a new run:
+#   python3 benches/report.py benches/results benches/RESULTS.md benches/results.svg
+rm -rf benches/results && cp -r "$out" benches/results
+python3 benches/report.py benches/results benches/RESULTS.md benches/results.svg
 echo "bench: wrote benches/RESULTS.md and benches/results.svg" >&2

@@ -476,6 +476,41 @@ impl Partition {
         }
     }
 
+    /// A read of the log's last few records, done on the calling (tokio) thread: followers and
+    /// consumers that keep up ask for bytes appended moments ago, which the page cache holds,
+    /// so the copy costs microseconds while a hop to the blocking pool and back costs two
+    /// thread wake-ups on every replication and fetch round trip (most of end-to-end latency
+    /// on a busy machine). `None` sends the read to the blocking pool instead: when the log
+    /// lock is taken (an append may be in a write), or the offset is further back than
+    /// [`INLINE_READ_RECORDS`], where the bytes may have left the page cache.
+    fn read_tail_inline(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Option<Result<FetchResult>> {
+        let guard = self.log.try_read()?;
+        let log = guard.as_ref()?;
+        let end = log.log_end_offset();
+        if offset < log.log_start_offset() || end - offset > INLINE_READ_RECORDS {
+            return None;
+        }
+        let read = log
+            .read(offset, max_bytes.min(INLINE_READ_BYTES), max_offset)
+            .map_err(|e| self.log_error(e));
+        drop(guard);
+        Some(read.map(|read| self.fetch_result(read)))
+    }
+
+    fn fetch_result(&self, read: strata_log::ReadResult) -> FetchResult {
+        FetchResult {
+            records: read.bytes,
+            high_watermark: self.high_watermark(),
+            log_start_offset: read.log_start_offset,
+            log_end_offset: read.log_end_offset,
+        }
+    }
+
     /// One read, up to `max_offset` (exclusive): from the local log, or from the remote tier
     /// when the offset lies below the local log's start and the remote tier holds it.
     pub(crate) async fn read(
@@ -490,17 +525,17 @@ impl Partition {
                 return Ok(result);
             }
         }
-        let me = self.clone();
-        let local = blocking(move || {
-            let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
-            Ok(FetchResult {
-                records: read.bytes,
-                high_watermark: me.high_watermark(),
-                log_start_offset: read.log_start_offset,
-                log_end_offset: read.log_end_offset,
-            })
-        })
-        .await;
+        let local = match self.read_tail_inline(offset, max_bytes, max_offset) {
+            Some(read) => read,
+            None => {
+                let me = self.clone();
+                blocking(move || {
+                    let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
+                    Ok(me.fetch_result(read))
+                })
+                .await
+            }
+        };
         match local {
             // Local retention moved the start past `offset` since it was read above: the
             // segment is in the remote tier now (retention never passes the manifest's end).
@@ -737,6 +772,11 @@ impl Partition {
 }
 
 /// Runs blocking log work on the blocking pool.
+/// How far behind the log end a read may start and still be done inline (records).
+const INLINE_READ_RECORDS: i64 = 4096;
+/// The most an inline read copies (beyond the first batch, which it always returns whole).
+const INLINE_READ_BYTES: usize = 256 * 1024;
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {

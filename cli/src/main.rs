@@ -8,12 +8,6 @@ mod parse;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: glibc hands the multi-MiB buffers of fetch responses and
-/// batches back to the kernel and faults fresh zeroed pages in for the next one (a third of a
-/// consumer's CPU went to clearing pages); mimalloc reuses them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Where `strata dev` listens, and where client commands look when told nothing else.
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:7092";
 
