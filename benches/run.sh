@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-records=3000000
+records=5000000
 latency_duration=30s
 profile=0
 micro=1
@@ -91,7 +91,7 @@ scenario latency            latency --duration "$latency_duration" --rate 50000 
                                     --partitions 6 --topic lat --replicas 3 --acks 1
 scenario latency-rf1        latency --duration "$latency_duration" --rate 50000 --record-size 100 \
                                     --partitions 6 --topic lat-rf1 --replicas 1 --acks 1
-scenario replay-s3          replay --records 2000000 --record-size 100 --partitions 6 \
+scenario replay-s3          replay --records 4000000 --record-size 100 --partitions 6 \
                                     --topic replay-s3 --replicas 1
 bench_stop_all
 bench_broker_pids=()
@@ -100,13 +100,14 @@ bench_broker_pids=()
 bench_start_broker dev 17190 dev --data-dir "$BENCH_DIR/dev" --listen 127.0.0.1:17190 \
   --retention-check-interval 1s
 brokers=127.0.0.1:17190
-scenario replay-local       replay --records 2000000 --record-size 100 --partitions 6 --topic replay-local
+scenario replay-local       replay --records 4000000 --record-size 100 --partitions 6 --topic replay-local
 bench_stop_all
 
 # --- criterion micro-benchmarks ---------------------------------------------------------------
 if [ "$micro" = 1 ]; then
   echo "bench: criterion micro-benchmarks" >&2
-  cargo bench --locked -p strata-benches >"$BENCH_DIR/criterion.txt" 2>"$BENCH_DIR/criterion.err" \
+  # A private CRITERION_HOME: no saved baseline, so criterion prints figures, not changes.
+  CRITERION_HOME="$BENCH_DIR/criterion" cargo bench --locked -p strata-benches >"$BENCH_DIR/criterion.txt" 2>"$BENCH_DIR/criterion.err" \
     || { cat "$BENCH_DIR/criterion.err" >&2; exit 1; }
   grep -E 'time:|thrpt:|^[A-Za-z_/0-9 .-]+$' "$BENCH_DIR/criterion.txt" | grep -v '^$' >"$out/criterion.txt" || true
 fi
