@@ -255,7 +255,11 @@ async fn lead_partition(
         return Ok(());
     };
     let epoch = p.leader_epoch();
-    let mut manifest = refresh(p).await?;
+    let counted = |e: BrokerError| {
+        strata_tiering::metrics::upload_failed_before_store();
+        e
+    };
+    let mut manifest = refresh(p).await.map_err(counted)?;
     let hw = p.high_watermark();
     let segments = p.with_log(|log| Ok(log.segments()))?;
     for seg in segments.iter().filter(|s| s.sealed && s.next_offset <= hw) {
@@ -264,17 +268,18 @@ async fn lead_partition(
             continue; // already uploaded
         }
         if let Some(e) = end.filter(|e| seg.base_offset > *e) {
-            return Err(BrokerError::Internal(format!(
+            return Err(counted(BrokerError::Internal(format!(
                 "{}/{}: the remote tier ends at {e} but the next local segment starts at {}; not uploading out of order",
                 p.topic, p.index, seg.base_offset
-            )));
+            ))));
         }
         let path = seg.path.clone();
         let bytes = blocking(move || {
             std::fs::read(&path)
                 .map_err(|e| BrokerError::Internal(format!("reading {}: {e}", path.display())))
         })
-        .await?;
+        .await
+        .map_err(counted)?;
         let next = remote
             .upload(bytes::Bytes::from(bytes), seg.base_offset, epoch)
             .await

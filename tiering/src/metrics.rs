@@ -57,6 +57,13 @@ pub(crate) static STORE_PUT_BYTES: Counter = Counter::new();
 pub(crate) static UPLOADS: Counter = Counter::new();
 /// Uploads that failed (the broker retries them).
 pub(crate) static UPLOAD_ERRORS: Counter = Counter::new();
+/// Counts an upload that failed before it reached the object store (the broker could not read
+/// the manifest or the segment, or refused to upload out of order); failures inside
+/// [`crate::RemoteLog::upload`] are counted there.
+pub fn upload_failed_before_store() {
+    UPLOAD_ERRORS.inc();
+}
+
 /// Bytes of local segments uploaded, as on local disk (before compression).
 pub(crate) static UPLOAD_BYTES: Counter = Counter::new();
 /// Time of an upload: encoding, the object PUT and the manifest write.
