@@ -509,9 +509,23 @@ impl Segment {
         let Some((start, first)) = self.find_batch(offset)? else {
             return Ok(Bytes::new());
         };
+        // Batches from `max_offset` on are not returned (but the first one): read no further
+        // than where they start, so a read that the high watermark cuts short does not copy
+        // bytes only to drop them.
+        let mut limit = self.size;
+        if max_offset > first.base_offset && max_offset < self.next_offset() {
+            if let Some((pos, h)) = self.find_batch(max_offset)? {
+                limit = if h.base_offset < max_offset {
+                    pos + h.total_len() as u64
+                } else {
+                    pos
+                };
+            }
+        }
+        let first_end = start + first.total_len() as u64;
         let want = (max_bytes as u64)
             .max(first.total_len() as u64)
-            .min(self.size - start);
+            .min(limit.max(first_end) - start);
         let mut buf = vec![0u8; want as usize];
         self.file.read_exact_at(&mut buf, start).map_err(|e| {
             LogError::io(format!("reading {} at {start}", self.log_path.display()), e)
