@@ -118,7 +118,7 @@ fi
   echo "memory: $(free -g | awk '/Mem:/ {print $2}') GiB"
   echo "kernel: $(uname -r)"
   echo "rustc: $(rustc --version)"
-  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!benches/profiles' ':!benches/results' ':!benches/RESULTS.md' ':!benches/results.svg' || echo ' (with uncommitted changes)')"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 } >"$out/machine.txt"
 # The raw results stay beside the report, so it can be rewritten without a new run:
