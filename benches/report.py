@@ -82,7 +82,7 @@ def chart(results, path):
             k = float(kafka.split()[0].replace(",", ""))
         bars.append((label, r["records_per_sec"], k))
     w, row_h, left = 900, 34, 300
-    h1 = 40 + row_h * len(bars)
+    h1 = 56 + row_h * len(bars)
     lats = [(rid, results[rid]) for rid in ("latency", "latency-rf1") if rid in results]
     h2 = 150 * len(lats)
     top = max([b[1] for b in bars] + [b[2] or 0 for b in bars] + [1])
@@ -92,12 +92,12 @@ def chart(results, path):
            f'<rect width="{w}" height="{h1 + h2 + 20}" fill="white"/>',
            '<text x="10" y="20" font-size="14" font-weight="bold">Throughput, records/s '
            '(100-byte records, 6 partitions)</text>',
-           f'<rect x="{left}" y="8" width="12" height="12" fill="#2b6cb0"/>'
-           f'<text x="{left + 16}" y="19">Strata (this machine, 2 cores)</text>',
-           f'<rect x="{left + 230}" y="8" width="12" height="12" fill="#bbb"/>'
-           f'<text x="{left + 246}" y="19">Kafka 2014 (3 x 6-core brokers)</text>']
+           '<rect x="10" y="28" width="12" height="12" fill="#2b6cb0"/>'
+           '<text x="26" y="39">Strata (this machine, 2 cores)</text>',
+           '<rect x="240" y="28" width="12" height="12" fill="#bbb"/>'
+           '<text x="256" y="39">Kafka 2014 (3 x 6-core brokers)</text>']
     for i, (label, s, k) in enumerate(bars):
-        y = 40 + i * row_h
+        y = 56 + i * row_h
         out.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end">{label}</text>')
         out.append(f'<rect x="{left}" y="{y}" width="{s * scale:.1f}" height="13" fill="#2b6cb0"/>')
         out.append(f'<text x="{left + s * scale + 4:.1f}" y="{y + 11}">{s:,.0f}</text>')
