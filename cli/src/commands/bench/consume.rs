@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
+use strata_client::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 
 use super::produce;
 use super::progress::{Counters, Progress};
@@ -20,12 +20,10 @@ const IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Reads every partition from its start to the high watermark it has now.
 pub async fn read_all(plan: &Plan) -> anyhow::Result<Outcome> {
-    let admin = Admin::connect(plan.client.clone()).await?;
     // Partitions with records, and the offset each is read up to.
-    let ends: HashMap<u32, i64> = admin
-        .describe_topic(&plan.topic)
+    let ends: HashMap<u32, i64> = plan
+        .describe_partitions()
         .await?
-        .partitions
         .iter()
         .filter(|p| p.high_watermark > p.log_start_offset)
         .map(|p| (p.partition, p.high_watermark))

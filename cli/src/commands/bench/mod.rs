@@ -205,11 +205,18 @@ impl Plan {
 }
 
 impl Plan {
+    /// The bench topic's partitions as the cluster describes them now.
+    pub async fn describe_partitions(
+        &self,
+    ) -> anyhow::Result<Vec<strata_client::PartitionDescription>> {
+        let admin = Admin::connect(self.client.clone()).await?;
+        Ok(admin.describe_topic(&self.topic).await?.partitions)
+    }
+
     /// The partitions the topic has (it may predate the bench and differ from --partitions).
     pub async fn partitions_of_topic(&self) -> anyhow::Result<Vec<u32>> {
-        let admin = Admin::connect(self.client.clone()).await?;
-        let topic = admin.describe_topic(&self.topic).await?;
-        Ok(topic.partitions.iter().map(|p| p.partition).collect())
+        let partitions = self.describe_partitions().await?;
+        Ok(partitions.iter().map(|p| p.partition).collect())
     }
 }
 

@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use serde_json::Map;
 use std::sync::Arc;
 use std::time::Instant;
-use strata_client::{Acks, Admin, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use strata_client::{Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
 use tokio::sync::mpsc;
 
 use super::payload::Payloads;
@@ -39,11 +39,9 @@ pub async fn run(plan: &Plan, amount: Amount) -> anyhow::Result<Outcome> {
 
 /// Produces whatever the topic lacks of `records` (for the read scenarios), with acks=1.
 pub async fn fill(plan: &Plan, records: u64) -> anyhow::Result<()> {
-    let admin = Admin::connect(plan.client.clone()).await?;
-    let have: i64 = admin
-        .describe_topic(&plan.topic)
+    let have: i64 = plan
+        .describe_partitions()
         .await?
-        .partitions
         .iter()
         .map(|p| p.high_watermark - p.log_start_offset)
         .sum();
