@@ -64,6 +64,7 @@ impl BrokerState {
         let topic = TopicState {
             record,
             partitions: states,
+            revisions: Vec::new(),
         };
         Ok(self.describe(&topic, |_| None))
     }

@@ -3,11 +3,16 @@
 //!
 //! Invariants: only the holder of the controller election writes leadership changes, each as a
 //! compare-and-swap on the partition's revision, bumping the leader epoch; leaders come only
-//! from alive in-sync replicas (no unclean election). Losing the election lease stops the loop
+//! from alive in-sync replicas (no unclean election). A broker that registers with a new
+//! incarnation restarted (KIP-380): every pass treats it as not in sync (out of every ISR, its
+//! leaderships moved or re-epoched) until one pass over every partition succeeded, and only
+//! then is its incarnation recorded as processed. Losing the election lease stops the loop
 //! before anything else is written.
 
 use bytes::Bytes;
 use std::collections::BTreeSet;
+
+use crate::placement::Liveness;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,13 +102,25 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
 /// One pass over every partition: dead brokers leave ISRs, partitions whose leader died get a
 /// new one from their alive ISR, and (when `rebalance`) preferred replicas lead again.
 async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
-    let alive: BTreeSet<i32> = state
+    let processed = state.metadata.processed_incarnations().await?;
+    let alive = state
         .metadata
         .brokers()
         .await?
         .iter()
-        .map(|b| b.id)
+        .map(|b| (b.id, b.incarnation))
         .collect();
+    let mut live = Liveness {
+        alive,
+        restarted: BTreeSet::new(),
+    };
+    live.restarted = live
+        .alive
+        .iter()
+        .filter(|(id, inc)| processed.get(id) != Some(inc))
+        .map(|(id, _)| *id)
+        .collect();
+    let mut complete = true;
     for topic in state.metadata.topics().await? {
         let name = &topic.value.name;
         let config = topic_config::resolve(state.replicas.defaults(), &topic.value.config)?;
@@ -114,30 +131,43 @@ async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
             .into_iter()
             .enumerate()
         {
-            let next = placement::elect(&current.value, &alive, config.unclean_leader_election)
+            let next = placement::elect(&current.value, &live, config.unclean_leader_election)
                 .or_else(|| {
                     rebalance
-                        .then(|| placement::prefer(&current.value, &alive))
+                        .then(|| placement::prefer(&current.value, &live))
                         .flatten()
                 });
             let Some(next) = next else {
                 continue;
             };
-            if state
+            let written = state
                 .metadata
                 .update_partition(name, index as u32, &next, current.revision)
-                .await?
-            {
+                .await?;
+            complete &= written;
+            if written {
                 let was = &current.value;
                 if next.leader < 0 {
                     tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
                 } else if next.leader != was.leader {
                     crate::metrics::LEADER_ELECTIONS.inc();
                     tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
+                } else if next.leader_epoch != was.leader_epoch {
+                    tracing::info!(topic = %name, partition = index, leader = next.leader, epoch = next.leader_epoch, "re-elected a restarted leader at a new epoch");
                 } else {
-                    tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead brokers from the ISR");
+                    tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead or restarted brokers from the ISR");
                 }
             }
+        }
+    }
+    if complete {
+        for id in &live.restarted {
+            let incarnation = live.incarnation(*id);
+            state
+                .metadata
+                .set_processed_incarnation(*id, incarnation)
+                .await?;
+            tracing::info!(broker = id, incarnation, "processed a broker restart: it is out of every ISR until it catches up");
         }
     }
     Ok(())

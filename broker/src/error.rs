@@ -49,6 +49,14 @@ pub enum BrokerError {
         isr: usize,
         min: u32,
     },
+    #[error("{topic}/{partition}: the records up to offset {last_offset} are in the leader's log, but the ISR shrank to {isr} before they were replicated and min.insync.replicas is {min}; they are not durable as acks=all asked (retry, or check the followers)")]
+    NotEnoughReplicasAfterAppend {
+        topic: String,
+        partition: u32,
+        last_offset: i64,
+        isr: usize,
+        min: u32,
+    },
     #[error("{topic}/{partition}: {source}")]
     Log {
         topic: String,
@@ -115,6 +123,9 @@ impl BrokerError {
             BrokerError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             BrokerError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             BrokerError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+            BrokerError::NotEnoughReplicasAfterAppend { .. } => {
+                ErrorCode::NotEnoughReplicasAfterAppend
+            }
             BrokerError::Log { source, .. } => match source {
                 LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
                 LogError::InvalidConfig(_) => ErrorCode::InvalidConfig,

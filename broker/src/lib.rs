@@ -3,14 +3,14 @@
 //! - [`server`]: start (lock data dir, register, open logs), serve, clean shutdown.
 //! - [`service`]: the `Log` and `Admin` gRPC services, thin translations only.
 //! - [`admin`]: topic create, delete, describe, config changes (metadata first, replicas follow).
-//! - [`partition`]: one replica: log, high watermark, long-poll fetch.
+//! - [`replica`]: one replica: log, role, high watermark, long-poll fetch, and the pure rules
+//!   of its leader state, follower truncation and producer state.
 //! - [`replicas`]: the replicas this broker hosts, kept in line with the metadata.
 //! - [`cluster`]: following the metadata (watch + periodic resync).
 //! - [`controller`]: the elected broker that places replicas and moves leadership.
 //! - [`placement`]: placement and leader election rules (pure).
-//! - [`replication`]: the leader's side: follower fetches, epoch queries, ISR changes.
-//! - [`follower`]: the follower's side: truncation and fetching.
-//! - [`producer_state`]: idempotent-producer deduplication.
+//! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
+//!   changes) and the follower's fetchers.
 //! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
 //! - [`tiered`]: the remote tier: uploads, remote retention, remote reads' plumbing.
 //! - [`snapshot`]: one consistent view of the cluster metadata.
@@ -28,15 +28,13 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod error;
-pub mod follower;
 pub mod groups;
 pub mod metadata;
 pub mod metrics;
 pub mod metrics_http;
-pub mod partition;
 pub mod peers;
 pub mod placement;
-pub mod producer_state;
+pub mod replica;
 pub mod replicas;
 pub mod replication;
 pub mod retention_preview;

@@ -5,7 +5,10 @@
 //! - `broker_ids/<id>`: the same record, permanent: every broker that ever joined
 //! - election `controller`: the controller's id
 //! - `topics/<name>`: [`TopicRecord`] (id, partition count, replication factor, config overrides)
-//! - `partitions/<name>/<p>`: [`PartitionState`] (replicas, leader, leader epoch, ISR)
+//! - `partitions/<name>/<p>`: [`PartitionState`] (replicas, leader, leader epoch, ISR, the
+//!   leader's incarnation)
+//! - `incarnations/<id>`: the broker incarnation whose restart the controller has processed
+//!   (taken out of every ISR, its leaderships moved or re-epoched), written by the controller
 //! - `groups/<group>/...`: consumer groups, written by their coordinator (see `groups`)
 //!
 //! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent),
@@ -32,6 +35,10 @@ pub struct BrokerRecord {
     pub address: String,
     #[serde(default)]
     pub rack: Option<String>,
+    /// Unique to one run of the broker process (KIP-380's broker epoch): a broker registering
+    /// with a new incarnation restarted, and may have come back with less data than it had.
+    #[serde(default)]
+    pub incarnation: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +60,10 @@ pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    /// The incarnation the leader was elected in: a broker leads only in that incarnation, so a
+    /// restarted broker never resumes a leadership at the same epoch.
+    #[serde(default)]
+    pub leader_incarnation: i64,
 }
 
 /// A value read with the revision to compare against when writing it back.
@@ -72,6 +83,10 @@ pub fn known_broker_key(id: i32) -> String {
 
 /// The election whose leader is the controller.
 pub const CONTROLLER_ELECTION: &str = "controller";
+
+pub fn incarnation_key(id: i32) -> String {
+    format!("incarnations/{id}")
+}
 
 pub fn topic_key(name: &str) -> String {
     format!("topics/{name}")
@@ -165,6 +180,35 @@ impl MetadataStore {
             .map(|v| v.into_iter().map(|r| r.value).collect())
     }
 
+    /// The broker incarnations whose restart the controller has processed, by broker id.
+    pub async fn processed_incarnations(&self) -> Result<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        for (key, v) in self.store.list("incarnations/").await? {
+            let id = key.rsplit('/').next().and_then(|s| s.parse::<i32>().ok());
+            let inc = std::str::from_utf8(&v.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok());
+            match (id, inc) {
+                (Some(id), Some(inc)) => out.insert(id, inc),
+                _ => return Err(corrupt(&key, "expected incarnations/<id> holding a number")),
+            };
+        }
+        Ok(out)
+    }
+
+    /// Records that broker `id`'s restart into `incarnation` was processed (a CAS on the key).
+    pub async fn set_processed_incarnation(&self, id: i32, incarnation: i64) -> Result<()> {
+        let key = incarnation_key(id);
+        let expect = match self.store.get(&key).await? {
+            Some(v) => Expect::Revision(v.revision),
+            None => Expect::Absent,
+        };
+        self.store
+            .put(&key, Bytes::from(incarnation.to_string()), expect)
+            .await?;
+        Ok(())
+    }
+
     /// The controller's id, if one is elected.
     pub async fn controller(&self) -> Result<Option<i32>> {
         Ok(self
@@ -181,7 +225,8 @@ impl MetadataStore {
         let known = self.known_brokers().await?;
         let controller = self.controller().await?.unwrap_or(-1);
         let topics = self.topics().await?;
-        let mut all_partitions: BTreeMap<String, Vec<(u32, PartitionState)>> = BTreeMap::new();
+        let mut all_partitions: BTreeMap<String, Vec<(u32, Revisioned<PartitionState>)>> =
+            BTreeMap::new();
         for (key, v) in self.store.list("partitions/").await? {
             let mut parts = key.trim_start_matches("partitions/").rsplitn(2, '/');
             let (Some(index), Some(topic)) = (parts.next(), parts.next()) else {
@@ -194,7 +239,7 @@ impl MetadataStore {
             all_partitions
                 .entry(topic.to_string())
                 .or_default()
-                .push((index, state.value));
+                .push((index, state));
         }
         let mut snapshot = ClusterSnapshot {
             cluster: self.cluster().to_string(),
@@ -213,12 +258,14 @@ impl MetadataStore {
                 tracing::warn!(topic = %t.value.name, "topic metadata incomplete; ignoring it for now");
                 continue;
             }
-            let partitions = parts.into_iter().map(|(_, s)| s).collect();
+            let revisions = parts.iter().map(|(_, s)| s.revision).collect();
+            let partitions = parts.into_iter().map(|(_, s)| s.value).collect();
             snapshot.topics.insert(
                 t.value.name.clone(),
                 TopicState {
                     record: t.value,
                     partitions,
+                    revisions,
                 },
             );
         }
@@ -269,14 +316,29 @@ impl MetadataStore {
         state: &PartitionState,
         revision: i64,
     ) -> Result<bool> {
+        Ok(self
+            .write_partition(topic, partition, state, revision)
+            .await?
+            .is_some())
+    }
+
+    /// Like [`MetadataStore::update_partition`], returning the revision written at (`None`
+    /// on a conflict), for the writer to apply the state it wrote at that revision.
+    pub async fn write_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        state: &PartitionState,
+        revision: i64,
+    ) -> Result<Option<i64>> {
         let key = partition_key(topic, partition);
         match self
             .store
             .put(&key, encode(state)?, Expect::Revision(revision))
             .await
         {
-            Ok(_) => Ok(true),
-            Err(CoordinatorError::Conflict { .. }) => Ok(false),
+            Ok(written) => Ok(Some(written)),
+            Err(CoordinatorError::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

@@ -309,7 +309,7 @@ struct UploadLag {
 impl UploadLag {
     /// Adds what a leader of a tiered partition has sealed below its high watermark and not
     /// uploaded (at or after the end of the remote tier, as its last manifest read says).
-    fn add(&mut self, p: &crate::partition::Partition, now_ms: i64) {
+    fn add(&mut self, p: &crate::replica::Partition, now_ms: i64) {
         let hw = p.high_watermark();
         let remote_end = p.remote_summary().map_or(0, |s| s.end);
         let Ok(segments) = p.with_log(|log| Ok(log.segments())) else {

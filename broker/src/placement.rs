@@ -51,6 +51,7 @@ pub fn place(
     let order = rack_alternating(brokers);
     let rack_of: BTreeMap<i32, Option<&str>> =
         brokers.iter().map(|b| (b.id, b.rack.as_deref())).collect();
+    let incarnation: BTreeMap<i32, i64> = brokers.iter().map(|b| (b.id, b.incarnation)).collect();
     let racks: BTreeSet<Option<&str>> = rack_of.values().copied().collect();
     let n = order.len();
     Some(
@@ -81,6 +82,7 @@ pub fn place(
                     leader: replicas[0],
                     leader_epoch: 0,
                     isr: replicas.clone(),
+                    leader_incarnation: incarnation[&replicas[0]],
                     replicas,
                 }
             })
@@ -88,75 +90,110 @@ pub fn place(
     )
 }
 
+/// The brokers as the controller sees them: those alive, with the incarnation each registered
+/// with (KIP-380's broker epoch), and which of them restarted since the controller last took
+/// them out of every ISR. A restarted broker may have come back with less than it had (a
+/// replaced disk, a lost page cache): it is not in sync, and it leads only as the last copy.
+#[derive(Debug, Clone, Default)]
+pub struct Liveness {
+    pub alive: BTreeMap<i32, i64>,
+    pub restarted: BTreeSet<i32>,
+}
+
+impl Liveness {
+    /// Every broker alive, none restarted (for tests and first placements).
+    pub fn of(alive: &[(i32, i64)]) -> Liveness {
+        Liveness {
+            alive: alive.iter().copied().collect(),
+            restarted: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_alive(&self, id: i32) -> bool {
+        self.alive.contains_key(&id)
+    }
+
+    /// Alive and not restarted since it was last taken out of the ISRs.
+    pub fn is_eligible(&self, id: i32) -> bool {
+        self.is_alive(id) && !self.restarted.contains(&id)
+    }
+
+    pub fn incarnation(&self, id: i32) -> i64 {
+        self.alive.get(&id).copied().unwrap_or(0)
+    }
+}
+
 /// What the controller should write for a partition given the live brokers, or `None` when
 /// nothing needs to change:
-/// - leader alive: dead followers leave the ISR (the epoch stays);
-/// - leader dead: the first alive ISR member in replica order leads, the epoch is bumped, and
-///   dead members leave the ISR; with none alive the partition goes offline (leader -1) and keeps
-///   its last ISR, so that replica can lead again when it returns — unless `unclean` is set, in
-///   which case any alive replica leads (and acknowledged records may be lost).
-pub fn elect(
-    state: &PartitionState,
-    alive: &BTreeSet<i32>,
-    unclean: bool,
-) -> Option<PartitionState> {
-    let alive_isr: Vec<i32> = state
+/// - leader alive in the incarnation it was elected in: dead or restarted followers leave the
+///   ISR (the epoch stays);
+/// - otherwise (leader dead, or restarted: a new incarnation never resumes leadership at the
+///   same epoch) the first eligible ISR member in replica order leads, the epoch is bumped, and
+///   dead or restarted members leave the ISR;
+/// - with no eligible ISR member, an alive but restarted ISR member leads as the last copy
+///   (the old leader itself, back after a crash), alone in the ISR;
+/// - with none alive the partition goes offline (leader -1) and keeps its last ISR, so that
+///   replica can lead again when it returns, unless `unclean` is set, in which case any alive
+///   replica leads (and acknowledged records may be lost).
+pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<PartitionState> {
+    let eligible_isr: Vec<i32> = state
         .isr
         .iter()
         .copied()
-        .filter(|r| alive.contains(r))
+        .filter(|r| live.is_eligible(*r))
         .collect();
-    if state.leader >= 0 && alive.contains(&state.leader) {
-        if alive_isr.len() == state.isr.len() {
+    let leader_current = state.leader >= 0
+        && live.is_eligible(state.leader)
+        && live.incarnation(state.leader) == state.leader_incarnation;
+    if leader_current {
+        if eligible_isr.len() == state.isr.len() {
             return None;
         }
         return Some(PartitionState {
-            isr: alive_isr,
+            isr: eligible_isr,
             ..state.clone()
         });
     }
-    let in_sync = state
-        .replicas
-        .iter()
-        .copied()
-        .find(|r| alive_isr.contains(r));
-    let next_leader = in_sync.or_else(|| {
-        unclean
-            .then(|| state.replicas.iter().copied().find(|r| alive.contains(r)))
-            .flatten()
-    });
-    match next_leader {
-        Some(leader) => Some(PartitionState {
+    let first = |f: &dyn Fn(i32) -> bool| state.replicas.iter().copied().find(|r| f(*r));
+    let next = first(&|r| eligible_isr.contains(&r))
+        .map(|l| (l, eligible_isr.clone()))
+        .or_else(|| first(&|r| state.isr.contains(&r) && live.is_alive(r)).map(|l| (l, vec![l])))
+        .or_else(|| {
+            unclean
+                .then(|| first(&|r| live.is_alive(r)).map(|l| (l, vec![l])))
+                .flatten()
+        });
+    match next {
+        Some((leader, isr)) => Some(PartitionState {
             replicas: state.replicas.clone(),
             leader,
             leader_epoch: state.leader_epoch + 1,
-            isr: if in_sync.is_some() {
-                alive_isr
-            } else {
-                vec![leader]
-            },
+            isr,
+            leader_incarnation: live.incarnation(leader),
         }),
         None if state.leader >= 0 => Some(PartitionState {
             replicas: state.replicas.clone(),
             leader: -1,
             leader_epoch: state.leader_epoch + 1,
             isr: state.isr.clone(),
+            leader_incarnation: 0,
         }),
         None => None,
     }
 }
 
-/// Moves leadership back to the preferred replica (the first) when it is alive, in sync and
+/// Moves leadership back to the preferred replica (the first) when it is eligible, in sync and
 /// not leading; `None` otherwise.
-pub fn prefer(state: &PartitionState, alive: &BTreeSet<i32>) -> Option<PartitionState> {
+pub fn prefer(state: &PartitionState, live: &Liveness) -> Option<PartitionState> {
     let preferred = *state.replicas.first()?;
     let eligible = state.leader >= 0
         && state.leader != preferred
-        && alive.contains(&preferred)
+        && live.is_eligible(preferred)
         && state.isr.contains(&preferred);
     eligible.then(|| PartitionState {
         leader: preferred,
         leader_epoch: state.leader_epoch + 1,
+        leader_incarnation: live.incarnation(preferred),
         ..state.clone()
     })
 }
@@ -172,6 +209,7 @@ mod tests {
                 id: *id,
                 address: format!("127.0.0.1:{}", 7000 + id),
                 rack: rack.map(str::to_string),
+                incarnation: 100 + *id as i64,
             })
             .collect()
     }
@@ -208,60 +246,120 @@ mod tests {
         }
     }
 
+    /// Every broker in `ids` alive in incarnation 100 + id, none restarted.
+    fn live(ids: &[i32]) -> Liveness {
+        Liveness::of(&ids.iter().map(|id| (*id, 100 + *id as i64)).collect::<Vec<_>>())
+    }
+
+    fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
+        PartitionState {
+            replicas: replicas.to_vec(),
+            leader,
+            leader_epoch: epoch,
+            isr: isr.to_vec(),
+            leader_incarnation: 100 + leader as i64,
+        }
+    }
+
     #[test]
     fn election_picks_an_alive_isr_member_and_bumps_the_epoch() {
-        let state = PartitionState {
-            replicas: vec![1, 2, 3],
-            leader: 1,
-            leader_epoch: 4,
-            isr: vec![1, 3],
-        };
+        let state = state(&[1, 2, 3], 1, 4, &[1, 3]);
         assert_eq!(
-            elect(&state, &[1, 2, 3].into(), false),
+            elect(&state, &live(&[1, 2, 3]), false),
             None,
             "leader alive: nothing to do"
         );
-        let next = elect(&state, &[2, 3].into(), false).unwrap();
+        let next = elect(&state, &live(&[2, 3]), false).unwrap();
         assert_eq!(
             (next.leader, next.leader_epoch, next.isr.clone()),
             (3, 5, vec![3])
         );
+        assert_eq!(next.leader_incarnation, 103);
         // Broker 2 is alive but not in sync: no unclean election.
-        let offline = elect(&next, &[2].into(), false).unwrap();
+        let offline = elect(&next, &live(&[2]), false).unwrap();
         assert_eq!((offline.leader, offline.isr.clone()), (-1, vec![3]));
         assert_eq!(
-            elect(&offline, &[2].into(), false),
+            elect(&offline, &live(&[2]), false),
             None,
             "still offline, nothing to write"
         );
         // Unless unclean election is on.
-        let unclean = elect(&offline, &[2].into(), true).unwrap();
+        let unclean = elect(&offline, &live(&[2]), true).unwrap();
         assert_eq!((unclean.leader, unclean.isr.clone()), (2, vec![2]));
         // The last in-sync replica returns and leads again.
-        let back = elect(&offline, &[2, 3].into(), false).unwrap();
+        let back = elect(&offline, &live(&[2, 3]), false).unwrap();
         assert_eq!((back.leader, back.leader_epoch), (3, 7));
         // A dead follower leaves the ISR without an epoch change.
         let full = PartitionState {
             isr: vec![1, 2, 3],
             ..state.clone()
         };
-        let shrunk = elect(&full, &[1, 2].into(), false).unwrap();
+        let shrunk = elect(&full, &live(&[1, 2]), false).unwrap();
         assert_eq!(
             (shrunk.leader, shrunk.leader_epoch, shrunk.isr),
             (1, 4, vec![1, 2])
         );
     }
 
+    /// The window: the leader is SIGKILLed, its disk emptied, and it registers again before
+    /// the controller noticed it was gone. Same id, alive: without incarnations it would keep
+    /// leading at the same epoch with an empty log. A new incarnation is a restart: another
+    /// in-sync replica leads at a new epoch and the restarted broker leaves the ISR.
+    #[test]
+    fn a_restarted_leader_never_resumes_at_the_same_epoch() {
+        let before = state(&[1, 2, 3], 1, 4, &[1, 2, 3]);
+        let mut now = live(&[1, 2, 3]);
+        now.alive.insert(1, 999);
+        now.restarted.insert(1);
+        let next = elect(&before, &now, false).unwrap();
+        assert_eq!(
+            (next.leader, next.leader_epoch, next.isr.clone(), next.leader_incarnation),
+            (2, 5, vec![2, 3], 102)
+        );
+        // Once the restart is processed, the broker is eligible again (it rejoins the ISR by
+        // catching up, through the leader), and nothing changes.
+        now.restarted.clear();
+        assert_eq!(elect(&next, &now, false), None);
+        // A leader whose registration is newer than the one it was elected in, even when the
+        // restart was already processed, is re-elected at a new epoch.
+        let stale = PartitionState {
+            leader_incarnation: 101,
+            ..state(&[1, 2, 3], 1, 4, &[1, 2, 3])
+        };
+        let re = elect(&stale, &now, false).unwrap();
+        assert_eq!((re.leader, re.leader_epoch, re.leader_incarnation), (1, 5, 999));
+    }
+
+    #[test]
+    fn a_restarted_follower_leaves_the_isr_and_is_not_elected() {
+        let before = state(&[1, 2, 3], 1, 4, &[1, 2, 3]);
+        let mut now = live(&[1, 2, 3]);
+        now.restarted.insert(3);
+        let next = elect(&before, &now, false).unwrap();
+        assert_eq!((next.leader, next.leader_epoch, next.isr.clone()), (1, 4, vec![1, 2]));
+        // Leader and the other follower die: the restarted one is not in the ISR any more.
+        let offline = elect(&next, &live(&[3]), false).unwrap();
+        assert_eq!(offline.leader, -1);
+    }
+
+    #[test]
+    fn a_restarted_last_copy_leads_again_at_a_new_epoch() {
+        let before = state(&[1, 2, 3], 1, 4, &[1]);
+        let mut now = live(&[1, 2, 3]);
+        now.alive.insert(1, 555);
+        now.restarted.insert(1);
+        let next = elect(&before, &now, false).unwrap();
+        assert_eq!(
+            (next.leader, next.leader_epoch, next.isr.clone(), next.leader_incarnation),
+            (1, 5, vec![1], 555)
+        );
+    }
+
     #[test]
     fn preferred_leader_returns_once_in_sync() {
-        let state = PartitionState {
-            replicas: vec![1, 2, 3],
-            leader: 2,
-            leader_epoch: 3,
-            isr: vec![2, 3],
-        };
+        let state = state(&[1, 2, 3], 2, 3, &[2, 3]);
         assert_eq!(
-            prefer(&state, &[1, 2, 3].into()),
+            prefer(&state, &live(&[1, 2, 3])),
             None,
             "1 is not in sync yet"
         );
@@ -269,8 +367,11 @@ mod tests {
             isr: vec![1, 2, 3],
             ..state
         };
-        let back = prefer(&synced, &[1, 2, 3].into()).unwrap();
-        assert_eq!((back.leader, back.leader_epoch), (1, 4));
-        assert_eq!(prefer(&back, &[1, 2, 3].into()), None);
+        let back = prefer(&synced, &live(&[1, 2, 3])).unwrap();
+        assert_eq!((back.leader, back.leader_epoch, back.leader_incarnation), (1, 4, 101));
+        assert_eq!(prefer(&back, &live(&[1, 2, 3])), None);
+        let mut restarted = live(&[1, 2, 3]);
+        restarted.restarted.insert(1);
+        assert_eq!(prefer(&synced, &restarted), None, "not until its restart is processed");
     }
 }

@@ -17,7 +17,7 @@ use strata_log::Clock;
 
 use crate::error::{BrokerError, Result};
 use crate::metadata::{PartitionState, TopicRecord};
-use crate::partition::{blocking, Partition};
+use crate::replica::{blocking, Partition};
 use crate::snapshot::{ClusterSnapshot, TopicState};
 use crate::topic_config::{self, TopicConfig};
 
@@ -32,6 +32,7 @@ pub struct TopicHandle {
 #[derive(Debug)]
 pub struct ReplicaManager {
     broker_id: i32,
+    incarnation: i64,
     logs_dir: PathBuf,
     defaults: TopicConfig,
     clock: Arc<dyn Clock>,
@@ -42,12 +43,14 @@ pub struct ReplicaManager {
 impl ReplicaManager {
     pub fn new(
         broker_id: i32,
+        incarnation: i64,
         logs_dir: PathBuf,
         defaults: TopicConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
         ReplicaManager {
             broker_id,
+            incarnation,
             logs_dir,
             defaults,
             clock,
@@ -91,7 +94,7 @@ impl ReplicaManager {
     /// partition, not the leader, no leader).
     pub fn leader(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
         if let Some(p) = self.local(topic, partition) {
-            if p.state().leader == self.broker_id {
+            if p.is_leader() {
                 return Ok(p);
             }
         }
@@ -134,12 +137,13 @@ impl ReplicaManager {
         existing: Option<Arc<TopicHandle>>,
     ) -> Result<()> {
         let me = self.broker_id;
-        let assigned: BTreeMap<u32, PartitionState> = topic
+        let incarnation = self.incarnation;
+        let assigned: BTreeMap<u32, (PartitionState, i64)> = topic
             .partitions
             .iter()
             .enumerate()
             .filter(|(_, s)| s.replicas.contains(&me))
-            .map(|(i, s)| (i as u32, s.clone()))
+            .map(|(i, s)| (i as u32, (s.clone(), topic.revision(i))))
             .collect();
         let config = topic_config::resolve(&self.defaults, &topic.record.config)?;
         let mut partitions = existing
@@ -169,17 +173,18 @@ impl ReplicaManager {
         }
         // Update the ones we have, open the new ones.
         let mut to_open = Vec::new();
-        for (p, state) in &assigned {
+        for (p, (state, revision)) in &assigned {
             match partitions.get(p) {
                 Some(partition) => {
-                    partition.set_state(state.clone());
+                    partition.set_state(state.clone(), *revision);
                     if config_changed {
                         partition.set_tiered(config.remote_storage);
+                        partition.set_unclean_leader_election(config.unclean_leader_election);
                         partition.update_config(config.local_log_config())?;
                         partition.set_min_insync_replicas(config.min_insync_replicas);
                     }
                 }
-                None => to_open.push((*p, state.clone())),
+                None => to_open.push((*p, state.clone(), *revision)),
             }
         }
         if !to_open.is_empty() {
@@ -187,21 +192,30 @@ impl ReplicaManager {
             let (clock, log_config) = (self.clock.clone(), config.local_log_config());
             let min_isr = config.min_insync_replicas;
             let tiered = config.remote_storage;
+            let unclean = config.unclean_leader_election;
             let name: Arc<str> = Arc::from(topic.record.name.as_str());
             let opened = blocking(move || {
                 to_open
                     .into_iter()
-                    .map(|(p, state)| {
+                    .map(|(p, state, revision)| {
                         let log = strata_log::Log::open(
                             dir.join(p.to_string()),
                             log_config.clone(),
                             clock.clone(),
                         )
                         .map_err(|e| BrokerError::from_log(&name, p, e))?;
-                        let partition =
-                            Partition::new(name.clone(), p, me, log, state, clock.clone());
+                        let partition = Partition::new(
+                            name.clone(),
+                            p,
+                            (me, incarnation),
+                            log,
+                            state,
+                            revision,
+                            clock.clone(),
+                        );
                         partition.set_min_insync_replicas(min_isr);
                         partition.set_tiered(tiered);
+                        partition.set_unclean_leader_election(unclean);
                         Ok((p, partition))
                     })
                     .collect::<Result<Vec<_>>>()

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use strata_proto as pb;
 
 use crate::error::Result;
-use crate::partition::Partition;
+use crate::replica::Partition;
 use crate::state::BrokerState;
 use crate::topic_config::{self, TopicConfig};
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{BrokerRecord, MetadataStore};
-use crate::partition::blocking;
+use crate::replica::blocking;
 use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
 use crate::service::{AdminService, LogService, ReplicaService};
@@ -50,11 +50,14 @@ impl Broker {
     ) -> Result<Broker> {
         let lock = lock_data_dir(&config)?;
         let metadata = MetadataStore::new(coordinator);
+        let incarnation = new_incarnation();
         let me = BrokerRecord {
             id: config.broker_id,
             address: config.advertised_address.clone(),
             rack: config.rack.clone(),
+            incarnation,
         };
+        tracing::info!(broker = config.broker_id, incarnation, "registering");
         let registration = register(&metadata, &me, config.session_ttl).await?;
         let tier = match &config.tier {
             Some(t) => Some(crate::tiered::Tier::open(
@@ -70,6 +73,7 @@ impl Broker {
         }
         let replicas = ReplicaManager::new(
             config.broker_id,
+            incarnation,
             config.logs_dir(),
             config.topic_defaults.clone(),
             clock.clone(),
@@ -81,6 +85,7 @@ impl Broker {
         );
         let state = Arc::new(BrokerState {
             config,
+            incarnation,
             metadata,
             replicas,
             clock,
@@ -200,6 +205,14 @@ impl Broker {
     }
 }
 
+/// A number unique to this run of the broker process (its registration's incarnation): the
+/// wall clock in microseconds, which a restart always moves on.
+fn new_incarnation() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as i64)
+}
+
 /// Registers the broker. A conflict may be the lease of this broker's own crashed predecessor:
 /// wait until it expires (a little over one TTL); after that the id belongs to a live broker.
 async fn register(metadata: &MetadataStore, me: &BrokerRecord, ttl: Duration) -> Result<Lease> {
@@ -251,6 +264,7 @@ async fn keep_registered(
         id: state.config.broker_id,
         address: state.config.advertised_address.clone(),
         rack: state.config.rack.clone(),
+        incarnation: state.incarnation,
     };
     loop {
         tokio::select! {

@@ -23,6 +23,16 @@ pub struct TopicState {
     pub record: TopicRecord,
     /// Index = partition number.
     pub partitions: Vec<PartitionState>,
+    /// The metadata revision each partition state was read at (index = partition number; 0
+    /// when unknown). A replica never applies a state older than the one it has.
+    pub revisions: Vec<i64>,
+}
+
+impl TopicState {
+    /// The revision partition `index`'s state was read at (0 when unknown).
+    pub fn revision(&self, index: usize) -> i64 {
+        self.revisions.get(index).copied().unwrap_or(0)
+    }
 }
 
 impl ClusterSnapshot {

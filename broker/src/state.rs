@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use std::collections::HashSet;
 
 use crate::config::BrokerConfig;
-use crate::follower::Fetchers;
+use crate::replication::Fetchers;
 use crate::metadata::MetadataStore;
 use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
@@ -16,6 +16,9 @@ use crate::replicas::ReplicaManager;
 #[derive(Debug)]
 pub struct BrokerState {
     pub config: BrokerConfig,
+    /// This run's registration incarnation: the broker leads only partitions whose leader
+    /// was elected in it.
+    pub incarnation: i64,
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
     pub clock: Arc<dyn Clock>,

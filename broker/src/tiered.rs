@@ -21,7 +21,7 @@ use strata_tiering::{ChunkCache, ReadContext, RemoteLog, RetentionPolicy, StoreO
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
-use crate::partition::{blocking, Partition, RemoteSummary};
+use crate::replica::{blocking, Partition, RemoteSummary};
 use crate::replicas::TopicHandle;
 use crate::state::BrokerState;
 

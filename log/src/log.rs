@@ -530,6 +530,32 @@ impl Log {
         self.flush()
     }
 
+    /// Drops every record and restarts the log empty at `offset`: a follower whose log ends
+    /// below its leader's log start (a long outage, a replaced disk) starts over there. The
+    /// epoch cache is emptied (the next batches bring their epochs). Old segments are deleted
+    /// before the new one is created, so a crash half-way leaves a shorter log (or an empty one
+    /// at offset 0), never a gap; the follower then resets again.
+    pub fn reset_to(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            let (start, end) = (self.log_start_offset(), self.log_end_offset());
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        let before = (self.log_start_offset(), self.log_end_offset());
+        while let Some((_, segment)) = self.segments.pop_first() {
+            segment.delete()?;
+        }
+        self.dir_dirty = true;
+        let now = self.clock.now_ms();
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset, &self.config, now)?);
+        self.epochs.replace(Vec::new());
+        self.epochs.save()?;
+        self.unflushed_records = 0;
+        tracing::warn!(dir = %self.dir.display(), from_start = before.0, from_end = before.1, offset,
+            "dropped the whole log; it restarts empty");
+        self.flush()
+    }
+
     /// Flushes everything, trims the indexes and leaves the clean-shutdown marker.
     pub fn close(mut self) -> Result<()> {
         self.active_mut().trim_for_close()?;

@@ -206,3 +206,36 @@ fn headers_from_covers_the_batch_holding_the_offset_to_the_end() {
         ErrorKind::OutOfRange
     );
 }
+
+/// A follower whose log ends below its leader's log start drops everything and restarts empty
+/// there; it then takes the leader's batches at the leader's offsets, and survives a crash.
+#[test]
+fn reset_to_restarts_the_log_empty_at_an_offset() {
+    let (ld, fd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let clock = ManualClock::new(T0);
+    let mut follower = open(fd.path(), small_config(), &clock);
+    for _ in 0..30 {
+        follower.append(&mut batch(3, T0, 60, "old"), 1).unwrap();
+    }
+    assert!(follower.segments().len() > 1);
+    follower.reset_to(5_000).unwrap();
+    assert_eq!(follower.log_start_offset(), 5_000);
+    assert_eq!(follower.log_end_offset(), 5_000);
+    assert_eq!(follower.segments().len(), 1);
+    assert!(follower.epoch_entries().is_empty());
+    // The leader's batches from 5,000 on.
+    let mut leader = open(ld.path(), small_config(), &clock);
+    leader.reset_to(5_000).unwrap();
+    leader.append(&mut batch(4, T0, 60, "new"), 7).unwrap();
+    let r = leader.read(5_000, 1 << 20, i64::MAX).unwrap();
+    follower.append_replica(&r.bytes).unwrap();
+    assert_eq!(follower.log_end_offset(), 5_004);
+    assert_eq!(follower.end_offset_for_epoch(7), Some((7, 5_004)));
+    drop(follower);
+    let follower = open(fd.path(), small_config(), &clock);
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (5_000, 5_004));
+    assert_eq!(all_bytes(&follower), r.bytes);
+    let mut f = follower;
+    let err = f.reset_to(-1).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfRange);
+}

@@ -23,6 +23,7 @@ pub enum ErrorCode {
     NotLeaderOrFollower,
     LeaderNotAvailable,
     NotEnoughReplicas,
+    NotEnoughReplicasAfterAppend,
     RequestTimedOut,
     FencedLeaderEpoch,
     KafkaStorageError,
@@ -40,7 +41,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -54,6 +55,7 @@ impl ErrorCode {
         ErrorCode::NotLeaderOrFollower,
         ErrorCode::LeaderNotAvailable,
         ErrorCode::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend,
         ErrorCode::RequestTimedOut,
         ErrorCode::FencedLeaderEpoch,
         ErrorCode::KafkaStorageError,
@@ -85,6 +87,7 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
             ErrorCode::LeaderNotAvailable => "LEADER_NOT_AVAILABLE",
             ErrorCode::NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            ErrorCode::NotEnoughReplicasAfterAppend => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
             ErrorCode::RequestTimedOut => "REQUEST_TIMED_OUT",
             ErrorCode::FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
@@ -116,6 +119,7 @@ impl ErrorCode {
             ErrorCode::NotLeaderOrFollower
                 | ErrorCode::LeaderNotAvailable
                 | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::UnknownTopicOrPartition
                 | ErrorCode::NotCoordinator
@@ -160,7 +164,8 @@ impl ErrorCode {
             ErrorCode::OffsetOutOfRange => Code::OutOfRange,
             ErrorCode::NotLeaderOrFollower
             | ErrorCode::LeaderNotAvailable
-            | ErrorCode::NotEnoughReplicas => Code::Unavailable,
+            | ErrorCode::NotEnoughReplicas
+            | ErrorCode::NotEnoughReplicasAfterAppend => Code::Unavailable,
             ErrorCode::RequestTimedOut => Code::DeadlineExceeded,
             ErrorCode::FencedLeaderEpoch => Code::FailedPrecondition,
             ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable => Code::Unavailable,

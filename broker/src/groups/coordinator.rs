@@ -665,6 +665,7 @@ mod tests {
                     id,
                     address: format!("127.0.0.1:{}", 9000 + id),
                     rack: None,
+                    incarnation: 0,
                 },
             );
         }

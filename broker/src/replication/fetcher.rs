@@ -3,9 +3,13 @@
 //!
 //! Invariants: a follower appends only the leader's bytes, at the leader's offsets and epochs;
 //! before fetching in a new leader epoch it truncates to the end of the last epoch it shares
-//! with the leader (the smaller of the two logs' ends for that epoch), so logs never diverge.
-//! A fetcher runs only while its (leader, epoch) is current; each metadata sync restarts those
-//! that are stale.
+//! with the leader, looping over epochs as KIP-279 does ([`crate::replica::truncation`]
+//! decides; this module asks the leader and cuts), so logs never diverge; it never cuts below
+//! its high watermark (unless unclean election is on). A follower whose log ends below the
+//! leader's local log start restarts empty there. A fetcher runs only while its (leader,
+//! epoch) is current; each metadata sync restarts those that are stale, and every write it
+//! makes is checked against its (leader, epoch) under the log's lock, so an aborted or stale
+//! fetcher cannot write.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -17,7 +21,8 @@ use strata_proto::ErrorCode;
 use tonic::transport::Channel;
 
 use crate::error::{BrokerError, Result};
-use crate::partition::{blocking, Partition};
+use crate::replica::truncation::{self, OutOfRange, OwnLog, Step};
+use crate::replica::{blocking, Partition};
 use crate::state::BrokerState;
 
 const FETCH_WAIT_MS: u32 = 500;
@@ -101,6 +106,10 @@ impl BrokerState {
     }
 }
 
+/// Most rounds of the epoch exchange before giving up for a backoff (each round asks about a
+/// smaller epoch, so a log with fewer epochs never reaches it).
+const MAX_TRUNCATION_ROUNDS: usize = 64;
+
 /// Follows `leader` at `epoch` until the partition's leadership changes (or the task is aborted).
 async fn follow(
     p: Arc<Partition>,
@@ -117,10 +126,10 @@ async fn follow(
     let mut truncated = false;
     while current(&p) {
         if !truncated {
-            match truncate(&p, &mut client, epoch).await {
+            match truncate(&p, &mut client, leader, epoch).await {
                 Ok(()) => truncated = true,
                 Err(e) => {
-                    tracing::debug!(topic = %p.topic, partition = p.index, leader, error = %e, "epoch query failed");
+                    tracing::debug!(topic = %p.topic, partition = p.index, leader, error = %e, "truncation to the leader's log not done yet");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
@@ -140,9 +149,22 @@ async fn follow(
             Ok(resp) => {
                 let resp = resp.into_inner();
                 let target = p.clone();
-                let appended =
-                    blocking(move || target.append_replica(&resp.records, resp.high_watermark))
-                        .await;
+                let own_end = p.log_end_offset();
+                let appended = if resp.records.is_empty()
+                    && truncation::out_of_range(own_end, resp.log_start_offset)
+                        == OutOfRange::ResetTo(resp.log_start_offset)
+                {
+                    tracing::warn!(topic = %p.topic, partition = p.index, leader, log_end = own_end,
+                        leader_log_start = resp.log_start_offset,
+                        "this replica ends below the leader's log start; restarting it empty there");
+                    let start = resp.log_start_offset;
+                    blocking(move || target.reset_to(leader, epoch, start)).await
+                } else {
+                    blocking(move || {
+                        target.append_replica(leader, epoch, &resp.records, resp.high_watermark)
+                    })
+                    .await
+                };
                 match appended {
                     Ok(()) => backoff = BACKOFF,
                     Err(e) => {
@@ -164,38 +186,71 @@ async fn follow(
     }
 }
 
-/// Truncates to the end of the last epoch this log shares with the leader.
+/// Truncates to the end of what this log shares with the leader: the epoch exchange of
+/// [`truncation`], one question to the leader per round.
 async fn truncate(
     p: &Arc<Partition>,
     client: &mut ReplicaClient<Channel>,
+    leader: i32,
     epoch: i32,
 ) -> Result<()> {
-    let Some(latest) = p.with_log(|log| Ok(log.latest_epoch()))? else {
-        return Ok(()); // an empty log has nothing to lose
-    };
-    let req = pb::EpochEndOffsetRequest {
-        topic: p.topic.to_string(),
-        partition: p.index,
-        leader_epoch: epoch,
-        epoch: latest,
-    };
-    let resp = client
-        .epoch_end_offset(req)
-        .await
-        .map_err(|s| {
-            BrokerError::Internal(format!("epoch query to the leader failed: {}", s.message()))
-        })?
-        .into_inner();
-    let target = if resp.epoch < 0 {
-        // The leader holds no epoch as old as ours: nothing here is shared with it.
-        p.log_start_offset()?
-    } else {
-        // Our own end of the leader's epoch bounds the shared prefix too.
-        let own_end = p
-            .with_log(|log| Ok(log.end_offset_for_epoch(resp.epoch)))?
-            .map_or(resp.end_offset, |(_, end)| end);
-        resp.end_offset.min(own_end)
-    };
-    let target_p = p.clone();
-    blocking(move || target_p.truncate_to(target)).await
+    let mut step = truncation::start(&own_log(p, &p.with_log(|log| Ok(log.epoch_entries()))?)?);
+    for _ in 0..MAX_TRUNCATION_ROUNDS {
+        match step {
+            Step::Ask { epoch: asked } => {
+                let req = pb::EpochEndOffsetRequest {
+                    topic: p.topic.to_string(),
+                    partition: p.index,
+                    leader_epoch: epoch,
+                    epoch: asked,
+                };
+                let resp = client
+                    .epoch_end_offset(req)
+                    .await
+                    .map_err(|s| {
+                        BrokerError::Internal(format!(
+                            "epoch query to the leader failed: {}",
+                            s.message()
+                        ))
+                    })?
+                    .into_inner();
+                let answer = (resp.epoch >= 0).then_some((resp.epoch, resp.end_offset));
+                let epochs = p.with_log(|log| Ok(log.epoch_entries()))?;
+                step = truncation::on_answer(&own_log(p, &epochs)?, answer);
+            }
+            Step::Truncate { offset, then_ask } => {
+                let target = p.clone();
+                blocking(move || target.truncate_to(leader, epoch, offset)).await?;
+                match then_ask {
+                    None => return Ok(()),
+                    Some(asked) => step = Step::Ask { epoch: asked },
+                }
+            }
+            Step::Refuse {
+                offset,
+                high_watermark,
+            } => {
+                tracing::error!(topic = %p.topic, partition = p.index, leader, epoch, offset, high_watermark,
+                    "the leader's log would make this replica drop committed records; refusing to truncate");
+                return Err(BrokerError::FencedEpoch(format!(
+                    "{}/{}: leader {leader} at epoch {epoch} holds less than this replica's high watermark {high_watermark}",
+                    p.topic, p.index
+                )));
+            }
+        }
+    }
+    Err(BrokerError::Internal(format!(
+        "{}/{}: the epoch exchange with leader {leader} did not end within {MAX_TRUNCATION_ROUNDS} rounds",
+        p.topic, p.index
+    )))
+}
+
+fn own_log<'a>(p: &Partition, epochs: &'a [strata_log::EpochEntry]) -> Result<OwnLog<'a>> {
+    Ok(OwnLog {
+        epochs,
+        log_start: p.local_log_start_offset()?,
+        log_end: p.log_end_offset(),
+        high_watermark: p.high_watermark(),
+        allow_below_high_watermark: p.unclean_leader_election(),
+    })
 }

@@ -1,11 +1,13 @@
 //! Leader-side replication: answering followers' fetches and epoch queries, and keeping the ISR
 //! in etcd in line with who is caught up.
 //!
-//! Invariants: an ISR change is written to the metadata (a CAS that also checks this broker
+//! Invariants: an ISR shrink is written to the metadata (a CAS that also checks this broker
 //! still leads at the same epoch) before the leader acts on it, so the ISR the controller elects
-//! from always contains every replica that has all acknowledged records. A follower joins the
-//! ISR only once its log end offset reached the high watermark; it leaves after
-//! `replica_lag_time_max` without catching up.
+//! from always contains every replica that has all acknowledged records. A join counts for the
+//! high watermark from the moment it is proposed (the leader state's maximal ISR), so it may be
+//! written later. The rules are in [`crate::replica::leader`]; this module does the I/O. A
+//! fetch offset is checked against the leader's log before it is recorded: a follower cannot
+//! move the high watermark with an offset the leader never wrote.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use strata_proto as pb;
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
-use crate::partition::Partition;
+use crate::replica::Partition;
 use crate::state::BrokerState;
 
 /// How often the ISR is checked.
@@ -47,19 +49,22 @@ impl BrokerState {
             )));
         }
         let now = self.clock.now_ms();
-        if p.follower_fetched(req.replica_id, req.fetch_offset, now) {
+        if p.follower_fetched(req.replica_id, req.fetch_offset, now)? {
             self.isr_joiners
                 .lock()
                 .insert((req.topic.clone(), req.partition, req.replica_id));
         }
         let end = p.log_end_offset();
-        if req.fetch_offset > end {
-            return Err(BrokerError::OffsetOutOfRange {
-                topic: req.topic,
-                partition: req.partition,
-                offset: req.fetch_offset,
-                start: p.log_start_offset()?,
-                end,
+        let local_start = p.local_log_start_offset()?;
+        if req.fetch_offset < local_start {
+            // The follower lacks what the leader no longer holds locally (a long outage, a
+            // replaced disk): it restarts at the leader's local log start. Remote history stays
+            // in the bucket; followers never pull it through the leader.
+            return Ok(pb::ReplicaFetchResponse {
+                high_watermark: p.high_watermark(),
+                log_start_offset: local_start,
+                log_end_offset: end,
+                records: Default::default(),
             });
         }
         if req.fetch_offset == end {
@@ -116,9 +121,9 @@ impl BrokerState {
         if next.isr == current.value.isr {
             return Ok(false);
         }
-        if self
+        if let Some(revision) = self
             .metadata
-            .update_partition(&p.topic, p.index, &next, current.revision)
+            .write_partition(&p.topic, p.index, &next, current.revision)
             .await?
         {
             tracing::info!(topic = %p.topic, partition = p.index, from = ?current.value.isr, to = ?next.isr, "ISR changed");
@@ -127,7 +132,7 @@ impl BrokerState {
             } else {
                 crate::metrics::ISR_EXPANDS.inc();
             }
-            p.set_state(next);
+            p.set_state(next, revision);
             return Ok(true);
         }
         Ok(false)
@@ -159,6 +164,11 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
                 .await
             {
                 tracing::warn!(%topic, partition, error = %e, "cannot add a follower to the ISR");
+            }
+            if !p.state().isr.contains(&follower) {
+                // Not written (a conflict, or leadership moved): it stops counting; its next
+                // fetch proposes it again.
+                p.join_failed(follower);
             }
         }
         let now = state.clock.now_ms();

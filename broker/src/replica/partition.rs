@@ -1,18 +1,28 @@
 //! One partition replica on this broker: its log, its role (leader or follower), its high
 //! watermark and the long-poll wakeups.
 //!
+//! The replication rules are not here: [`super::leader::LeaderState`] decides the high
+//! watermark, ISR proposals and `acks=all` outcomes, [`super::producers`] decides retries; this
+//! file holds the locks and the log and applies their decisions.
+//!
 //! Invariants:
 //! - appends are serialized by the log's write lock, so offsets are dense and in request order;
 //!   the produce path reads batch headers only;
-//! - consumers read only below the high watermark; on the leader the high watermark is the
-//!   smallest log end offset over the in-sync replicas and never moves back;
-//! - an `acks=all` append is answered only once the high watermark passed it;
+//! - the role is checked inside the log's write lock: a leader appends only while it leads, a
+//!   fetcher appends or truncates only while its (leader, epoch) is current, so a fetcher
+//!   aborted by a leadership change cannot write afterwards;
+//! - metadata is applied only forward: a partition state older (by revision) than the one
+//!   applied is ignored, so a resync read before an ISR write cannot undo it;
+//! - consumers read only below the high watermark, which never moves back on a leader;
+//! - an `acks=all` append is answered only once the high watermark passed it with at least
+//!   `min.insync.replicas` in the ISR (otherwise NOT_ENOUGH_REPLICAS_AFTER_APPEND), and so is
+//!   a retry of it answered from producer state;
 //! - a retried idempotent batch is answered with its first offsets, never appended twice;
-//! - log I/O runs on the blocking pool, never on an async worker.
+//! - log I/O runs on the blocking pool, never on an async worker (tail reads excepted, see
+//!   [`Partition::read_tail_inline`]).
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +31,10 @@ use strata_log::{AppendInfo, Clock, Log, LogConfig};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::leader::{AckState, LeaderState};
+use super::producers::{Check, ProducerState};
 use crate::error::{BrokerError, Result};
 use crate::metadata::PartitionState;
-use crate::producer_state::{Check, ProducerState};
 
 /// What a fetch answers.
 #[derive(Debug, Clone)]
@@ -71,15 +82,11 @@ impl RemoteSummary {
     }
 }
 
-/// What the leader knows of one follower.
-#[derive(Debug, Clone, Copy)]
-pub struct FollowerProgress {
-    /// The follower's log end offset (its last fetch offset); -1 until it fetched.
-    pub log_end_offset: i64,
-    /// Last time the follower had everything the leader had at its previous fetch.
-    pub last_caught_up_ms: i64,
-    last_fetch_ms: i64,
-    leader_end_at_last_fetch: i64,
+/// The partition state last applied, with the metadata revision it was read (or written) at.
+#[derive(Debug, Clone)]
+struct Applied {
+    state: PartitionState,
+    revision: i64,
 }
 
 /// What an append did: offsets, and whether it was a retry answered from producer state.
@@ -95,35 +102,39 @@ pub struct Partition {
     pub topic: Arc<str>,
     pub index: u32,
     broker_id: i32,
+    /// This broker's registration incarnation: it leads only where it was elected in it.
+    incarnation: i64,
     /// `None` once the partition was closed or deleted; operations then fail cleanly.
     log: RwLock<Option<Log>>,
     /// Consumers see offsets below it; receivers wake long-polling fetches and acks=all waits.
     high_watermark: watch::Sender<i64>,
     /// The log end offset; receivers wake long-polling follower fetches.
     log_end: watch::Sender<i64>,
-    state: RwLock<PartitionState>,
+    state: RwLock<Applied>,
     min_insync_replicas: AtomicU32,
-    followers: Mutex<HashMap<i32, FollowerProgress>>,
+    /// The leader's replication state while this replica leads.
+    leader: Mutex<Option<LeaderState>>,
     producers: Mutex<ProducerState>,
     clock: Arc<dyn Clock>,
     /// Local retention deletes only segments wholly below this offset: with tiered storage,
     /// where the remote tier ends; `i64::MAX` without tiered storage.
     retention_limit: AtomicI64,
     tiered: std::sync::atomic::AtomicBool,
+    /// The topic allows unclean leader election: a follower may then cut committed records.
+    unclean_leader_election: std::sync::atomic::AtomicBool,
     /// The partition's remote log when the topic is tiered.
     remote: RwLock<Option<Arc<strata_tiering::RemoteLog>>>,
     remote_summary: RwLock<Option<RemoteSummary>>,
-    /// When this replica last became leader (followers not heard from since count from it).
-    leading_since_ms: AtomicI64,
 }
 
 impl Partition {
     pub fn new(
         topic: Arc<str>,
         index: u32,
-        broker_id: i32,
+        (broker_id, incarnation): (i32, i64),
         log: Log,
         state: PartitionState,
+        revision: i64,
         clock: Arc<dyn Clock>,
     ) -> Arc<Partition> {
         let end = log.log_end_offset();
@@ -145,36 +156,58 @@ impl Partition {
             topic,
             index,
             broker_id,
+            incarnation,
             log: RwLock::new(Some(log)),
             high_watermark: watch::Sender::new(hw),
             log_end: watch::Sender::new(end),
-            state: RwLock::new(state.clone()),
+            state: RwLock::new(Applied {
+                state: state.clone(),
+                revision,
+            }),
             min_insync_replicas: AtomicU32::new(1),
-            followers: Mutex::new(HashMap::new()),
+            leader: Mutex::new(None),
             producers: Mutex::new(producers),
-            leading_since_ms: AtomicI64::new(clock.now_ms()),
             retention_limit: AtomicI64::new(i64::MAX),
             tiered: std::sync::atomic::AtomicBool::new(false),
+            unclean_leader_election: std::sync::atomic::AtomicBool::new(false),
             remote: RwLock::new(None),
             remote_summary: RwLock::new(None),
             clock,
         });
-        if state.leader == broker_id {
-            partition.become_leader(state.leader_epoch);
+        if partition.leads(&state) {
+            partition.become_leader(&state);
         }
         partition
     }
 
     pub fn state(&self) -> PartitionState {
-        self.state.read().clone()
+        self.state.read().state.clone()
+    }
+
+    /// The metadata revision of the state last applied.
+    pub fn state_revision(&self) -> i64 {
+        self.state.read().revision
     }
 
     pub fn is_leader(&self) -> bool {
-        self.state.read().leader == self.broker_id
+        self.leads(&self.state.read().state)
+    }
+
+    /// Whether `state` makes this replica the leader: it names this broker, elected in this
+    /// incarnation (a restarted broker never resumes a leadership at the same epoch).
+    fn leads(&self, state: &PartitionState) -> bool {
+        state.leader == self.broker_id && state.leader_incarnation == self.incarnation
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.state.read().leader_epoch
+        self.state.read().state.leader_epoch
+    }
+
+    /// Whether this replica follows `leader` at `epoch` (what a fetcher checks before it
+    /// writes).
+    fn follows(&self, leader: i32, epoch: i32) -> bool {
+        let s = &self.state.read().state;
+        s.leader == leader && s.leader_epoch == epoch && leader != self.broker_id
     }
 
     /// The topic's min.insync.replicas, as last applied from the metadata.
@@ -184,6 +217,15 @@ impl Partition {
 
     pub fn set_min_insync_replicas(&self, n: u32) {
         self.min_insync_replicas.store(n, Ordering::Relaxed);
+    }
+
+    pub fn unclean_leader_election(&self) -> bool {
+        self.unclean_leader_election.load(Ordering::Relaxed)
+    }
+
+    pub fn set_unclean_leader_election(&self, allowed: bool) {
+        self.unclean_leader_election
+            .store(allowed, Ordering::Relaxed);
     }
 
     /// Whether the topic is tiered (its config says so). A tiered partition's local retention
@@ -236,31 +278,68 @@ impl Partition {
         })
     }
 
-    /// Applies leadership and ISR from the metadata. Taking over leadership with a new epoch
-    /// records where the epoch starts and forgets what the previous leader knew of followers.
-    pub fn set_state(&self, next: PartitionState) {
-        let previous = std::mem::replace(&mut *self.state.write(), next.clone());
-        let newly_leading = next.leader == self.broker_id
-            && (previous.leader != self.broker_id || previous.leader_epoch != next.leader_epoch);
+    /// Applies leadership and ISR from the metadata, read or written at `revision`. A state
+    /// older than the one applied is ignored (returns false): a resync that read the metadata
+    /// before this leader's ISR write must not bring the old ISR back. Taking over leadership
+    /// with a new epoch records where the epoch starts and starts a fresh leader state.
+    pub fn set_state(&self, next: PartitionState, revision: i64) -> bool {
+        let previous = {
+            let mut applied = self.state.write();
+            if revision < applied.revision {
+                return false;
+            }
+            let previous = applied.state.clone();
+            *applied = Applied {
+                state: next.clone(),
+                revision,
+            };
+            previous
+        };
+        let leading = self.leads(&next);
+        let newly_leading =
+            leading && (!self.leads(&previous) || previous.leader_epoch != next.leader_epoch);
         if newly_leading {
-            self.become_leader(next.leader_epoch);
-        }
-        if next.leader == self.broker_id {
+            self.become_leader(&next);
+        } else if leading {
+            let end = self.log_end_offset();
+            if let Some(l) = self.leader.lock().as_mut() {
+                l.isr_written(next.isr.clone(), end);
+            }
             self.advance_high_watermark();
+        } else {
+            *self.leader.lock() = None;
         }
         // Wake waiters so that acks=all waits and fetches re-check their role.
         self.high_watermark.send_modify(|_| {});
         self.log_end.send_modify(|_| {});
+        true
     }
 
-    fn become_leader(&self, epoch: i32) {
-        if let Err(e) = self.with_log_mut(|log| log.assign_epoch_start(epoch)) {
-            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot record the leader epoch");
-        }
-        self.followers.lock().clear();
-        self.leading_since_ms
-            .store(self.clock.now_ms(), Ordering::Relaxed);
-        tracing::info!(topic = %self.topic, partition = self.index, epoch, "leading");
+    fn become_leader(&self, state: &PartitionState) {
+        let epoch = state.leader_epoch;
+        // The epoch starts at the log end, under the write lock: no append of the previous
+        // role can land after it.
+        let start = self.with_log_mut(|log| {
+            log.assign_epoch_start(epoch)?;
+            Ok(log.log_end_offset())
+        });
+        let start = match start {
+            Ok(start) => start,
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot record the leader epoch");
+                self.log_end_offset()
+            }
+        };
+        *self.leader.lock() = Some(LeaderState::new(
+            self.broker_id,
+            epoch,
+            start,
+            state.isr.clone(),
+            self.high_watermark(),
+            self.clock.now_ms(),
+        ));
+        self.advance_high_watermark();
+        tracing::info!(topic = %self.topic, partition = self.index, epoch, epoch_start = start, "leading");
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -293,7 +372,7 @@ impl Partition {
             topic: self.topic.to_string(),
             partition: self.index,
             broker: self.broker_id,
-            leader: state.leader,
+            leader: state.state.leader,
         }
     }
 
@@ -346,6 +425,7 @@ impl Partition {
                 let (header, _) = first.map_err(|e| me.log_error(e))?;
                 match me.producers.lock().check(&header) {
                     Check::Append => {}
+                    // Answered like the first attempt, which includes waiting for acks=all.
                     Check::Duplicate { base_offset, last_offset } => {
                         return Ok(Appended { base_offset, last_offset, duplicate: true });
                     }
@@ -370,8 +450,8 @@ impl Partition {
         })
         .await?;
         self.advance_high_watermark();
-        if min_isr.is_some() {
-            self.wait_for_high_watermark(appended.last_offset + 1, timeout)
+        if let Some(min) = min_isr {
+            self.wait_until_durable(appended.last_offset + 1, min, timeout)
                 .await?;
         }
         Ok(appended)
@@ -385,7 +465,7 @@ impl Partition {
     }
 
     fn check_isr(&self, min: u32) -> Result<()> {
-        let isr = self.state.read().isr.len();
+        let isr = self.state.read().state.isr.len();
         if isr < min as usize {
             return Err(BrokerError::NotEnoughReplicas {
                 topic: self.topic.to_string(),
@@ -397,13 +477,29 @@ impl Partition {
         Ok(())
     }
 
-    /// Waits until the high watermark reaches `offset`, the leadership moves, or `timeout`.
-    async fn wait_for_high_watermark(&self, offset: i64, timeout: Duration) -> Result<()> {
+    /// Waits until the high watermark reaches `offset` with at least `min_isr` replicas in the
+    /// ISR, the leadership moves, or `timeout`. The high watermark reaching it after the ISR
+    /// shrank below `min_isr` is NOT_ENOUGH_REPLICAS_AFTER_APPEND: the records are in the log,
+    /// on fewer replicas than asked.
+    async fn wait_until_durable(&self, offset: i64, min_isr: u32, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut rx = self.high_watermark.subscribe();
         loop {
-            if *rx.borrow_and_update() >= offset {
-                return Ok(());
+            rx.borrow_and_update();
+            let ack = self.leader.lock().as_ref().map(|l| l.ack(offset, min_isr));
+            match ack {
+                None => return Err(self.not_leader()),
+                Some(AckState::Durable) => return Ok(()),
+                Some(AckState::NotEnoughAfterAppend { isr }) => {
+                    return Err(BrokerError::NotEnoughReplicasAfterAppend {
+                        topic: self.topic.to_string(),
+                        partition: self.index,
+                        last_offset: offset - 1,
+                        isr,
+                        min: min_isr,
+                    })
+                }
+                Some(AckState::Waiting) => {}
             }
             if !self.is_leader() {
                 return Err(self.not_leader());
@@ -424,20 +520,13 @@ impl Partition {
         }
     }
 
-    /// Leader: the high watermark becomes the smallest log end offset over the ISR (followers
-    /// not heard from yet count as not caught up). It never moves back.
+    /// Leader: the high watermark becomes what the leader state computes over the maximal
+    /// ISR. It never moves back.
     pub fn advance_high_watermark(&self) {
-        let state = self.state.read().clone();
-        if state.leader != self.broker_id {
+        let end = self.log_end_offset();
+        let Some(hw) = self.leader.lock().as_mut().map(|l| l.advance(end)) else {
             return;
-        }
-        let mut hw = self.log_end_offset();
-        {
-            let followers = self.followers.lock();
-            for r in state.isr.iter().filter(|r| **r != self.broker_id) {
-                hw = hw.min(followers.get(r).map_or(-1, |f| f.log_end_offset));
-            }
-        }
+        };
         self.high_watermark.send_if_modified(|current| {
             if hw > *current {
                 *current = hw;
@@ -571,50 +660,47 @@ impl Partition {
         }))
     }
 
-    /// Leader: a follower fetched from `fetch_offset` (its log end offset). Updates what the
-    /// leader knows of it and the high watermark. Returns whether the follower is now caught up
-    /// enough to join the ISR (its log end offset reached the high watermark).
-    pub fn follower_fetched(&self, follower: i32, fetch_offset: i64, now_ms: i64) -> bool {
+    /// Leader: a follower fetched from `fetch_offset` (its log end offset, already checked to
+    /// be within the leader's log). Updates what the leader knows of it and the high
+    /// watermark. Returns true when the follower is now proposed for the ISR (it counts for
+    /// the high watermark from now on); the caller writes the expansion.
+    pub fn follower_fetched(&self, follower: i32, fetch_offset: i64, now_ms: i64) -> Result<bool> {
         let leader_end = self.log_end_offset();
-        {
-            let mut followers = self.followers.lock();
-            let p = followers.entry(follower).or_insert(FollowerProgress {
-                log_end_offset: -1,
-                last_caught_up_ms: now_ms,
-                last_fetch_ms: now_ms,
-                leader_end_at_last_fetch: leader_end,
+        if fetch_offset > leader_end || fetch_offset < 0 {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: self.topic.to_string(),
+                partition: self.index,
+                offset: fetch_offset,
+                start: self.log_start_offset()?,
+                end: leader_end,
             });
-            p.log_end_offset = fetch_offset;
-            if fetch_offset >= leader_end {
-                p.last_caught_up_ms = now_ms;
-            } else if fetch_offset >= p.leader_end_at_last_fetch {
-                p.last_caught_up_ms = p.last_caught_up_ms.max(p.last_fetch_ms);
-            }
-            p.last_fetch_ms = now_ms;
-            p.leader_end_at_last_fetch = leader_end;
         }
+        let joins = match self.leader.lock().as_mut() {
+            Some(l) => l.follower_fetched(follower, fetch_offset, leader_end, now_ms),
+            None => return Err(self.not_leader()),
+        };
         self.advance_high_watermark();
-        let in_isr = self.state.read().isr.contains(&follower);
-        !in_isr && fetch_offset >= self.high_watermark()
+        Ok(joins)
+    }
+
+    /// Leader: the write proposing `follower` for the ISR did not happen.
+    pub fn join_failed(&self, follower: i32) {
+        if let Some(l) = self.leader.lock().as_mut() {
+            l.join_failed(follower);
+        }
     }
 
     /// Leader: ISR members (other than the leader) not caught up for longer than `max_lag_ms`.
     pub fn lagging_followers(&self, now_ms: i64, max_lag_ms: i64) -> Vec<i32> {
-        let leading_since_ms = self.leading_since_ms.load(Ordering::Relaxed);
-        let state = self.state.read().clone();
-        let followers = self.followers.lock();
-        state
-            .isr
-            .iter()
-            .copied()
-            .filter(|r| *r != self.broker_id)
-            .filter(|r| {
-                let caught_up = followers
-                    .get(r)
-                    .map_or(leading_since_ms, |p| p.last_caught_up_ms);
-                now_ms - caught_up > max_lag_ms
-            })
-            .collect()
+        self.leader
+            .lock()
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.lagging(now_ms, max_lag_ms))
+    }
+
+    /// Leader: where its current epoch started (a follower must reach it to join the ISR).
+    pub fn epoch_start(&self) -> Option<i64> {
+        self.leader.lock().as_ref().map(|l| l.epoch_start())
     }
 
     /// Leader: waits until the log grows past `offset` or `max_wait` passes (follower long poll).
@@ -630,16 +716,25 @@ impl Partition {
         .await;
     }
 
-    /// Follower: appends batches exactly as the leader stored them, then takes the leader's
-    /// high watermark (capped by its own log end offset).
-    pub fn append_replica(&self, records: &[u8], leader_high_watermark: i64) -> Result<()> {
+    /// Follower of `leader` at `epoch`: appends batches exactly as the leader stored them,
+    /// then takes the leader's high watermark (capped by its own log end offset). Refused
+    /// when the role changed (checked under the log's write lock).
+    pub fn append_replica(
+        &self,
+        leader: i32,
+        epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+    ) -> Result<()> {
         if !records.is_empty() {
-            self.with_log_mut(|log| {
+            self.with_follower_log(leader, epoch, |log| {
                 log.append_replica(records)?;
                 self.log_end.send_replace(log.log_end_offset());
                 Ok(())
             })?;
             self.record_producers(records);
+        } else if !self.follows(leader, epoch) {
+            return Err(self.stale_fetcher(leader, epoch));
         }
         let hw = leader_high_watermark.min(self.log_end_offset());
         self.high_watermark.send_if_modified(|current| {
@@ -653,9 +748,34 @@ impl Partition {
         Ok(())
     }
 
-    /// Follower: drops everything at and after `offset` (a divergent tail).
-    pub fn truncate_to(&self, offset: i64) -> Result<()> {
-        self.with_log_mut(|log| {
+    /// Runs `f` on the log under its write lock if this replica still follows `leader` at
+    /// `epoch`.
+    fn with_follower_log<T>(
+        &self,
+        leader: i32,
+        epoch: i32,
+        f: impl FnOnce(&mut Log) -> strata_log::Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.log.write();
+        let log = guard.as_mut().ok_or_else(|| self.closed())?;
+        if !self.follows(leader, epoch) {
+            return Err(self.stale_fetcher(leader, epoch));
+        }
+        f(log).map_err(|e| self.log_error(e))
+    }
+
+    fn stale_fetcher(&self, leader: i32, epoch: i32) -> BrokerError {
+        let s = self.state();
+        BrokerError::FencedEpoch(format!(
+            "{}/{}: a fetcher for leader {leader} at epoch {epoch} may not write; the partition is now led by {} at epoch {}",
+            self.topic, self.index, s.leader, s.leader_epoch
+        ))
+    }
+
+    /// Follower of `leader` at `epoch`: drops everything at and after `offset` (a divergent
+    /// tail). Refused when the role changed.
+    pub fn truncate_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<()> {
+        self.with_follower_log(leader, epoch, |log| {
             if offset < log.log_end_offset() {
                 tracing::warn!(topic = %self.topic, partition = self.index, from = offset, to = log.log_end_offset(), "truncating a divergent tail");
                 log.truncate_to(offset)?;
@@ -670,6 +790,19 @@ impl Partition {
             *hw = (*hw).min(end);
             changed
         });
+        Ok(())
+    }
+
+    /// Follower of `leader` at `epoch`: drops the whole log and restarts it empty at `offset`
+    /// (the leader's log start, when this log ends below it). Refused when the role changed.
+    pub fn reset_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<()> {
+        self.with_follower_log(leader, epoch, |log| {
+            log.reset_to(offset)?;
+            self.log_end.send_replace(log.log_end_offset());
+            Ok(())
+        })?;
+        self.producers.lock().truncate(i64::MIN);
+        self.high_watermark.send_replace(offset);
         Ok(())
     }
 
@@ -741,9 +874,13 @@ impl Partition {
             log.roll_if_due()?;
             log.flush_if_due()?;
             if retention {
-                let limit = self.retention_limit.load(Ordering::Relaxed);
-                log.enforce_retention_below((limit != i64::MAX).then_some(limit))
-                    .map(Some)
+                // Never past the high watermark (as Kafka's log start never passes it): a
+                // lagging follower must still find what it lacks.
+                let limit = self
+                    .retention_limit
+                    .load(Ordering::Relaxed)
+                    .min(self.high_watermark());
+                log.enforce_retention_below(Some(limit)).map(Some)
             } else {
                 Ok(None)
             }

@@ -1,0 +1,16 @@
+//! One partition replica on this broker (DESIGN.md "Broker layout": `replica/`).
+//!
+//! - [`partition`]: the I/O shell: the log, the role, the high watermark, long-poll wakeups;
+//!   it applies the decisions of the pure parts below under its locks.
+//! - [`leader`]: the leader's replication state (follower progress, maximal ISR, high
+//!   watermark, `acks=all` outcome): a state machine without I/O.
+//! - [`truncation`]: the follower's truncation decisions (KIP-101/KIP-279), without I/O.
+//! - [`producers`]: idempotent-producer state (sequences per producer id), without I/O.
+
+pub mod leader;
+pub mod partition;
+pub mod producers;
+pub mod truncation;
+
+pub(crate) use partition::blocking;
+pub use partition::{Appended, FetchResult, Partition, PartitionStats, RemoteSummary};
