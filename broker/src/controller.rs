@@ -61,7 +61,10 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             if rebalance {
                 last_rebalance = tokio::time::Instant::now();
             }
-            if let Err(e) = elect_leaders(&state, rebalance).await {
+            if lease.is_lost() {
+                break;
+            }
+            if let Err(e) = elect_leaders(&state, rebalance, &lease).await {
                 tracing::warn!(error = %e, "leader election pass failed");
             }
             let changed = async {
@@ -101,7 +104,19 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
 
 /// One pass over every partition: dead brokers leave ISRs, partitions whose leader died get a
 /// new one from their alive ISR, and (when `rebalance`) preferred replicas lead again.
-async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
+///
+/// A pass decides from the brokers it read at its start. A pass that was held up (the process
+/// frozen, etcd slow) for longer than a third of the session may be deciding from a world that
+/// is gone (a broker that restarted with an empty disk could look in sync), and its election
+/// lease may have expired without the keepalive noticing yet: it stops before its next write
+/// and the next pass starts from fresh reads.
+async fn elect_leaders(
+    state: &BrokerState,
+    rebalance: bool,
+    lease: &strata_coordinator::Lease,
+) -> Result<()> {
+    let read_at = tokio::time::Instant::now();
+    let stale_after = state.config.session_ttl / 3;
     let processed = state.metadata.processed_incarnations().await?;
     let alive = state
         .metadata
@@ -140,6 +155,13 @@ async fn elect_leaders(state: &BrokerState, rebalance: bool) -> Result<()> {
             let Some(next) = next else {
                 continue;
             };
+            if lease.is_lost() || read_at.elapsed() > stale_after {
+                tracing::warn!(
+                    held_ms = read_at.elapsed().as_millis() as u64,
+                    "a leader election pass was held up; starting it again from fresh reads"
+                );
+                return Ok(());
+            }
             let written = state
                 .metadata
                 .update_partition(name, index as u32, &next, current.revision)

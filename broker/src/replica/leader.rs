@@ -124,8 +124,10 @@ impl LeaderState {
     /// moves back). Followers not heard from in this epoch hold it where it is.
     pub fn advance(&mut self, leader_end: i64) -> i64 {
         let mut candidate = leader_end;
-        for r in self.maximal_isr().into_iter().filter(|r| *r != self.me) {
-            let end = self.followers.get(&r).map_or(-1, |f| f.log_end_offset);
+        // The maximal ISR, without collecting it (this runs on every append and fetch).
+        let members = self.isr.iter().chain(self.pending_joins.iter());
+        for r in members.filter(|r| **r != self.me) {
+            let end = self.followers.get(r).map_or(-1, |f| f.log_end_offset);
             candidate = candidate.min(end);
         }
         self.high_watermark = self.high_watermark.max(candidate);

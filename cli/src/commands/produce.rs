@@ -28,6 +28,10 @@ pub struct ProduceArgs {
     pub acks: Acks,
     #[arg(long, default_value = "none")]
     pub compression: Compression,
+    /// How long a record may take from send to acknowledgement, retries included (Kafka's
+    /// delivery.timeout.ms), e.g. "30s".
+    #[arg(long, default_value = "120s", value_parser = crate::parse::duration)]
+    pub delivery_timeout: std::time::Duration,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -41,6 +45,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let mut config = ProducerConfig::new(args.connect.client_config());
     config.acks = args.acks;
     config.compression = args.compression;
+    config.delivery_timeout = args.delivery_timeout;
     let producer = Producer::connect(config).await?;
     let started = Instant::now();
     let (tx, mut rx) = mpsc::channel::<(u64, DeliveryFuture)>(PENDING_RESULTS);
