@@ -189,7 +189,11 @@ async fn elect_leaders(
                 .metadata
                 .set_processed_incarnation(*id, incarnation)
                 .await?;
-            tracing::info!(broker = id, incarnation, "processed a broker restart: it is out of every ISR until it catches up");
+            tracing::info!(
+                broker = id,
+                incarnation,
+                "processed a broker restart: it is out of every ISR until it catches up"
+            );
         }
     }
     Ok(())

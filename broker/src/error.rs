@@ -78,6 +78,8 @@ pub enum BrokerError {
     #[error("{0}")]
     OutOfOrderSequence(String),
     #[error("{0}")]
+    UnknownProducerId(String),
+    #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
     FencedEpoch(String),
@@ -151,6 +153,7 @@ impl BrokerError {
             }
             BrokerError::Forwarded(status) => ErrorCode::of(status),
             BrokerError::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
+            BrokerError::UnknownProducerId(_) => ErrorCode::UnknownProducerId,
             BrokerError::Timeout(_) => ErrorCode::RequestTimedOut,
             BrokerError::FencedEpoch(_) => ErrorCode::FencedLeaderEpoch,
             BrokerError::Internal(_) => ErrorCode::Unknown,

@@ -248,7 +248,11 @@ mod tests {
 
     /// Every broker in `ids` alive in incarnation 100 + id, none restarted.
     fn live(ids: &[i32]) -> Liveness {
-        Liveness::of(&ids.iter().map(|id| (*id, 100 + *id as i64)).collect::<Vec<_>>())
+        Liveness::of(
+            &ids.iter()
+                .map(|id| (*id, 100 + *id as i64))
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
@@ -313,7 +317,12 @@ mod tests {
         now.restarted.insert(1);
         let next = elect(&before, &now, false).unwrap();
         assert_eq!(
-            (next.leader, next.leader_epoch, next.isr.clone(), next.leader_incarnation),
+            (
+                next.leader,
+                next.leader_epoch,
+                next.isr.clone(),
+                next.leader_incarnation
+            ),
             (2, 5, vec![2, 3], 102)
         );
         // Once the restart is processed, the broker is eligible again (it rejoins the ISR by
@@ -327,7 +336,10 @@ mod tests {
             ..state(&[1, 2, 3], 1, 4, &[1, 2, 3])
         };
         let re = elect(&stale, &now, false).unwrap();
-        assert_eq!((re.leader, re.leader_epoch, re.leader_incarnation), (1, 5, 999));
+        assert_eq!(
+            (re.leader, re.leader_epoch, re.leader_incarnation),
+            (1, 5, 999)
+        );
     }
 
     #[test]
@@ -336,7 +348,10 @@ mod tests {
         let mut now = live(&[1, 2, 3]);
         now.restarted.insert(3);
         let next = elect(&before, &now, false).unwrap();
-        assert_eq!((next.leader, next.leader_epoch, next.isr.clone()), (1, 4, vec![1, 2]));
+        assert_eq!(
+            (next.leader, next.leader_epoch, next.isr.clone()),
+            (1, 4, vec![1, 2])
+        );
         // Leader and the other follower die: the restarted one is not in the ISR any more.
         let offline = elect(&next, &live(&[3]), false).unwrap();
         assert_eq!(offline.leader, -1);
@@ -350,7 +365,12 @@ mod tests {
         now.restarted.insert(1);
         let next = elect(&before, &now, false).unwrap();
         assert_eq!(
-            (next.leader, next.leader_epoch, next.isr.clone(), next.leader_incarnation),
+            (
+                next.leader,
+                next.leader_epoch,
+                next.isr.clone(),
+                next.leader_incarnation
+            ),
             (1, 5, vec![1], 555)
         );
     }
@@ -368,10 +388,17 @@ mod tests {
             ..state
         };
         let back = prefer(&synced, &live(&[1, 2, 3])).unwrap();
-        assert_eq!((back.leader, back.leader_epoch, back.leader_incarnation), (1, 4, 101));
+        assert_eq!(
+            (back.leader, back.leader_epoch, back.leader_incarnation),
+            (1, 4, 101)
+        );
         assert_eq!(prefer(&back, &live(&[1, 2, 3])), None);
         let mut restarted = live(&[1, 2, 3]);
         restarted.restarted.insert(1);
-        assert_eq!(prefer(&synced, &restarted), None, "not until its restart is processed");
+        assert_eq!(
+            prefer(&synced, &restarted),
+            None,
+            "not until its restart is processed"
+        );
     }
 }

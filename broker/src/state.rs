@@ -8,10 +8,10 @@ use parking_lot::Mutex;
 use std::collections::HashSet;
 
 use crate::config::BrokerConfig;
-use crate::replication::Fetchers;
 use crate::metadata::MetadataStore;
 use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
+use crate::replication::Fetchers;
 
 #[derive(Debug)]
 pub struct BrokerState {

@@ -35,3 +35,9 @@ pub use epochs::EpochEntry;
 pub use error::{ErrorKind, LogError, Result};
 pub use log::{AppendInfo, Log, ReadResult, RetentionReport, SegmentInfo};
 pub use records::{BatchBuilder, Header, Record};
+
+/// CRC-32C (Castagnoli) of `data`: the checksum of batches, and of the other persisted formats
+/// that keep their own files beside the log (producer-state snapshots).
+pub fn crc32c(data: &[u8]) -> u32 {
+    ::crc32c::crc32c(data)
+}

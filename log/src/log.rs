@@ -546,8 +546,10 @@ impl Log {
         }
         self.dir_dirty = true;
         let now = self.clock.now_ms();
-        self.segments
-            .insert(offset, Segment::create(&self.dir, offset, &self.config, now)?);
+        self.segments.insert(
+            offset,
+            Segment::create(&self.dir, offset, &self.config, now)?,
+        );
         self.epochs.replace(Vec::new());
         self.epochs.save()?;
         self.unflushed_records = 0;

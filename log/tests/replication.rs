@@ -233,7 +233,10 @@ fn reset_to_restarts_the_log_empty_at_an_offset() {
     assert_eq!(follower.end_offset_for_epoch(7), Some((7, 5_004)));
     drop(follower);
     let follower = open(fd.path(), small_config(), &clock);
-    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (5_000, 5_004));
+    assert_eq!(
+        (follower.log_start_offset(), follower.log_end_offset()),
+        (5_000, 5_004)
+    );
     assert_eq!(all_bytes(&follower), r.bytes);
     let mut f = follower;
     let err = f.reset_to(-1).unwrap_err();

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     KafkaStorageError,
     InvalidRequest,
     OutOfOrderSequence,
+    UnknownProducerId,
     NotCoordinator,
     CoordinatorNotAvailable,
     RebalanceInProgress,
@@ -41,7 +42,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -61,6 +62,7 @@ impl ErrorCode {
         ErrorCode::KafkaStorageError,
         ErrorCode::InvalidRequest,
         ErrorCode::OutOfOrderSequence,
+        ErrorCode::UnknownProducerId,
         ErrorCode::NotCoordinator,
         ErrorCode::CoordinatorNotAvailable,
         ErrorCode::RebalanceInProgress,
@@ -93,6 +95,7 @@ impl ErrorCode {
             ErrorCode::KafkaStorageError => "KAFKA_STORAGE_ERROR",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE_NUMBER",
+            ErrorCode::UnknownProducerId => "UNKNOWN_PRODUCER_ID",
             ErrorCode::NotCoordinator => "NOT_COORDINATOR",
             ErrorCode::CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
             ErrorCode::RebalanceInProgress => "REBALANCE_IN_PROGRESS",
@@ -159,7 +162,9 @@ impl ErrorCode {
             | ErrorCode::InvalidRecord
             | ErrorCode::MessageTooLarge
             | ErrorCode::InvalidRequest => Code::InvalidArgument,
-            ErrorCode::OutOfOrderSequence => Code::FailedPrecondition,
+            ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId => {
+                Code::FailedPrecondition
+            }
             ErrorCode::CorruptMessage => Code::DataLoss,
             ErrorCode::OffsetOutOfRange => Code::OutOfRange,
             ErrorCode::NotLeaderOrFollower

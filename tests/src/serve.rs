@@ -90,6 +90,14 @@ impl ServeBroker {
         cmd
     }
 
+    /// Replaces the extra environment variables used from the next (re)start on.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
     /// Starts (again) on the same port and data directory.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "broker {} is still running", self.id);

@@ -9,7 +9,10 @@
 //! - a leader SIGKILLed, its disk emptied, restarted and registered again while the controller
 //!   is frozen (so the controller cannot have noticed it was gone): it must not lead again at
 //!   the same epoch, no follower may truncate to its empty log, and every acknowledged record
-//!   survives.
+//!   survives;
+//! - a broker SIGKILLed after a produce's append but before its answer (a failpoint holds it
+//!   there), then restarted: the idempotent producer's retry is answered from the rebuilt
+//!   producer state, and the record is in the log once.
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -151,7 +154,14 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
     }
     let started = Instant::now();
     let out = cluster.broker(leader).cli(
-        &["produce", TOPIC, "--acks", "all", "--delivery-timeout", "10s"],
+        &[
+            "produce",
+            TOPIC,
+            "--acks",
+            "all",
+            "--delivery-timeout",
+            "10s",
+        ],
         Some(b"lonely\n"),
     );
     let took = started.elapsed();
@@ -165,15 +175,20 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
         stderr.contains("min.insync.replicas"),
         "the error names the cause: {stderr}"
     );
-    assert!(took < Duration::from_secs(40), "failed within the delivery timeout: {took:?}");
+    assert!(
+        took < Duration::from_secs(40),
+        "failed within the delivery timeout: {took:?}"
+    );
     let (_, isr) = cluster.partitions()[0].clone();
     assert_eq!(isr, vec![leader], "the frozen followers left the ISR");
     for f in &followers {
         cluster.broker(*f).freeze(false);
     }
-    wait_for(Duration::from_secs(30), "both followers back in the ISR", || {
-        (cluster.partitions()[0].1.len() == 3).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "both followers back in the ISR",
+        || (cluster.partitions()[0].1.len() == 3).then_some(()),
+    );
     cluster
         .broker(leader)
         .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines("b", 100)));
@@ -214,7 +229,11 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
         &["produce", TOPIC, "--acks", "all", "--partition", &partition],
         Some(&lines("a", 3000)),
     );
-    let started_before = cluster.broker(leader).log_text().matches("broker started").count();
+    let started_before = cluster
+        .broker(leader)
+        .log_text()
+        .matches("broker started")
+        .count();
     cluster.broker_mut(leader).kill9();
     let killed = Instant::now();
     let log_at_kill = cluster.broker(leader).log_text().len();
@@ -225,7 +244,12 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
     cluster.broker_mut(leader).restart();
     std::thread::sleep(Duration::from_secs(25).saturating_sub(killed.elapsed()));
     assert!(
-        cluster.broker(leader).log_text().matches("broker started").count() == started_before,
+        cluster
+            .broker(leader)
+            .log_text()
+            .matches("broker started")
+            .count()
+            == started_before,
         "registered again before its old lease could expire"
     );
     cluster.broker(controller).freeze(true);
@@ -233,7 +257,12 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
         Duration::from_secs(30),
         "the restarted broker registered",
         || {
-            (cluster.broker(leader).log_text().matches("broker started").count() > started_before)
+            (cluster
+                .broker(leader)
+                .log_text()
+                .matches("broker started")
+                .count()
+                > started_before)
                 .then_some(())
         },
     );
@@ -301,6 +330,97 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
             .lines()
             .filter(|l| l.contains("truncating a divergent tail"))
             .any(|l| l.contains("from=0 "));
-        assert!(!cut_to_nothing, "broker {} cut its log to the empty one", b.id);
+        assert!(
+            !cut_to_nothing,
+            "broker {} cut its log to the empty one",
+            b.id
+        );
     }
+}
+
+/// The window: the append is in the log, the answer never left. The idempotent producer
+/// retries against the restarted broker, whose producer state (rebuilt from its snapshot and
+/// the log) recognises the batch: one copy, acknowledged.
+#[test]
+fn a_retry_after_a_crash_between_append_and_answer_is_written_once() {
+    let etcd = EtcdServer::start();
+    let mut broker = ServeBroker::start_with_env(
+        1,
+        &etcd.endpoint,
+        "idem",
+        &["--session-timeout", "3s"],
+        &[("STRATA_FAILPOINTS", "produce.after_append=pause")],
+    );
+    // Segments roll every second: the batch is in a sealed segment by the time of the crash,
+    // so a state rebuilt from the active segment alone (as before) would not know it.
+    broker.cli_ok(
+        &[
+            "topic",
+            "create",
+            TOPIC,
+            "-p",
+            "1",
+            "-r",
+            "1",
+            "-c",
+            "segment.ms=1000",
+        ],
+        None,
+    );
+    broker.set_env(&[]);
+    let addr = broker.addr.to_string();
+    let producer = std::thread::spawn(move || {
+        strata_tests::run_cli(&addr, &["produce", TOPIC, "--acks", "all"], Some(b"once\n"))
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "the append paused before its answer",
+        || {
+            broker
+                .log_text()
+                .contains("failpoint reached")
+                .then_some(())
+        },
+    );
+    let dir = broker.data_dir.join("logs");
+    wait_for(
+        Duration::from_secs(30),
+        "the segment holding it sealed",
+        || {
+            let logs = walk(&dir)
+                .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                .count();
+            (logs >= 2).then_some(())
+        },
+    );
+    broker.kill9();
+    broker.restart();
+    let out = producer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "the retry was acknowledged: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = broker.cli_ok(
+        &["consume", TOPIC, "--offset", "start", "--timeout", "3s"],
+        None,
+    );
+    assert_eq!(read.lines().collect::<Vec<_>>(), vec!["once"], "one copy");
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> impl Iterator<Item = std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.into_iter()
 }

@@ -12,6 +12,9 @@ use std::sync::OnceLock;
 
 /// The point between a segment object's PUT and the manifest write that lists it.
 pub const UPLOAD_AFTER_OBJECT_PUT: &str = "upload.after_object_put";
+/// The point after a produce request's batches are in the leader's log, before it answers
+/// (the broker uses this module's mechanism for its own points).
+pub const PRODUCE_AFTER_APPEND: &str = "produce.after_append";
 
 fn paused_points() -> &'static [String] {
     static POINTS: OnceLock<Vec<String>> = OnceLock::new();

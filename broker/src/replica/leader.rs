@@ -280,9 +280,15 @@ mod tests {
         let mut l = LeaderState::new(1, 3, 100, vec![1, 2], 80, 0);
         l.follower_fetched(2, 90, 120, 1);
         assert_eq!(l.high_watermark(), 90);
-        assert!(!l.follower_fetched(3, 95, 120, 2), "at the HW, below the epoch start");
+        assert!(
+            !l.follower_fetched(3, 95, 120, 2),
+            "at the HW, below the epoch start"
+        );
         assert!(!l.maximal_isr().contains(&3));
-        assert!(l.follower_fetched(3, 100, 120, 3), "reached the epoch start");
+        assert!(
+            l.follower_fetched(3, 100, 120, 3),
+            "reached the epoch start"
+        );
     }
 
     #[test]
@@ -294,7 +300,11 @@ mod tests {
         // Fetching behind but keeping up with what the leader had at its previous fetch.
         l.follower_fetched(2, 100, 200, 5_000);
         l.follower_fetched(2, 200, 300, 12_000);
-        assert_eq!(l.lagging(15_000, LAG), Vec::<i32>::new(), "caught up at 5 s");
+        assert_eq!(
+            l.lagging(15_000, LAG),
+            Vec::<i32>::new(),
+            "caught up at 5 s"
+        );
         assert_eq!(l.lagging(15_001, LAG), vec![2]);
     }
 

@@ -5,10 +5,12 @@
 //! - [`leader`]: the leader's replication state (follower progress, maximal ISR, high
 //!   watermark, `acks=all` outcome): a state machine without I/O.
 //! - [`truncation`]: the follower's truncation decisions (KIP-101/KIP-279), without I/O.
-//! - [`producers`]: idempotent-producer state (sequences per producer id), without I/O.
+//! - [`producers`]: idempotent-producer state (sequences per producer id) and its snapshot
+//!   codec, without I/O; [`producer_snapshots`]: the snapshot files and rebuilding from them.
 
 pub mod leader;
 pub mod partition;
+pub mod producer_snapshots;
 pub mod producers;
 pub mod truncation;
 

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::leader::{AckState, LeaderState};
+use super::producer_snapshots;
 use super::producers::{Check, ProducerState};
 use crate::error::{BrokerError, Result};
 use crate::metadata::PartitionState;
@@ -115,6 +116,9 @@ pub struct Partition {
     /// The leader's replication state while this replica leads.
     leader: Mutex<Option<LeaderState>>,
     producers: Mutex<ProducerState>,
+    /// The active segment's base offset when producer state was last snapshotted: a roll
+    /// since then writes a new snapshot.
+    snapshot_base: AtomicI64,
     clock: Arc<dyn Clock>,
     /// Local retention deletes only segments wholly below this offset: with tiered storage,
     /// where the remote tier ends; `i64::MAX` without tiered storage.
@@ -138,13 +142,8 @@ impl Partition {
         clock: Arc<dyn Clock>,
     ) -> Arc<Partition> {
         let end = log.log_end_offset();
-        let mut producers = ProducerState::default();
-        match log.headers_from(log.active_segment_base()) {
-            Ok(headers) => headers.iter().for_each(|h| producers.record(h)),
-            Err(e) => {
-                tracing::warn!(%topic, partition = index, error = %e, "cannot rebuild producer state")
-            }
-        }
+        let producers = producer_snapshots::rebuild(&log, clock.now_ms());
+        let snapshot_base = AtomicI64::new(log.active_segment_base());
         // A replica alone in its ISR acknowledges alone: all it has is committed. Otherwise the
         // high watermark starts low and catches up with the followers' fetches.
         let hw = if state.isr == [broker_id] {
@@ -167,6 +166,7 @@ impl Partition {
             min_insync_replicas: AtomicU32::new(1),
             leader: Mutex::new(None),
             producers: Mutex::new(producers),
+            snapshot_base,
             retention_limit: AtomicI64::new(i64::MAX),
             tiered: std::sync::atomic::AtomicBool::new(false),
             unclean_leader_election: std::sync::atomic::AtomicBool::new(false),
@@ -421,34 +421,58 @@ impl Partition {
             if !me.is_leader() {
                 return Err(me.not_leader());
             }
-            if let Some(first) = BatchIter::new(&buf).next() {
-                let (header, _) = first.map_err(|e| me.log_error(e))?;
-                match me.producers.lock().check(&header) {
-                    Check::Append => {}
-                    // Answered like the first attempt, which includes waiting for acks=all.
-                    Check::Duplicate { base_offset, last_offset } => {
-                        return Ok(Appended { base_offset, last_offset, duplicate: true });
-                    }
-                    Check::OutOfOrder { expected, got } => {
-                        return Err(BrokerError::OutOfOrderSequence(format!(
-                            "producer {} sent sequence {got} to {}/{} where {expected} was expected",
-                            header.producer_id, me.topic, me.index
-                        )));
-                    }
-                    Check::Fenced { current, got } => {
-                        return Err(BrokerError::InvalidRequest(format!(
-                            "producer {} epoch {got} is older than its current epoch {current}",
-                            header.producer_id
-                        )));
-                    }
+            let headers = BatchIter::new(&buf)
+                .map(|b| b.map(|(h, _)| h))
+                .collect::<strata_log::Result<Vec<_>>>()
+                .map_err(|e| me.log_error(e))?;
+            let producer = headers.first().map_or(-1, |h| h.producer_id);
+            match me.producers.lock().check_request(&headers) {
+                Check::Append => {}
+                // Answered like the first attempt, which includes waiting for acks=all.
+                Check::Duplicate { base_offset, last_offset } => {
+                    return Ok(Appended { base_offset, last_offset, duplicate: true });
+                }
+                Check::OutOfOrder { expected, got } => {
+                    return Err(BrokerError::OutOfOrderSequence(format!(
+                        "producer {producer} sent sequence {got} to {}/{} where {expected} was expected",
+                        me.topic, me.index
+                    )));
+                }
+                Check::Fenced { current, got } => {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "producer {producer} epoch {got} is older than its current epoch {current}"
+                    )));
+                }
+                Check::UnknownProducer { got } => {
+                    return Err(BrokerError::UnknownProducerId(format!(
+                        "producer {producer} sent sequence {got} to {}/{}, which has no state for it (it expired after producer.id.expiration.ms, or the producer never wrote here); a producer starts a partition at sequence 0",
+                        me.topic, me.index
+                    )));
+                }
+                Check::MixedRetry => {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "a request to {}/{} mixes retried batches of producer {producer} with new ones; send retries alone",
+                        me.topic, me.index
+                    )));
                 }
             }
             let info: AppendInfo = log.append(&mut buf, epoch).map_err(|e| me.log_error(e))?;
-            me.record_producers(&buf);
+            me.record_producers(log, &buf);
             me.log_end.send_replace(log.log_end_offset());
             Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, duplicate: false })
         })
         .await?;
+        if !appended.duplicate {
+            let detail = format!(
+                "{}/{} offsets {}..={}",
+                self.topic, self.index, appended.base_offset, appended.last_offset
+            );
+            strata_tiering::failpoint::reached(
+                strata_tiering::failpoint::PRODUCE_AFTER_APPEND,
+                &detail,
+            )
+            .await;
+        }
         self.advance_high_watermark();
         if let Some(min) = min_isr {
             self.wait_until_durable(appended.last_offset + 1, min, timeout)
@@ -457,10 +481,47 @@ impl Partition {
         Ok(appended)
     }
 
-    fn record_producers(&self, stamped: &[u8]) {
+    /// Records appended (stamped) batches in the producer state, under the log's write lock;
+    /// snapshots the state when the log rolled since the last snapshot.
+    fn record_producers(&self, log: &Log, stamped: &[u8]) {
+        let now = self.clock.now_ms();
         let mut producers = self.producers.lock();
         for (header, _) in BatchIter::new(stamped).flatten() {
-            producers.record(&header);
+            producers.record(&header, now);
+        }
+        drop(producers);
+        self.snapshot_producers(log);
+    }
+
+    /// Snapshots the producer state when the log rolled since the last snapshot (under the
+    /// log's write lock, so the state matches the log end).
+    fn snapshot_producers(&self, log: &Log) {
+        let base = log.active_segment_base();
+        if self.snapshot_base.swap(base, Ordering::Relaxed) == base {
+            return;
+        }
+        let producers = self.producers.lock();
+        if let Err(e) = producer_snapshots::write(log.dir(), log.log_end_offset(), &producers) {
+            // A missing snapshot costs a longer replay at the next start, nothing else.
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "cannot write a producer-state snapshot");
+        }
+    }
+
+    /// Rebuilds the producer state from the snapshots and the log (after a truncation).
+    fn rebuild_producers(&self, log: &Log) {
+        *self.producers.lock() = producer_snapshots::rebuild(log, self.clock.now_ms());
+        self.snapshot_base
+            .store(log.active_segment_base(), Ordering::Relaxed);
+    }
+
+    /// Forgets idempotent producers not heard from for `max_age_ms`.
+    pub fn expire_producers(&self, max_age_ms: i64) {
+        let expired = self
+            .producers
+            .lock()
+            .expire(self.clock.now_ms(), max_age_ms);
+        if expired > 0 {
+            tracing::info!(topic = %self.topic, partition = self.index, expired, "forgot idle producer ids");
         }
     }
 
@@ -729,10 +790,10 @@ impl Partition {
         if !records.is_empty() {
             self.with_follower_log(leader, epoch, |log| {
                 log.append_replica(records)?;
+                self.record_producers(log, records);
                 self.log_end.send_replace(log.log_end_offset());
                 Ok(())
             })?;
-            self.record_producers(records);
         } else if !self.follows(leader, epoch) {
             return Err(self.stale_fetcher(leader, epoch));
         }
@@ -779,11 +840,11 @@ impl Partition {
             if offset < log.log_end_offset() {
                 tracing::warn!(topic = %self.topic, partition = self.index, from = offset, to = log.log_end_offset(), "truncating a divergent tail");
                 log.truncate_to(offset)?;
+                self.rebuild_producers(log);
             }
             self.log_end.send_replace(log.log_end_offset());
             Ok(())
         })?;
-        self.producers.lock().truncate(offset);
         let end = self.log_end_offset();
         self.high_watermark.send_if_modified(|hw| {
             let changed = *hw > end;
@@ -798,10 +859,10 @@ impl Partition {
     pub fn reset_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<()> {
         self.with_follower_log(leader, epoch, |log| {
             log.reset_to(offset)?;
+            self.rebuild_producers(log);
             self.log_end.send_replace(log.log_end_offset());
             Ok(())
         })?;
-        self.producers.lock().truncate(i64::MIN);
         self.high_watermark.send_replace(offset);
         Ok(())
     }
@@ -868,10 +929,14 @@ impl Partition {
         self.with_log_mut(|log| log.update_config(config))
     }
 
-    /// Time-based roll, flush.ms and (when `retention` is set) retention. Runs on the blocking pool.
+    /// Time-based roll, flush.ms, producer-id expiry and (when `retention` is set) retention.
+    /// Runs on the blocking pool.
     pub fn housekeeping(&self, retention: bool) -> Result<()> {
+        self.expire_producers(super::producers::DEFAULT_EXPIRATION_MS);
         let report = self.with_log_mut(|log| {
-            log.roll_if_due()?;
+            if log.roll_if_due()? {
+                self.snapshot_producers(log);
+            }
             log.flush_if_due()?;
             if retention {
                 // Never past the high watermark (as Kafka's log start never passes it): a

@@ -135,7 +135,9 @@ mod tests {
         let mut step = start(follower);
         for _ in 0..16 {
             match step {
-                Step::Ask { epoch } => step = on_answer(follower, end_of_epoch(leader, epoch, leader_end)),
+                Step::Ask { epoch } => {
+                    step = on_answer(follower, end_of_epoch(leader, epoch, leader_end))
+                }
                 Step::Truncate { offset, then_ask } => {
                     follower.log_end = follower.log_end.min(offset);
                     match then_ask {
@@ -157,7 +159,10 @@ mod tests {
         // Our epoch 2 runs to 90; the leader's ended at 80.
         assert_eq!(
             exchange(&mut o, &l, 120),
-            Step::Truncate { offset: 80, then_ask: None }
+            Step::Truncate {
+                offset: 80,
+                then_ask: None
+            }
         );
     }
 
@@ -171,7 +176,10 @@ mod tests {
         let mut o = own(&f, 90, 40);
         assert_eq!(
             exchange(&mut o, &l, 100),
-            Step::Truncate { offset: 40, then_ask: None }
+            Step::Truncate {
+                offset: 40,
+                then_ask: None
+            }
         );
         assert_eq!(o.log_end, 40);
     }
@@ -186,12 +194,18 @@ mod tests {
         assert_eq!(start(&o), Step::Ask { epoch: 4 });
         assert_eq!(
             on_answer(&o, end_of_epoch(&l, 4, 100)),
-            Step::Truncate { offset: 50, then_ask: Some(0) }
+            Step::Truncate {
+                offset: 50,
+                then_ask: Some(0)
+            }
         );
         let mut o = own(&f, 90, 10);
         assert_eq!(
             exchange(&mut o, &l, 100),
-            Step::Truncate { offset: 30, then_ask: None }
+            Step::Truncate {
+                offset: 30,
+                then_ask: None
+            }
         );
     }
 
@@ -206,13 +220,19 @@ mod tests {
         };
         assert_eq!(
             on_answer(&o, None),
-            Step::Truncate { offset: 783_000, then_ask: None },
+            Step::Truncate {
+                offset: 783_000,
+                then_ask: None
+            },
             "at worst, back to the high watermark"
         );
         // An answer that the leader's epoch 3 ends at 0 would cut below the HW: refused.
         assert_eq!(
             on_answer(&o, Some((3, 0))),
-            Step::Refuse { offset: 22_500, high_watermark: 783_000 }
+            Step::Refuse {
+                offset: 22_500,
+                high_watermark: 783_000
+            }
         );
         let unclean = OwnLog {
             allow_below_high_watermark: true,
@@ -220,14 +240,23 @@ mod tests {
         };
         assert_eq!(
             on_answer(&unclean, Some((3, 0))),
-            Step::Truncate { offset: 22_500, then_ask: None }
+            Step::Truncate {
+                offset: 22_500,
+                then_ask: None
+            }
         );
     }
 
     #[test]
     fn an_empty_follower_has_nothing_to_cut() {
         let o = own(&[], 0, 0);
-        assert_eq!(start(&o), Step::Truncate { offset: 0, then_ask: None });
+        assert_eq!(
+            start(&o),
+            Step::Truncate {
+                offset: 0,
+                then_ask: None
+            }
+        );
     }
 
     #[test]
