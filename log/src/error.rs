@@ -36,6 +36,8 @@ pub enum LogError {
     CorruptFile { path: String, reason: String },
     #[error("invalid log configuration: {0}")]
     InvalidConfig(String),
+    #[error("the log takes no more writes: {reason} (restart the broker once the disk is healthy; recovery re-validates what was not synced)")]
+    Stopped { reason: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -51,7 +53,7 @@ impl LogError {
             LogError::InvalidConfig(_) => ErrorKind::InvalidInput,
             LogError::CorruptBatch(_) | LogError::CorruptFile { .. } => ErrorKind::Corrupt,
             LogError::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,
-            LogError::Io { .. } => ErrorKind::Internal,
+            LogError::Io { .. } | LogError::Stopped { .. } => ErrorKind::Internal,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod records;
+pub mod recovery_point;
 pub mod scan;
 pub mod segment;
 pub mod varint;

@@ -7,6 +7,7 @@
 //!       00000000000000001234.log        ... the last segment is the active one
 //!       .clean_shutdown                 written by close(), removed by open()
 //!       leader-epoch-checkpoint         where each leader epoch starts (see [`crate::epochs`])
+//!       recovery-point-checkpoint       below it everything is fsynced ([`crate::recovery_point`])
 //! ```
 //!
 //! Invariants kept here:
@@ -16,15 +17,21 @@
 //! - a read returns only whole batches that passed their CRC check, and never an offset at or
 //!   above the caller's `max_offset` (the high watermark) except inside the first batch;
 //! - retention deletes whole sealed segments from the oldest, never the active one;
-//! - after a crash (no `.clean_shutdown`), `open` re-validates the active segment and cuts a
-//!   torn tail, so the log end offset is always the end of the last whole, valid batch;
+//! - after a crash (no `.clean_shutdown`), `open` re-validates every segment holding offsets
+//!   at or above the recovery point and cuts at the first torn or invalid batch (dropping the
+//!   segments after it), so the log end offset is always the end of the last whole, valid batch
+//!   and no gap is ever left;
 //! - the leader-epoch cache only holds entries inside the log: appends record an epoch before
 //!   writing its first batch (and undo it if the write fails), truncation and retention trim
 //!   it, and `open` drops entries at or past the recovered log end offset.
 //!
 //! Durability: an append is in the page cache when it returns; it is on disk after `flush`
-//! (called by the `flush.messages` / `flush.ms` policies, or by the caller). A crash of the
-//! process loses nothing written; a crash of the machine loses what was not flushed.
+//! (called by the `flush.messages` / `flush.ms` policies, or by the caller). A sealed segment is
+//! fsynced soon after the roll ([`Log::take_unsynced_sealed`], done by the caller without the
+//! log's lock), which moves the recovery point to its end. A crash of the process loses nothing
+//! written; a crash of the machine loses what was not flushed. A failed fsync stops the log: no
+//! append, truncation or reset is taken after it (a retry must not write again what may or may
+//! not be on disk); the broker must restart, and recovery re-validates from the recovery point.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -101,6 +108,12 @@ pub struct Log {
     /// A segment file was created or removed since the directory was last fsynced.
     dir_dirty: bool,
     epochs: EpochCache,
+    /// Everything below it is fsynced (persisted in the recovery-point checkpoint).
+    recovery_point: i64,
+    /// Sealed segments not fsynced yet: (their end offset, their file).
+    unsynced_sealed: Vec<(i64, Arc<File>)>,
+    /// Why the log stopped taking writes (a failed fsync), once it has.
+    stopped: Option<String>,
 }
 
 impl Log {
@@ -127,14 +140,37 @@ impl Log {
                 bases.pop();
             }
         }
+        // After a crash, every segment reaching the recovery point is re-validated.
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            crate::recovery_point::load(&dir)
+        };
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
-            let mode = match bases.get(i + 1) {
-                Some(&next_base) => OpenMode::Sealed { next_base },
+            let next = bases.get(i + 1).copied();
+            let mode = match next {
+                Some(next_base) if next_base <= recovery_point => OpenMode::Sealed { next_base },
+                Some(_) => OpenMode::ActiveRecover,
                 None if clean => OpenMode::ActiveClean,
                 None => OpenMode::ActiveRecover,
             };
-            segments.insert(base, Segment::open(&dir, base, &config, mode, now)?);
+            let mut segment = Segment::open(&dir, base, &config, mode, now)?;
+            if let (Some(next_base), OpenMode::ActiveRecover) = (next, mode) {
+                if segment.next_offset() != next_base {
+                    // Torn before its end: what follows cannot be kept without a gap.
+                    tracing::warn!(dir = %dir.display(), segment = base, ends = segment.next_offset(),
+                        next_segment = next_base, dropped_segments = bases.len() - i - 1,
+                        "a segment above the recovery point is torn; dropping the segments after it");
+                    for &later in &bases[i + 1..] {
+                        remove_segment_files(&dir, later)?;
+                    }
+                    segments.insert(base, segment);
+                    break;
+                }
+                segment.seal()?;
+            }
+            segments.insert(base, segment);
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(&dir, 0, &config, now)?);
@@ -153,8 +189,28 @@ impl Log {
             unflushed_records: 0,
             last_flush_ms: now,
             dir_dirty: false,
+            recovery_point: 0,
+            unsynced_sealed: Vec::new(),
+            stopped: None,
         };
         log.load_epochs()?;
+        // A clean close flushed everything. After a crash, what recovery validated above the
+        // old recovery point may be in the page cache only (the process died, not the
+        // machine): those sealed segments are fsynced like freshly sealed ones before the
+        // recovery point passes them.
+        let end = log.log_end_offset();
+        log.recovery_point = recovery_point.min(end);
+        if !clean {
+            let rp = log.recovery_point;
+            let active = log.active_segment_base();
+            log.unsynced_sealed = log
+                .segments
+                .values()
+                .filter(|s| s.base_offset() < active && s.next_offset() > rp)
+                .map(|s| (s.next_offset(), s.file_handle()))
+                .collect();
+        }
+        crate::recovery_point::save(&log.dir, log.recovery_point)?;
         tracing::debug!(dir = %log.dir.display(), clean, start = log.log_start_offset(),
             end = log.log_end_offset(), segments = log.segments.len(), "opened log");
         Ok(log)
@@ -177,6 +233,7 @@ impl Log {
     /// Validates, stamps (offsets from the log end offset, `leader_epoch`) and appends a
     /// buffer of batches. On any error nothing is written.
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
+        self.check_running()?;
         let summary = batch::validate_all(batches)?;
         for item in BatchIter::new(batches) {
             let (header, _) = item?;
@@ -200,6 +257,7 @@ impl Log {
     /// these batches, and a follower refusing one would stall replication for good. Records in
     /// the epoch cache every batch whose epoch is greater than the latest cached one.
     pub fn append_replica(&mut self, batches: &[u8]) -> Result<AppendInfo> {
+        self.check_running()?;
         let summary = batch::validate_all(batches)?;
         let mut expect = self.log_end_offset();
         // Only the batches that raise the epoch: usually none.
@@ -297,10 +355,67 @@ impl Log {
             .is_some_and(|ms| now - segment.created_ms() >= ms)
     }
 
+    /// Refuses writes once an fsync failed.
+    fn check_running(&self) -> Result<()> {
+        match &self.stopped {
+            Some(reason) => Err(LogError::Stopped {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed fsync: the log takes no more writes.
+    fn stop(&mut self, e: LogError) -> LogError {
+        let reason = e.to_string();
+        tracing::error!(dir = %self.dir.display(), %reason, "an fsync failed; the log takes no more writes");
+        self.stopped.get_or_insert(reason);
+        e
+    }
+
+    /// Why the log stopped taking writes, if it has.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// The offset below which everything is known to be fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    /// Sealed segments not fsynced yet, as (end offset, file): the caller fsyncs them without
+    /// holding the log's lock, then reports with [`Log::sealed_synced`].
+    pub fn take_unsynced_sealed(&mut self) -> Vec<(i64, Arc<File>)> {
+        std::mem::take(&mut self.unsynced_sealed)
+    }
+
+    /// The sealed segments ending at or below `end` were fsynced (`Ok`) or not (`Err`: the log
+    /// stops). Moves the recovery point to `end` when the log still reaches it.
+    pub fn sealed_synced(&mut self, end: i64, synced: std::io::Result<()>) -> Result<()> {
+        if let Err(e) = synced {
+            let e = LogError::io(
+                format!("fsyncing a sealed segment of {}", self.dir.display()),
+                e,
+            );
+            return Err(self.stop(e));
+        }
+        if end > self.recovery_point && end <= self.log_end_offset() {
+            if self.dir_dirty {
+                sync_dir(&self.dir).map_err(|e| self.stop(e))?;
+                self.dir_dirty = false;
+            }
+            self.recovery_point = end;
+            crate::recovery_point::save(&self.dir, end).map_err(|e| self.stop(e))?;
+        }
+        Ok(())
+    }
+
     /// Seals the active segment and starts a new one at the log end offset.
     fn roll(&mut self, now: i64) -> Result<()> {
         let next = self.log_end_offset();
         self.active_mut().seal()?;
+        let sealed = self.active().file_handle();
+        self.unsynced_sealed.push((next, sealed));
         let segment = Segment::create(&self.dir, next, &self.config, now)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = next, "rolled a new segment");
         self.segments.insert(next, segment);
@@ -462,17 +577,33 @@ impl Log {
 
     /// fsyncs the log files and indexes of every segment written since the last flush.
     pub fn flush(&mut self) -> Result<()> {
+        self.check_running()?;
+        let mut failed = None;
         for segment in self.segments.values_mut() {
             if segment.is_dirty() {
-                segment.flush()?;
+                if let Err(e) = segment.flush() {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
-        if self.dir_dirty {
-            sync_dir(&self.dir)?;
-            self.dir_dirty = false;
+        if failed.is_none() && self.dir_dirty {
+            match sync_dir(&self.dir) {
+                Ok(()) => self.dir_dirty = false,
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(self.stop(e));
         }
         self.unflushed_records = 0;
         self.last_flush_ms = self.clock.now_ms();
+        self.unsynced_sealed.clear();
+        let end = self.log_end_offset();
+        if end != self.recovery_point {
+            self.recovery_point = end;
+            crate::recovery_point::save(&self.dir, end).map_err(|e| self.stop(e))?;
+        }
         Ok(())
     }
 
@@ -495,6 +626,7 @@ impl Log {
     /// batch holding `offset` goes whole, so the log end offset becomes its base offset.
     /// Offsets below the log start offset are out of range. The result is flushed.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.check_running()?;
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
         if offset >= end {
             // Epochs announced at the log end without a batch since (assign_epoch_start).
@@ -525,7 +657,9 @@ impl Log {
         if self.epochs.truncate_from_end(self.log_end_offset()) {
             self.epochs.save()?;
         }
-        tracing::info!(dir = %self.dir.display(), offset, log_end_offset = self.log_end_offset(),
+        let new_end = self.log_end_offset();
+        self.unsynced_sealed.retain(|(end, _)| *end <= new_end);
+        tracing::info!(dir = %self.dir.display(), offset, log_end_offset = new_end,
             "truncated the log");
         self.flush()
     }
@@ -536,6 +670,7 @@ impl Log {
     /// before the new one is created, so a crash half-way leaves a shorter log (or an empty one
     /// at offset 0), never a gap; the follower then resets again.
     pub fn reset_to(&mut self, offset: i64) -> Result<()> {
+        self.check_running()?;
         if offset < 0 {
             let (start, end) = (self.log_start_offset(), self.log_end_offset());
             return Err(LogError::OffsetOutOfRange { offset, start, end });
@@ -553,6 +688,8 @@ impl Log {
         self.epochs.replace(Vec::new());
         self.epochs.save()?;
         self.unflushed_records = 0;
+        self.unsynced_sealed.clear();
+        self.recovery_point = 0;
         tracing::warn!(dir = %self.dir.display(), from_start = before.0, from_end = before.1, offset,
             "dropped the whole log; it restarts empty");
         self.flush()

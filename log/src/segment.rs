@@ -366,6 +366,11 @@ impl Segment {
         self.base_offset
     }
 
+    /// The `.log` file, shared: for an fsync done without the log's lock.
+    pub fn file_handle(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
     pub fn next_offset(&self) -> i64 {
         self.tracker.next_offset
     }

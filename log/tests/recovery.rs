@@ -301,3 +301,81 @@ fn open_refuses_an_invalid_config() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("segment.bytes"), "{err}");
 }
+
+/// The window: after an unclean stop only the last segment was re-validated, so a torn or
+/// damaged batch in a sealed segment that was never fsynced stayed in the log (and failed every
+/// read of it). Now every segment above the recovery point is re-validated: the log ends
+/// before the damaged batch and the segments after it go, leaving no gap.
+#[test]
+fn a_damaged_sealed_segment_above_the_recovery_point_is_cut_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), small_config(), &clock);
+    fill(&mut log, 80, 3, 60, T0);
+    let segments = log.segments();
+    assert!(segments.len() >= 4, "{segments:?}");
+    assert_eq!(log.recovery_point(), 0, "nothing synced yet");
+    let victim = &segments[1];
+    drop(log); // a crash: no close
+               // Damage a byte in the middle of the second segment's records.
+    let f = OpenOptions::new().write(true).open(&victim.path).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"X", victim.size_bytes / 2).unwrap();
+    drop(f);
+    let log = open(dir.path(), small_config(), &clock);
+    let end = log.log_end_offset();
+    assert!(
+        end > victim.base_offset && end < victim.next_offset,
+        "cut inside the damaged segment: end {end}, segment {victim:?}"
+    );
+    assert_eq!(log.segments().len(), 2, "the segments after it are gone");
+    // Every record left reads back (no CRC failure, no gap).
+    assert_eq!(read_all(&log, 0, 1 << 20).len() as i64, end);
+}
+
+#[test]
+fn the_recovery_point_follows_synced_seals_and_flushes_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), small_config(), &clock);
+    fill(&mut log, 40, 3, 60, T0);
+    let unsynced = log.take_unsynced_sealed();
+    assert!(unsynced.len() >= 2);
+    let (end, file) = unsynced.last().cloned().unwrap();
+    log.sealed_synced(end, file.sync_data()).unwrap();
+    assert_eq!(log.recovery_point(), end);
+    assert_eq!(end, log.segments().last().unwrap().base_offset);
+    drop(log);
+    // Reopened after a crash: the active segment is re-validated, not the ones below.
+    let mut log = open(dir.path(), small_config(), &clock);
+    assert_eq!(log.recovery_point(), end);
+    log.flush().unwrap();
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+}
+
+/// A failed fsync stops the log: a retried append must not write again what may or may not
+/// be on disk, and nothing else writes either.
+#[test]
+fn a_failed_fsync_stops_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let mut log = open(dir.path(), small_config(), &clock);
+    fill(&mut log, 40, 3, 60, T0);
+    let (end, _) = log.take_unsynced_sealed().pop().unwrap();
+    let err = log
+        .sealed_synced(end, Err(std::io::Error::other("EIO (injected)")))
+        .unwrap_err();
+    assert!(err.to_string().contains("EIO"), "{err}");
+    assert!(log.stopped().unwrap().contains("EIO"));
+    let before = log.log_end_offset();
+    let refused = log.append(&mut batch(1, T0, 10, "retry"), 3).unwrap_err();
+    assert!(
+        refused.to_string().contains("takes no more writes"),
+        "{refused}"
+    );
+    assert!(log.truncate_to(0).is_err());
+    assert!(log.flush().is_err());
+    assert_eq!(log.log_end_offset(), before);
+    // Reads still work.
+    assert_eq!(read_all(&log, 0, 1 << 20).len() as i64, before);
+}

@@ -929,8 +929,8 @@ impl Partition {
         self.with_log_mut(|log| log.update_config(config))
     }
 
-    /// Time-based roll, flush.ms, producer-id expiry and (when `retention` is set) retention.
-    /// Runs on the blocking pool.
+    /// Time-based roll, flush.ms, producer-id expiry, the fsync of sealed segments and (when
+    /// `retention` is set) retention. Runs on the blocking pool.
     pub fn housekeeping(&self, retention: bool) -> Result<()> {
         self.expire_producers(super::producers::DEFAULT_EXPIRATION_MS);
         let report = self.with_log_mut(|log| {
@@ -950,6 +950,13 @@ impl Partition {
                 Ok(None)
             }
         })?;
+        // Sealed segments are fsynced without the log's lock (appends go on meanwhile), then
+        // the recovery point moves past them; a failed fsync stops the log.
+        let unsynced = self.with_log_mut(|log| Ok(log.take_unsynced_sealed()))?;
+        if let Some(&(end, _)) = unsynced.last() {
+            let synced = unsynced.iter().try_for_each(|(_, file)| file.sync_data());
+            self.with_log_mut(|log| log.sealed_synced(end, synced))?;
+        }
         if let Some(report) = report {
             if report.deleted_segments > 0 {
                 tracing::info!(
