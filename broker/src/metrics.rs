@@ -210,7 +210,6 @@ fn register_broker(r: &Registry) {
 /// Partition health and upload lag over this broker's replicas, computed at scrape time.
 /// Runs on a blocking-pool thread: it takes each log's read lock briefly and stats files.
 pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
-    let me = state.config.broker_id;
     let now_ms = state.clock.now_ms();
     let (mut hosted, mut leading, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
     let mut lag = UploadLag::default();
@@ -219,7 +218,7 @@ pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
         for p in topic.partitions.values() {
             hosted += 1;
             let ps = p.state();
-            if ps.leader != me {
+            if !p.is_leader() {
                 continue;
             }
             leading += 1;

@@ -162,6 +162,7 @@ impl Broker {
             )),
         ];
         let registration = tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx));
+        wait_for_leaderships(&state).await;
         // The builder's tcp_nodelay covers only listeners tonic binds itself: set it on each
         // accepted socket, or Nagle delays small answers (acks=all, replica fetches) by ~40 ms.
         let incoming = tokio_stream::StreamExt::map(
@@ -202,6 +203,40 @@ impl Broker {
         );
         served.map_err(|e| BrokerError::Internal(format!("gRPC server failed: {e}")))?;
         closed
+    }
+}
+
+/// Waits (bounded by two sessions) until the controller has re-elected, in this incarnation,
+/// every partition the metadata still says this broker leads: a restarted broker never leads
+/// at its old epoch, so until then its partitions would answer NOT_LEADER. Requests that arrive
+/// meanwhile wait in the listener's backlog instead.
+async fn wait_for_leaderships(state: &BrokerState) {
+    let deadline = tokio::time::Instant::now() + state.config.session_ttl * 2;
+    let me = state.config.broker_id;
+    let mut logged = false;
+    loop {
+        let stale = state
+            .replicas
+            .local_topics()
+            .iter()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| {
+                let s = p.state();
+                s.leader == me && s.leader_incarnation != state.incarnation
+            })
+            .count();
+        if stale == 0 {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(partitions = stale, "the controller has not re-elected this broker's partitions since its restart; serving without them");
+            return;
+        }
+        if !logged {
+            tracing::info!(partitions = stale, "waiting for the controller to re-elect the partitions this broker led before its restart");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

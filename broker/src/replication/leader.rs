@@ -110,6 +110,7 @@ impl BrokerState {
         };
         let mine = p.state();
         if current.value.leader != self.config.broker_id
+            || current.value.leader_incarnation != self.incarnation
             || current.value.leader_epoch != mine.leader_epoch
         {
             return Ok(false);
