@@ -129,10 +129,18 @@ async fn elect_leaders(
         alive,
         restarted: BTreeSet::new(),
     };
+    // A broker with no processed incarnation registers for the first time: it holds nothing
+    // yet (or nothing placed with an older incarnation), so it is recorded as it is; only a
+    // change of incarnation is a restart.
+    for (id, inc) in &live.alive {
+        if !processed.contains_key(id) {
+            state.metadata.set_processed_incarnation(*id, *inc).await?;
+        }
+    }
     live.restarted = live
         .alive
         .iter()
-        .filter(|(id, inc)| processed.get(id) != Some(inc))
+        .filter(|(id, inc)| processed.get(id).is_some_and(|p| p != *inc))
         .map(|(id, _)| *id)
         .collect();
     let mut complete = true;

@@ -402,6 +402,11 @@ fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
         started.elapsed()
     );
     let (_, isr) = cluster.partition0();
+    if isr.contains(&follower) {
+        for b in &cluster.brokers {
+            eprintln!("==== broker {} log\n{}", b.id, b.log_text());
+        }
+    }
     assert!(
         !isr.contains(&follower),
         "the frozen follower left the ISR: {isr:?}"
