@@ -255,6 +255,22 @@ mod tests {
         )
     }
 
+    /// Broker `id` registered again in incarnation `inc`, not processed yet.
+    fn restart(live: &mut Liveness, id: i32, inc: i64) {
+        live.alive.insert(id, inc);
+        live.restarted.insert(id);
+    }
+
+    /// (leader, epoch, isr, leader incarnation): what an election decides.
+    fn decided(s: &PartitionState) -> (i32, i32, Vec<i32>, i64) {
+        (
+            s.leader,
+            s.leader_epoch,
+            s.isr.clone(),
+            s.leader_incarnation,
+        )
+    }
+
     fn state(replicas: &[i32], leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
         PartitionState {
             replicas: replicas.to_vec(),
@@ -313,18 +329,9 @@ mod tests {
     fn a_restarted_leader_never_resumes_at_the_same_epoch() {
         let before = state(&[1, 2, 3], 1, 4, &[1, 2, 3]);
         let mut now = live(&[1, 2, 3]);
-        now.alive.insert(1, 999);
-        now.restarted.insert(1);
+        restart(&mut now, 1, 999);
         let next = elect(&before, &now, false).unwrap();
-        assert_eq!(
-            (
-                next.leader,
-                next.leader_epoch,
-                next.isr.clone(),
-                next.leader_incarnation
-            ),
-            (2, 5, vec![2, 3], 102)
-        );
+        assert_eq!(decided(&next), (2, 5, vec![2, 3], 102));
         // Once the restart is processed, the broker is eligible again (it rejoins the ISR by
         // catching up, through the leader), and nothing changes.
         now.restarted.clear();
@@ -361,18 +368,9 @@ mod tests {
     fn a_restarted_last_copy_leads_again_at_a_new_epoch() {
         let before = state(&[1, 2, 3], 1, 4, &[1]);
         let mut now = live(&[1, 2, 3]);
-        now.alive.insert(1, 555);
-        now.restarted.insert(1);
+        restart(&mut now, 1, 555);
         let next = elect(&before, &now, false).unwrap();
-        assert_eq!(
-            (
-                next.leader,
-                next.leader_epoch,
-                next.isr.clone(),
-                next.leader_incarnation
-            ),
-            (1, 5, vec![1], 555)
-        );
+        assert_eq!(decided(&next), (1, 5, vec![1], 555));
     }
 
     #[test]

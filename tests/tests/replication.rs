@@ -12,64 +12,28 @@ use std::time::{Duration, Instant};
 use strata_client::{
     Acks, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, SeekTo,
 };
-use strata_tests::etcd::EtcdServer;
-use strata_tests::serve::ServeBroker;
+use strata_tests::cluster::ServeCluster as Cluster;
 
 const RECORDS: u64 = 200_000;
 const TOPIC: &str = "numbers";
 
-struct Cluster {
-    _etcd: EtcdServer,
-    brokers: Vec<ServeBroker>,
+/// The single-partition views these tests check, over the shared three-broker cluster.
+trait Partition0 {
+    /// Partition 0's (leader, isr), as a live broker describes it.
+    fn partition0(&self) -> (i64, Vec<i64>);
+    fn wait_partition0(
+        &self,
+        within: Duration,
+        what: &str,
+        check: impl Fn(i64, &[i64]) -> bool,
+    ) -> (i64, Vec<i64>);
+    /// Creates the one-partition RF 3 topic (min.insync.replicas 2) and waits for a full ISR.
+    fn create_topic(&self);
 }
 
-impl Cluster {
-    fn start(name: &str, extra: &[&str]) -> Cluster {
-        let etcd = EtcdServer::start();
-        let brokers = (1..=3)
-            .map(|id| ServeBroker::start_with(id, &etcd.endpoint, name, extra))
-            .collect();
-        Cluster {
-            _etcd: etcd,
-            brokers,
-        }
-    }
-
-    fn broker(&self, id: i64) -> &ServeBroker {
-        &self.brokers[(id - 1) as usize]
-    }
-
-    fn any_live(&self) -> &ServeBroker {
-        self.brokers
-            .iter()
-            .find(|b| b.is_serving())
-            .expect("a live broker")
-    }
-
-    fn addresses(&self) -> String {
-        self.brokers
-            .iter()
-            .map(|b| b.addr.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// Partition 0's (leader, isr), as a live broker describes it.
+impl Partition0 for Cluster {
     fn partition0(&self) -> (i64, Vec<i64>) {
-        let d: Value = serde_json::from_str(
-            &self
-                .any_live()
-                .cli_ok(&["topic", "describe", TOPIC, "--format", "json"], None),
-        )
-        .unwrap();
-        let p = &d["partitions"][0];
-        let isr = p["isr"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        (p["leader"].as_i64().unwrap(), isr)
+        self.partitions(TOPIC).swap_remove(0)
     }
 
     fn wait_partition0(
@@ -78,18 +42,10 @@ impl Cluster {
         what: &str,
         check: impl Fn(i64, &[i64]) -> bool,
     ) -> (i64, Vec<i64>) {
-        let deadline = Instant::now() + within;
-        loop {
+        self.wait(within, what, || {
             let (leader, isr) = self.partition0();
-            if check(leader, &isr) {
-                return (leader, isr);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?} (leader {leader}, isr {isr:?})"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            check(leader, &isr).then_some((leader, isr))
+        })
     }
 
     fn create_topic(&self) {
@@ -403,9 +359,7 @@ fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
     );
     let (_, isr) = cluster.partition0();
     if isr.contains(&follower) {
-        for b in &cluster.brokers {
-            eprintln!("==== broker {} log\n{}", b.id, b.log_text());
-        }
+        cluster.print_logs();
     }
     assert!(
         !isr.contains(&follower),

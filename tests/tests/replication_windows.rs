@@ -14,119 +14,38 @@
 //!   there), then restarted: the idempotent producer's retry is answered from the rebuilt
 //!   producer state, and the record is in the log once.
 
-use serde_json::Value;
 use std::time::{Duration, Instant};
+use strata_tests::cluster::ServeCluster as Cluster;
 use strata_tests::etcd::EtcdServer;
 use strata_tests::serve::ServeBroker;
 use strata_tests::wait_for;
 
 const TOPIC: &str = "windows";
 
-struct Cluster {
-    _etcd: EtcdServer,
-    brokers: Vec<ServeBroker>,
-}
-
-impl Cluster {
-    fn start(name: &str, extra: &[&str]) -> Cluster {
-        let etcd = EtcdServer::start();
-        let brokers = (1..=3)
-            .map(|id| ServeBroker::start_with(id, &etcd.endpoint, name, extra))
-            .collect();
-        Cluster {
-            _etcd: etcd,
-            brokers,
-        }
-    }
-
-    fn broker(&self, id: i64) -> &ServeBroker {
-        &self.brokers[(id - 1) as usize]
-    }
-
-    fn broker_mut(&mut self, id: i64) -> &mut ServeBroker {
-        &mut self.brokers[(id - 1) as usize]
-    }
-
-    fn any_live(&self) -> &ServeBroker {
-        self.brokers
+/// Creates `TOPIC` with `partitions` partitions, RF 3, min.insync.replicas 2, and waits until
+/// every ISR is full.
+fn create_topic(cluster: &Cluster, partitions: u32) {
+    cluster.brokers[0].cli_ok(
+        &[
+            "topic",
+            "create",
+            TOPIC,
+            "-p",
+            &partitions.to_string(),
+            "-r",
+            "3",
+            "-c",
+            "min.insync.replicas=2",
+        ],
+        None,
+    );
+    cluster.wait(Duration::from_secs(30), "every ISR full", || {
+        cluster
+            .partitions(TOPIC)
             .iter()
-            .find(|b| b.is_serving())
-            .expect("a live broker")
-    }
-
-    /// Every partition's (leader, isr), as a live broker describes them.
-    fn partitions(&self) -> Vec<(i64, Vec<i64>)> {
-        let d: Value = serde_json::from_str(
-            &self
-                .any_live()
-                .cli_ok(&["topic", "describe", TOPIC, "--format", "json"], None),
-        )
-        .unwrap();
-        d["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let isr = p["isr"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_i64().unwrap())
-                    .collect();
-                (p["leader"].as_i64().unwrap(), isr)
-            })
-            .collect()
-    }
-
-    fn controller(&self) -> i64 {
-        let info: Value = serde_json::from_str(
-            &self
-                .any_live()
-                .cli_ok(&["cluster", "info", "--format", "json"], None),
-        )
-        .unwrap();
-        info["controller"].as_i64().unwrap()
-    }
-
-    /// Like [`wait_for`], printing every broker's log when it gives up.
-    fn wait<T>(&self, within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(v) = probe() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                for b in &self.brokers {
-                    eprintln!("==== broker {} log\n{}", b.id, b.log_text());
-                }
-                panic!("{what}: not within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn create_topic(&self, partitions: u32) {
-        self.brokers[0].cli_ok(
-            &[
-                "topic",
-                "create",
-                TOPIC,
-                "-p",
-                &partitions.to_string(),
-                "-r",
-                "3",
-                "-c",
-                "min.insync.replicas=2",
-            ],
-            None,
-        );
-        wait_for(Duration::from_secs(30), "every ISR full", || {
-            self.partitions()
-                .iter()
-                .all(|(l, isr)| *l > 0 && isr.len() == 3)
-                .then_some(())
-        });
-    }
+            .all(|(l, isr)| *l > 0 && isr.len() == 3)
+            .then_some(())
+    });
 }
 
 fn lines(prefix: &str, n: usize) -> Vec<u8> {
@@ -145,9 +64,9 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
         "frozen2",
         &["--session-timeout", "20s", "--replica-lag-time-max", "2s"],
     );
-    cluster.create_topic(1);
+    create_topic(&cluster, 1);
     cluster.brokers[0].cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines("a", 100)));
-    let (leader, isr) = cluster.partitions()[0].clone();
+    let (leader, isr) = cluster.partitions(TOPIC)[0].clone();
     let followers: Vec<i64> = isr.into_iter().filter(|r| *r != leader).collect();
     for f in &followers {
         cluster.broker(*f).freeze(true);
@@ -179,7 +98,7 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
         took < Duration::from_secs(40),
         "failed within the delivery timeout: {took:?}"
     );
-    let (_, isr) = cluster.partitions()[0].clone();
+    let (_, isr) = cluster.partitions(TOPIC)[0].clone();
     assert_eq!(isr, vec![leader], "the frozen followers left the ISR");
     for f in &followers {
         cluster.broker(*f).freeze(false);
@@ -187,7 +106,7 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
     wait_for(
         Duration::from_secs(30),
         "both followers back in the ISR",
-        || (cluster.partitions()[0].1.len() == 3).then_some(()),
+        || (cluster.partitions(TOPIC)[0].1.len() == 3).then_some(()),
     );
     cluster
         .broker(leader)
@@ -215,10 +134,10 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
 #[test]
 fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing() {
     let mut cluster = Cluster::start("emptydisk", &["--session-timeout", "45s"]);
-    cluster.create_topic(3);
+    create_topic(&cluster, 3);
     let controller = cluster.controller();
     let (index, leader) = cluster
-        .partitions()
+        .partitions(TOPIC)
         .iter()
         .enumerate()
         .find(|(_, (l, _))| *l != controller)
@@ -280,7 +199,7 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
         Duration::from_secs(30),
         "a leader for the partition after the controller woke up",
         || {
-            let p = cluster.partitions()[index].clone();
+            let p = cluster.partitions(TOPIC)[index].clone();
             (p.0 > 0).then_some(p)
         },
     );
@@ -301,7 +220,7 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
     cluster.wait(
         Duration::from_secs(60),
         "the restarted broker caught up and back in the ISR",
-        || (cluster.partitions()[index].1.len() == 3).then_some(()),
+        || (cluster.partitions(TOPIC)[index].1.len() == 3).then_some(()),
     );
     let out = cluster.broker(new_leader).cli_ok(
         &[
