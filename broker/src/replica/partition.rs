@@ -3,7 +3,9 @@
 //!
 //! The replication rules are not here: [`super::leader::LeaderState`] decides the high
 //! watermark, ISR proposals and `acks=all` outcomes, [`super::producers`] decides retries; this
-//! file holds the locks and the log and applies their decisions.
+//! file holds the locks and the log and applies their decisions. Reads, the follower's writes
+//! and the remote-tier view are `impl Partition` blocks in `reads.rs`, `follower.rs` and
+//! `tier_view.rs`.
 //!
 //! Invariants:
 //! - appends are serialized by the log's write lock, so offsets are dense and in request order;
@@ -19,7 +21,7 @@
 //!   a retry of it answered from producer state;
 //! - a retried idempotent batch is answered with its first offsets, never appended twice;
 //! - log I/O runs on the blocking pool, never on an async worker (tail reads excepted, see
-//!   [`Partition::read_tail_inline`]).
+//!   `reads.rs`).
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
@@ -34,17 +36,9 @@ use tokio::time::Instant;
 use super::leader::{AckState, LeaderState};
 use super::producer_snapshots;
 use super::producers::{Check, ProducerState};
+use super::tier_view::RemoteSummary;
 use crate::error::{BrokerError, Result};
 use crate::metadata::PartitionState;
-
-/// What a fetch answers.
-#[derive(Debug, Clone)]
-pub struct FetchResult {
-    pub records: Bytes,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-    pub log_end_offset: i64,
-}
 
 /// Offsets and size of a partition, for describe.
 #[derive(Debug, Clone, Copy)]
@@ -55,39 +49,11 @@ pub struct PartitionStats {
     pub size_bytes: u64,
 }
 
-/// Where the remote tier of a partition starts and ends, from its latest manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RemoteSummary {
-    pub start: i64,
-    /// Offset after the last uploaded record.
-    pub end: i64,
-    pub segments: u32,
-    pub bytes: u64,
-}
-
-impl RemoteSummary {
-    pub fn of(m: &strata_tiering::Manifest) -> RemoteSummary {
-        let start = m
-            .remote_log_start_offset
-            .max(m.segments.first().map_or(0, |s| s.base_offset));
-        RemoteSummary {
-            start,
-            end: m.end_offset().unwrap_or(start),
-            segments: m.segments.len() as u32,
-            bytes: m.segments.iter().map(|s| s.object_bytes).sum(),
-        }
-    }
-
-    fn holds(&self, offset: i64) -> bool {
-        self.segments > 0 && offset >= self.start && offset < self.end
-    }
-}
-
 /// The partition state last applied, with the metadata revision it was read (or written) at.
 #[derive(Debug, Clone)]
-struct Applied {
-    state: PartitionState,
-    revision: i64,
+pub(super) struct Applied {
+    pub(super) state: PartitionState,
+    pub(super) revision: i64,
 }
 
 /// What an append did: offsets, and whether it was a retry answered from producer state.
@@ -102,33 +68,33 @@ pub struct Appended {
 pub struct Partition {
     pub topic: Arc<str>,
     pub index: u32,
-    broker_id: i32,
+    pub(super) broker_id: i32,
     /// This broker's registration incarnation: it leads only where it was elected in it.
-    incarnation: i64,
+    pub(super) incarnation: i64,
     /// `None` once the partition was closed or deleted; operations then fail cleanly.
-    log: RwLock<Option<Log>>,
+    pub(super) log: RwLock<Option<Log>>,
     /// Consumers see offsets below it; receivers wake long-polling fetches and acks=all waits.
-    high_watermark: watch::Sender<i64>,
+    pub(super) high_watermark: watch::Sender<i64>,
     /// The log end offset; receivers wake long-polling follower fetches.
-    log_end: watch::Sender<i64>,
-    state: RwLock<Applied>,
-    min_insync_replicas: AtomicU32,
+    pub(super) log_end: watch::Sender<i64>,
+    pub(super) state: RwLock<Applied>,
+    pub(super) min_insync_replicas: AtomicU32,
     /// The leader's replication state while this replica leads.
-    leader: Mutex<Option<LeaderState>>,
-    producers: Mutex<ProducerState>,
+    pub(super) leader: Mutex<Option<LeaderState>>,
+    pub(super) producers: Mutex<ProducerState>,
     /// The active segment's base offset when producer state was last snapshotted: a roll
     /// since then writes a new snapshot.
-    snapshot_base: AtomicI64,
-    clock: Arc<dyn Clock>,
+    pub(super) snapshot_base: AtomicI64,
+    pub(super) clock: Arc<dyn Clock>,
     /// Local retention deletes only segments wholly below this offset: with tiered storage,
     /// where the remote tier ends; `i64::MAX` without tiered storage.
-    retention_limit: AtomicI64,
-    tiered: std::sync::atomic::AtomicBool,
+    pub(super) retention_limit: AtomicI64,
+    pub(super) tiered: std::sync::atomic::AtomicBool,
     /// The topic allows unclean leader election: a follower may then cut committed records.
-    unclean_leader_election: std::sync::atomic::AtomicBool,
+    pub(super) unclean_leader_election: std::sync::atomic::AtomicBool,
     /// The partition's remote log when the topic is tiered.
-    remote: RwLock<Option<Arc<strata_tiering::RemoteLog>>>,
-    remote_summary: RwLock<Option<RemoteSummary>>,
+    pub(super) remote: RwLock<Option<Arc<strata_tiering::RemoteLog>>>,
+    pub(super) remote_summary: RwLock<Option<RemoteSummary>>,
 }
 
 impl Partition {
@@ -195,19 +161,12 @@ impl Partition {
 
     /// Whether `state` makes this replica the leader: it names this broker, elected in this
     /// incarnation (a restarted broker never resumes a leadership at the same epoch).
-    fn leads(&self, state: &PartitionState) -> bool {
+    pub(super) fn leads(&self, state: &PartitionState) -> bool {
         state.leader == self.broker_id && state.leader_incarnation == self.incarnation
     }
 
     pub fn leader_epoch(&self) -> i32 {
         self.state.read().state.leader_epoch
-    }
-
-    /// Whether this replica follows `leader` at `epoch` (what a fetcher checks before it
-    /// writes).
-    fn follows(&self, leader: i32, epoch: i32) -> bool {
-        let s = &self.state.read().state;
-        s.leader == leader && s.leader_epoch == epoch && leader != self.broker_id
     }
 
     /// The topic's min.insync.replicas, as last applied from the metadata.
@@ -226,56 +185,6 @@ impl Partition {
     pub fn set_unclean_leader_election(&self, allowed: bool) {
         self.unclean_leader_election
             .store(allowed, Ordering::Relaxed);
-    }
-
-    /// Whether the topic is tiered (its config says so). A tiered partition's local retention
-    /// deletes only what the remote tier holds, whether or not a remote log is attached yet.
-    pub fn set_tiered(&self, tiered: bool) {
-        self.tiered.store(tiered, Ordering::Relaxed);
-        self.update_retention_limit();
-    }
-
-    fn update_retention_limit(&self) {
-        let limit = match (
-            self.tiered.load(Ordering::Relaxed),
-            *self.remote_summary.read(),
-        ) {
-            (false, _) => i64::MAX,
-            (true, Some(s)) => s.end,
-            (true, None) => 0,
-        };
-        self.retention_limit.store(limit, Ordering::Relaxed);
-    }
-
-    /// Attaches the partition's remote log (reads below the local start go there).
-    pub fn set_remote_log(&self, remote: Option<Arc<strata_tiering::RemoteLog>>) {
-        *self.remote.write() = remote;
-    }
-
-    pub fn remote_log(&self) -> Option<Arc<strata_tiering::RemoteLog>> {
-        self.remote.read().clone()
-    }
-
-    /// Records what the latest manifest says; local retention may then delete below its end.
-    pub fn set_remote_summary(&self, summary: Option<RemoteSummary>) {
-        *self.remote_summary.write() = summary;
-        self.update_retention_limit();
-    }
-
-    pub fn remote_summary(&self) -> Option<RemoteSummary> {
-        *self.remote_summary.read()
-    }
-
-    /// Bytes of local segments starting at or after `offset` (not yet in the remote tier).
-    pub fn local_bytes_above(&self, offset: i64) -> Result<u64> {
-        self.with_log(|log| {
-            Ok(log
-                .segments()
-                .iter()
-                .filter(|s| s.base_offset >= offset)
-                .map(|s| s.size_bytes)
-                .sum())
-        })
     }
 
     /// Applies leadership and ISR from the metadata, read or written at `revision`. A state
@@ -362,11 +271,11 @@ impl Partition {
         }
     }
 
-    fn closed(&self) -> BrokerError {
+    pub(super) fn closed(&self) -> BrokerError {
         BrokerError::UnknownTopic(self.topic.to_string())
     }
 
-    fn not_leader(&self) -> BrokerError {
+    pub(super) fn not_leader(&self) -> BrokerError {
         let state = self.state.read();
         BrokerError::NotLeader {
             topic: self.topic.to_string(),
@@ -483,7 +392,7 @@ impl Partition {
 
     /// Records appended (stamped) batches in the producer state, under the log's write lock;
     /// snapshots the state when the log rolled since the last snapshot.
-    fn record_producers(&self, log: &Log, stamped: &[u8]) {
+    pub(super) fn record_producers(&self, log: &Log, stamped: &[u8]) {
         let now = self.clock.now_ms();
         let mut producers = self.producers.lock();
         for (header, _) in BatchIter::new(stamped).flatten() {
@@ -495,7 +404,7 @@ impl Partition {
 
     /// Snapshots the producer state when the log rolled since the last snapshot (under the
     /// log's write lock, so the state matches the log end).
-    fn snapshot_producers(&self, log: &Log) {
+    pub(super) fn snapshot_producers(&self, log: &Log) {
         let base = log.active_segment_base();
         if self.snapshot_base.swap(base, Ordering::Relaxed) == base {
             return;
@@ -508,7 +417,7 @@ impl Partition {
     }
 
     /// Rebuilds the producer state from the snapshots and the log (after a truncation).
-    fn rebuild_producers(&self, log: &Log) {
+    pub(super) fn rebuild_producers(&self, log: &Log) {
         *self.producers.lock() = producer_snapshots::rebuild(log, self.clock.now_ms());
         self.snapshot_base
             .store(log.active_segment_base(), Ordering::Relaxed);
@@ -598,129 +507,6 @@ impl Partition {
         });
     }
 
-    /// Reads whole batches from `offset` for a consumer (below the high watermark), waiting up
-    /// to `max_wait` for `min_bytes` to be there.
-    pub async fn fetch(
-        self: &Arc<Self>,
-        offset: i64,
-        max_wait: Duration,
-        min_bytes: usize,
-        max_bytes: usize,
-    ) -> Result<FetchResult> {
-        let deadline = Instant::now() + max_wait;
-        let mut hw_rx = self.high_watermark.subscribe();
-        loop {
-            if !self.is_leader() {
-                return Err(self.not_leader());
-            }
-            let hw = *hw_rx.borrow_and_update();
-            let result = self.read(offset, max_bytes, hw).await?;
-            if result.records.len() >= min_bytes.max(1) || Instant::now() >= deadline {
-                return Ok(result);
-            }
-            match tokio::time::timeout_at(deadline, hw_rx.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(self.closed()),
-                Err(_) => return Ok(result),
-            }
-        }
-    }
-
-    /// A read of the log's last few records, done on the calling (tokio) thread: followers and
-    /// consumers that keep up ask for bytes appended moments ago, which the page cache holds,
-    /// so the copy costs microseconds while a hop to the blocking pool and back costs two
-    /// thread wake-ups on every replication and fetch round trip (most of end-to-end latency
-    /// on a busy machine). `None` sends the read to the blocking pool instead: when the log
-    /// lock is taken (an append may be in a write), or the offset is further back than
-    /// [`INLINE_READ_RECORDS`], where the bytes may have left the page cache.
-    fn read_tail_inline(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Option<Result<FetchResult>> {
-        let guard = self.log.try_read()?;
-        let log = guard.as_ref()?;
-        let end = log.log_end_offset();
-        if offset < log.log_start_offset() || end - offset > INLINE_READ_RECORDS {
-            return None;
-        }
-        let read = log
-            .read(offset, max_bytes.min(INLINE_READ_BYTES), max_offset)
-            .map_err(|e| self.log_error(e));
-        drop(guard);
-        Some(read.map(|read| self.fetch_result(read)))
-    }
-
-    fn fetch_result(&self, read: strata_log::ReadResult) -> FetchResult {
-        FetchResult {
-            records: read.bytes,
-            high_watermark: self.high_watermark(),
-            log_start_offset: read.log_start_offset,
-            log_end_offset: read.log_end_offset,
-        }
-    }
-
-    /// One read, up to `max_offset` (exclusive): from the local log, or from the remote tier
-    /// when the offset lies below the local log's start and the remote tier holds it.
-    pub(crate) async fn read(
-        self: &Arc<Self>,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<FetchResult> {
-        let local_start = self.local_log_start_offset()?;
-        if offset < local_start {
-            if let Some(result) = self.read_remote(offset, max_bytes).await? {
-                return Ok(result);
-            }
-        }
-        let local = match self.read_tail_inline(offset, max_bytes, max_offset) {
-            Some(read) => read,
-            None => {
-                let me = self.clone();
-                blocking(move || {
-                    let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
-                    Ok(me.fetch_result(read))
-                })
-                .await
-            }
-        };
-        match local {
-            // Local retention moved the start past `offset` since it was read above: the
-            // segment is in the remote tier now (retention never passes the manifest's end).
-            Err(BrokerError::OffsetOutOfRange { start, .. }) if offset < start => {
-                match self.read_remote(offset, max_bytes).await? {
-                    Some(result) => Ok(result),
-                    None => local,
-                }
-            }
-            other => other,
-        }
-    }
-
-    async fn read_remote(&self, offset: i64, max_bytes: usize) -> Result<Option<FetchResult>> {
-        let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) else {
-            return Ok(None);
-        };
-        if !summary.holds(offset) {
-            return Ok(None);
-        }
-        let bytes = remote
-            .read(offset, max_bytes)
-            .await
-            .map_err(|e| self.tier_error(e))?;
-        let Some(records) = bytes else {
-            return Ok(None);
-        };
-        Ok(Some(FetchResult {
-            records,
-            high_watermark: self.high_watermark(),
-            log_start_offset: summary.start,
-            log_end_offset: self.log_end_offset(),
-        }))
-    }
-
     /// Leader: a follower fetched from `fetch_offset` (its log end offset, already checked to
     /// be within the leader's log). Updates what the leader knows of it and the high
     /// watermark. Returns true when the follower is now proposed for the ISR (it counts for
@@ -775,124 +561,6 @@ impl Partition {
             }
         })
         .await;
-    }
-
-    /// Follower of `leader` at `epoch`: appends batches exactly as the leader stored them,
-    /// then takes the leader's high watermark (capped by its own log end offset). Refused
-    /// when the role changed (checked under the log's write lock).
-    pub fn append_replica(
-        &self,
-        leader: i32,
-        epoch: i32,
-        records: &[u8],
-        leader_high_watermark: i64,
-    ) -> Result<()> {
-        if !records.is_empty() {
-            self.with_follower_log(leader, epoch, |log| {
-                log.append_replica(records)?;
-                self.record_producers(log, records);
-                self.log_end.send_replace(log.log_end_offset());
-                Ok(())
-            })?;
-        } else if !self.follows(leader, epoch) {
-            return Err(self.stale_fetcher(leader, epoch));
-        }
-        let hw = leader_high_watermark.min(self.log_end_offset());
-        self.high_watermark.send_if_modified(|current| {
-            if hw != *current {
-                *current = hw;
-                true
-            } else {
-                false
-            }
-        });
-        Ok(())
-    }
-
-    /// Runs `f` on the log under its write lock if this replica still follows `leader` at
-    /// `epoch`.
-    fn with_follower_log<T>(
-        &self,
-        leader: i32,
-        epoch: i32,
-        f: impl FnOnce(&mut Log) -> strata_log::Result<T>,
-    ) -> Result<T> {
-        let mut guard = self.log.write();
-        let log = guard.as_mut().ok_or_else(|| self.closed())?;
-        if !self.follows(leader, epoch) {
-            return Err(self.stale_fetcher(leader, epoch));
-        }
-        f(log).map_err(|e| self.log_error(e))
-    }
-
-    fn stale_fetcher(&self, leader: i32, epoch: i32) -> BrokerError {
-        let s = self.state();
-        BrokerError::FencedEpoch(format!(
-            "{}/{}: a fetcher for leader {leader} at epoch {epoch} may not write; the partition is now led by {} at epoch {}",
-            self.topic, self.index, s.leader, s.leader_epoch
-        ))
-    }
-
-    /// Follower of `leader` at `epoch`: drops everything at and after `offset` (a divergent
-    /// tail). Refused when the role changed.
-    pub fn truncate_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<()> {
-        self.with_follower_log(leader, epoch, |log| {
-            if offset < log.log_end_offset() {
-                tracing::warn!(topic = %self.topic, partition = self.index, from = offset, to = log.log_end_offset(), "truncating a divergent tail");
-                log.truncate_to(offset)?;
-                self.rebuild_producers(log);
-            }
-            self.log_end.send_replace(log.log_end_offset());
-            Ok(())
-        })?;
-        let end = self.log_end_offset();
-        self.high_watermark.send_if_modified(|hw| {
-            let changed = *hw > end;
-            *hw = (*hw).min(end);
-            changed
-        });
-        Ok(())
-    }
-
-    /// Follower of `leader` at `epoch`: drops the whole log and restarts it empty at `offset`
-    /// (the leader's log start, when this log ends below it). Refused when the role changed.
-    pub fn reset_to(&self, leader: i32, epoch: i32, offset: i64) -> Result<()> {
-        self.with_follower_log(leader, epoch, |log| {
-            log.reset_to(offset)?;
-            self.rebuild_producers(log);
-            self.log_end.send_replace(log.log_end_offset());
-            Ok(())
-        })?;
-        self.high_watermark.send_replace(offset);
-        Ok(())
-    }
-
-    /// The first offset whose timestamp is at or after `timestamp_ms`, with that timestamp.
-    pub async fn offset_for_timestamp(
-        self: &Arc<Self>,
-        timestamp_ms: i64,
-    ) -> Result<Option<(i64, i64)>> {
-        // The remote tier holds the oldest records: look there first when it holds any below
-        // the local start (timestamps need not grow with offsets, so a local hit is not enough).
-        let local_start = self.local_log_start_offset()?;
-        if let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) {
-            if summary.segments > 0 && summary.start < local_start {
-                let found = remote
-                    .offset_for_timestamp(timestamp_ms)
-                    .await
-                    .map_err(|e| self.tier_error(e))?;
-                if let Some(found) = found.filter(|(offset, _)| *offset < local_start) {
-                    return Ok(Some(found));
-                }
-            }
-        }
-        let me = self.clone();
-        blocking(move || {
-            let hw = me.high_watermark();
-            let found = me.with_log(|log| log.offset_for_timestamp(timestamp_ms))?;
-            Ok(found.filter(|(offset, _)| *offset < hw))
-        })
-        .await
     }
 
     pub fn stats(&self) -> Result<PartitionStats> {
@@ -981,11 +649,6 @@ impl Partition {
 }
 
 /// Runs blocking log work on the blocking pool.
-/// How far behind the log end a read may start and still be done inline (records).
-const INLINE_READ_RECORDS: i64 = 4096;
-/// The most an inline read copies (beyond the first batch, which it always returns whole).
-const INLINE_READ_BYTES: usize = 256 * 1024;
-
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {

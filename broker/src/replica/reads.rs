@@ -1,0 +1,184 @@
+//! Reads from one partition replica: consumer fetches (long poll below the high watermark),
+//! the follower-facing read, reads of the remote tier below the local log start, and offset
+//! lookups by timestamp.
+//!
+//! Invariants: a consumer never reads at or past the high watermark; a read below the local log
+//! start goes to the remote tier when it holds the offset (also when local retention moved the
+//! start while the read was on its way); log I/O runs on the blocking pool, except tail reads
+//! ([`Partition::read_tail_inline`]).
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::partition::{blocking, Partition};
+use crate::error::{BrokerError, Result};
+
+/// What a fetch answers.
+#[derive(Debug, Clone)]
+pub struct FetchResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+/// How far behind the log end a read may start and still be done inline (records).
+const INLINE_READ_RECORDS: i64 = 4096;
+
+/// The most an inline read copies (beyond the first batch, which it always returns whole).
+const INLINE_READ_BYTES: usize = 256 * 1024;
+
+impl Partition {
+    /// Reads whole batches from `offset` for a consumer (below the high watermark), waiting up
+    /// to `max_wait` for `min_bytes` to be there.
+    pub async fn fetch(
+        self: &Arc<Self>,
+        offset: i64,
+        max_wait: Duration,
+        min_bytes: usize,
+        max_bytes: usize,
+    ) -> Result<FetchResult> {
+        let deadline = Instant::now() + max_wait;
+        let mut hw_rx = self.high_watermark.subscribe();
+        loop {
+            if !self.is_leader() {
+                return Err(self.not_leader());
+            }
+            let hw = *hw_rx.borrow_and_update();
+            let result = self.read(offset, max_bytes, hw).await?;
+            if result.records.len() >= min_bytes.max(1) || Instant::now() >= deadline {
+                return Ok(result);
+            }
+            match tokio::time::timeout_at(deadline, hw_rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(self.closed()),
+                Err(_) => return Ok(result),
+            }
+        }
+    }
+
+    /// A read of the log's last few records, done on the calling (tokio) thread: followers and
+    /// consumers that keep up ask for bytes appended moments ago, which the page cache holds,
+    /// so the copy costs microseconds while a hop to the blocking pool and back costs two
+    /// thread wake-ups on every replication and fetch round trip (most of end-to-end latency
+    /// on a busy machine). `None` sends the read to the blocking pool instead: when the log
+    /// lock is taken (an append may be in a write), or the offset is further back than
+    /// [`INLINE_READ_RECORDS`], where the bytes may have left the page cache.
+    fn read_tail_inline(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Option<Result<FetchResult>> {
+        let guard = self.log.try_read()?;
+        let log = guard.as_ref()?;
+        let end = log.log_end_offset();
+        if offset < log.log_start_offset() || end - offset > INLINE_READ_RECORDS {
+            return None;
+        }
+        let read = log
+            .read(offset, max_bytes.min(INLINE_READ_BYTES), max_offset)
+            .map_err(|e| self.log_error(e));
+        drop(guard);
+        Some(read.map(|read| self.fetch_result(read)))
+    }
+
+    fn fetch_result(&self, read: strata_log::ReadResult) -> FetchResult {
+        FetchResult {
+            records: read.bytes,
+            high_watermark: self.high_watermark(),
+            log_start_offset: read.log_start_offset,
+            log_end_offset: read.log_end_offset,
+        }
+    }
+
+    /// One read, up to `max_offset` (exclusive): from the local log, or from the remote tier
+    /// when the offset lies below the local log's start and the remote tier holds it.
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<FetchResult> {
+        let local_start = self.local_log_start_offset()?;
+        if offset < local_start {
+            if let Some(result) = self.read_remote(offset, max_bytes).await? {
+                return Ok(result);
+            }
+        }
+        let local = match self.read_tail_inline(offset, max_bytes, max_offset) {
+            Some(read) => read,
+            None => {
+                let me = self.clone();
+                blocking(move || {
+                    let read = me.with_log(|log| log.read(offset, max_bytes, max_offset))?;
+                    Ok(me.fetch_result(read))
+                })
+                .await
+            }
+        };
+        match local {
+            // Local retention moved the start past `offset` since it was read above: the
+            // segment is in the remote tier now (retention never passes the manifest's end).
+            Err(BrokerError::OffsetOutOfRange { start, .. }) if offset < start => {
+                match self.read_remote(offset, max_bytes).await? {
+                    Some(result) => Ok(result),
+                    None => local,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn read_remote(&self, offset: i64, max_bytes: usize) -> Result<Option<FetchResult>> {
+        let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) else {
+            return Ok(None);
+        };
+        if !summary.holds(offset) {
+            return Ok(None);
+        }
+        let bytes = remote
+            .read(offset, max_bytes)
+            .await
+            .map_err(|e| self.tier_error(e))?;
+        let Some(records) = bytes else {
+            return Ok(None);
+        };
+        Ok(Some(FetchResult {
+            records,
+            high_watermark: self.high_watermark(),
+            log_start_offset: summary.start,
+            log_end_offset: self.log_end_offset(),
+        }))
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp_ms`, with that timestamp.
+    pub async fn offset_for_timestamp(
+        self: &Arc<Self>,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        // The remote tier holds the oldest records: look there first when it holds any below
+        // the local start (timestamps need not grow with offsets, so a local hit is not enough).
+        let local_start = self.local_log_start_offset()?;
+        if let (Some(remote), Some(summary)) = (self.remote_log(), self.remote_summary()) {
+            if summary.segments > 0 && summary.start < local_start {
+                let found = remote
+                    .offset_for_timestamp(timestamp_ms)
+                    .await
+                    .map_err(|e| self.tier_error(e))?;
+                if let Some(found) = found.filter(|(offset, _)| *offset < local_start) {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        let me = self.clone();
+        blocking(move || {
+            let hw = me.high_watermark();
+            let found = me.with_log(|log| log.offset_for_timestamp(timestamp_ms))?;
+            Ok(found.filter(|(offset, _)| *offset < hw))
+        })
+        .await
+    }
+}
