@@ -69,12 +69,25 @@ impl BrokerState {
         Ok(self.describe(&topic, |_| None))
     }
 
+    /// The controller's id; while none is elected (a cluster starting, a failover) it waits for
+    /// one up to a session, so a topic created right after the brokers start is not refused.
+    async fn elected_controller(&self) -> Result<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + self.config.session_ttl;
+        loop {
+            let controller = self.metadata.controller().await?;
+            if controller.is_some() || tokio::time::Instant::now() >= deadline {
+                return Ok(controller);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     async fn forward_create(
         &self,
         req: pb::CreateTopicRequest,
         forwarded: bool,
     ) -> Result<pb::TopicDescription> {
-        let controller = self.metadata.controller().await?;
+        let controller = self.elected_controller().await?;
         let address = match controller {
             Some(id) if !forwarded => self
                 .metadata
