@@ -109,10 +109,17 @@ impl BrokerState {
             FORWARDED_KEY,
             tonic::metadata::MetadataValue::from_static("1"),
         );
-        let answer = self.peers.admin(&address)?.create_topic(request).await;
-        answer
+        let answer = self
+            .peers
+            .admin(&address)?
+            .create_topic(request)
+            .await
             .map(|r| r.into_inner())
-            .map_err(BrokerError::Forwarded)
+            .map_err(BrokerError::Forwarded)?;
+        // Read-your-writes for the client that asked this broker: its next call here must see
+        // the topic, not wait for this broker's watch to catch up.
+        self.sync().await?;
+        Ok(answer)
     }
 
     /// Validates overrides against what this cluster can do.
