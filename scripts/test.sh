@@ -27,6 +27,8 @@ need_pkg cc build-essential
 need_pkg protoc protobuf-compiler
 # End-to-end and coordinator tests start their own etcd.
 need_pkg etcd etcd-server
+# The nemesis puts each broker in its own network namespace (ip netns, veth, tc).
+need_pkg ip iproute2
 # Tiering tests start their own LocalStack (S3), installed in a pinned virtualenv.
 need_pkg curl curl
 log "LocalStack (pinned virtualenv)"

@@ -72,7 +72,9 @@ pub struct GroupConsumer {
     topics: Vec<String>,
     shared: Arc<Mutex<Membership>>,
     owned: Vec<Partition>,
-    listener: Option<RebalanceListener>,
+    /// In a mutex only so that `GroupConsumer` is `Sync` and its `poll` future `Send` (it is
+    /// reached through `&mut self`, never locked in contention).
+    listener: Option<Mutex<RebalanceListener>>,
     last_auto_commit: Instant,
     joined: bool,
     /// The JoinGroup in flight, if any.
@@ -155,7 +157,7 @@ impl Consumer {
 impl GroupConsumer {
     /// Calls `listener` on every revocation, assignment and loss, inside `poll`.
     pub fn on_rebalance(&mut self, listener: RebalanceListener) {
-        self.listener = Some(listener);
+        self.listener = Some(Mutex::new(listener));
     }
 
     /// Changes the subscription; the next `poll` rejoins, and the group rebalances.
@@ -321,7 +323,7 @@ impl GroupConsumer {
 
     fn notify(&mut self, event: RebalanceEvent) {
         if let Some(listener) = self.listener.as_mut() {
-            listener(&event);
+            (listener.get_mut())(&event);
         }
     }
 

@@ -5,7 +5,7 @@
 //! etcd's log; it never skips.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ const STARTUP: Duration = Duration::from_secs(20);
 
 /// An etcd process of one member.
 pub struct EtcdServer {
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://IP:PORT` (127.0.0.1 unless started with `start_on`).
     pub endpoint: String,
     client: SocketAddr,
     peer_port: u16,
@@ -29,6 +29,12 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts etcd on free ports and a fresh data directory, and waits until it is healthy.
     pub fn start() -> EtcdServer {
+        Self::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`EtcdServer::start`], serving clients on `ip` (a bridge address that brokers in
+    /// network namespaces reach) instead of loopback.
+    pub fn start_on(ip: Ipv4Addr) -> EtcdServer {
         let client_port = free_port();
         let mut peer_port = free_port();
         while peer_port == client_port {
@@ -36,8 +42,8 @@ impl EtcdServer {
         }
         let dir = tempfile::tempdir().expect("temp dir for etcd");
         let mut server = EtcdServer {
-            endpoint: format!("http://127.0.0.1:{client_port}"),
-            client: SocketAddr::from(([127, 0, 0, 1], client_port)),
+            endpoint: format!("http://{ip}:{client_port}"),
+            client: SocketAddr::from((ip, client_port)),
             peer_port,
             child: None,
             log: dir.path().join("etcd.log"),

@@ -5,8 +5,11 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod history;
 pub mod localstack;
+pub mod netns;
 pub mod procs;
+pub mod rng;
 pub mod serve;
 
 use std::io::Write;

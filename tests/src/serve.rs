@@ -21,6 +21,8 @@ pub struct ServeBroker {
     extra: Vec<String>,
     /// Extra environment variables.
     env: Vec<(String, String)>,
+    /// Network namespace it runs in (`ip netns exec`); `None`: the test's own.
+    netns: Option<String>,
     /// SIGSTOPped: running, but answering nothing.
     frozen: std::sync::atomic::AtomicBool,
     child: Option<Child>,
@@ -52,10 +54,36 @@ impl ServeBroker {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> ServeBroker {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::launch(id, etcd, cluster, extra, env, addr, None)
+    }
+
+    /// Like [`ServeBroker::start_with`], inside network namespace `netns`, listening on `addr`
+    /// (an address of that namespace the test can reach).
+    pub fn start_in_netns(
+        id: i32,
+        etcd: &str,
+        cluster: &str,
+        extra: &[&str],
+        addr: SocketAddr,
+        netns: &str,
+    ) -> ServeBroker {
+        Self::launch(id, etcd, cluster, extra, &[], addr, Some(netns.to_string()))
+    }
+
+    fn launch(
+        id: i32,
+        etcd: &str,
+        cluster: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        addr: SocketAddr,
+        netns: Option<String>,
+    ) -> ServeBroker {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut b = ServeBroker {
             id,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            addr,
             data_dir: tmp.path().join("data"),
             etcd: etcd.to_string(),
             cluster: cluster.to_string(),
@@ -64,6 +92,7 @@ impl ServeBroker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            netns,
             frozen: Default::default(),
             child: None,
             log: tmp.path().join("broker.log"),
@@ -74,7 +103,15 @@ impl ServeBroker {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(strata_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                // `ip netns exec` enters the namespace and execs: the child's pid is strata's.
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(strata_bin());
+                cmd
+            }
+            None => Command::new(strata_bin()),
+        };
         cmd.args([
             "serve",
             "--id",
@@ -147,6 +184,18 @@ impl ServeBroker {
             child.kill().expect("SIGKILL strata serve");
             child.wait().expect("reaping strata serve");
         }
+        self.frozen
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A broker lost with its disk: SIGKILL, the data directory removed, started again empty
+    /// under the same id.
+    pub fn lose_disk(&mut self) {
+        self.kill9();
+        if self.data_dir.exists() {
+            std::fs::remove_dir_all(&self.data_dir).expect("removing the data directory");
+        }
+        self.restart();
     }
 
     pub fn is_running(&self) -> bool {

@@ -191,3 +191,19 @@ async fn records_from_a_producer_round_trip() {
     }
     assert_eq!(records[0].headers[0].key, "h");
 }
+
+/// A group member polls from a spawned task: its futures are `Send` (a rebalance listener
+/// stored in the member once made them not, and `tokio::spawn` refused them).
+#[test]
+fn a_group_members_poll_and_commit_can_run_on_a_spawned_task() {
+    fn spawnable<T: Send + 'static>(_: &T) {}
+    fn check(mut member: crate::GroupConsumer) {
+        let poll = async move {
+            let _ = member.poll(std::time::Duration::from_millis(1)).await;
+            let _ = member.commit_sync().await;
+            let _ = member.close().await;
+        };
+        spawnable(&poll);
+    }
+    let _ = check;
+}
