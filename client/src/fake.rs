@@ -48,6 +48,8 @@ pub struct Fake {
     /// Statuses returned by the next produce calls, one per call, before any is accepted.
     pub produce_failures: Mutex<VecDeque<Status>>,
     pub produce_attempts: Mutex<usize>,
+    /// How long each produce call waits before it is handled (a broker that does not answer).
+    pub produce_delay: Mutex<Duration>,
     pub produced: Mutex<Vec<ProduceCall>>,
     pub list_offsets: Mutex<Vec<Spec>>,
 }
@@ -137,6 +139,10 @@ impl Log for Fake {
     ) -> Result<Response<ProduceResponse>, Status> {
         let r = request.into_inner();
         *self.produce_attempts.lock() += 1;
+        let delay = *self.produce_delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         if let Some(status) = self.produce_failures.lock().pop_front() {
             return Err(status);
         }

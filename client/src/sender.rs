@@ -84,11 +84,18 @@ async fn send_batch(batch: Batch, cluster: &Cluster, config: &ProducerConfig) ->
                 // Handed to the transport: the records are as delivered as acks=0 gets.
                 batch.shared.complete(Ok(-1));
             }
-            client
-                .produce(request.clone())
-                .await
-                .map(|r| r.into_inner().base_offset)
-                .map_err(|s| cluster.conns().error(s, &address))
+            // An answer that would come after the delivery deadline is not waited for (as
+            // Kafka expires in-flight batches): the record's outcome is then unknown, and the
+            // caller hears so at the deadline rather than a request timeout later.
+            match tokio::time::timeout_at(deadline, client.produce(request.clone())).await {
+                Ok(answer) => answer
+                    .map(|r| r.into_inner().base_offset)
+                    .map_err(|s| cluster.conns().error(s, &address)),
+                Err(_) => Err(Error::Timeout {
+                    address: address.to_string(),
+                    after: deadline.saturating_duration_since(batch.created),
+                }),
+            }
         }
         .await;
         let err = match attempt {

@@ -72,6 +72,53 @@ impl ServeCluster {
             .collect()
     }
 
+    /// Creates `topic` (`partitions` partitions, `replicas` replicas, `configs` as `key=value`)
+    /// and waits until every partition has a leader and a full ISR.
+    pub fn create_topic(&self, topic: &str, partitions: u32, replicas: u32, configs: &[&str]) {
+        let partitions_arg = partitions.to_string();
+        let replicas_arg = replicas.to_string();
+        let mut args = vec![
+            "topic",
+            "create",
+            topic,
+            "-p",
+            &partitions_arg,
+            "-r",
+            &replicas_arg,
+        ];
+        for c in configs {
+            args.extend(["-c", c]);
+        }
+        self.any_live().cli_ok(&args, None);
+        self.wait(Duration::from_secs(30), "every ISR full", || {
+            self.partitions(topic)
+                .iter()
+                .all(|(l, isr)| *l > 0 && isr.len() == replicas as usize)
+                .then_some(())
+        });
+    }
+
+    /// The values of partition `partition` of `topic` from its start, read through broker `via`
+    /// with `strata consume` until `n` records or a quiet second.
+    pub fn read(&self, via: i64, topic: &str, partition: u32, n: usize) -> Vec<String> {
+        let out = self.broker(via).cli_ok(
+            &[
+                "consume",
+                topic,
+                "--partition",
+                &partition.to_string(),
+                "--offset",
+                "start",
+                "-n",
+                &n.to_string(),
+                "--timeout",
+                "3s",
+            ],
+            None,
+        );
+        out.lines().map(str::to_string).collect()
+    }
+
     /// The controller's id, as a live broker reports it.
     pub fn controller(&self) -> i64 {
         let info: Value = serde_json::from_str(

@@ -9,6 +9,7 @@ pub mod history;
 pub mod localstack;
 pub mod netns;
 pub mod procs;
+pub mod replicas;
 pub mod rng;
 pub mod serve;
 
@@ -213,4 +214,17 @@ pub fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Opti
         assert!(Instant::now() < deadline, "{what}: not within {within:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `n` values `<prefix>0`, `<prefix>1`, ...: what tests produce and expect back.
+pub fn numbered(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// [`numbered`] as `strata produce` input, one value per line.
+pub fn numbered_lines(prefix: &str, n: usize) -> Vec<u8> {
+    numbered(prefix, n)
+        .into_iter()
+        .flat_map(|v| format!("{v}\n").into_bytes())
+        .collect()
 }

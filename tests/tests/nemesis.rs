@@ -286,42 +286,6 @@ async fn read_all(addresses: &str) -> (BTreeMap<u32, Vec<(i64, Vec<u8>)>>, BTree
     (logs, ends)
 }
 
-/// One replica's batches of every partition, read from its data directory (broker stopped).
-fn replica_batches(broker: &ServeBroker) -> BTreeMap<u32, Batches> {
-    let logs = broker.data_dir.join("logs");
-    let topic_dir = std::fs::read_dir(&logs)
-        .unwrap_or_else(|e| panic!("listing {}: {e}", logs.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{TOPIC}~")))
-        })
-        .unwrap_or_else(|| panic!("broker {} has no {TOPIC} directory", broker.id));
-    (0..PARTITIONS)
-        .map(|p| {
-            let log = strata_log::Log::open(
-                topic_dir.join(p.to_string()),
-                strata_log::LogConfig::default(),
-                Arc::new(strata_log::SystemClock),
-            )
-            .unwrap_or_else(|e| panic!("opening broker {}'s partition {p}: {e}", broker.id));
-            let batches = log
-                .headers_from(log.log_start_offset())
-                .expect("batch headers")
-                .iter()
-                .map(|h| {
-                    (
-                        h.base_offset,
-                        h.base_offset + h.last_offset_delta as i64,
-                        h.crc,
-                    )
-                })
-                .collect();
-            (p, batches)
-        })
-        .collect()
-}
-
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
         v.parse()
@@ -442,7 +406,7 @@ fn nemesis_keeps_every_acknowledged_record() {
     let replicas: Vec<(i32, BTreeMap<u32, Batches>)> = cluster
         .brokers
         .iter()
-        .map(|b| (b.id, replica_batches(b)))
+        .map(|b| (b.id, strata_tests::replicas::batches(b, TOPIC, PARTITIONS)))
         .collect();
     for p in 0..PARTITIONS {
         let of_p: Vec<(i32, Batches)> = replicas

@@ -27,8 +27,6 @@ trait Partition0 {
         what: &str,
         check: impl Fn(i64, &[i64]) -> bool,
     ) -> (i64, Vec<i64>);
-    /// Creates the one-partition RF 3 topic (min.insync.replicas 2) and waits for a full ISR.
-    fn create_topic(&self);
 }
 
 impl Partition0 for Cluster {
@@ -46,28 +44,6 @@ impl Partition0 for Cluster {
             let (leader, isr) = self.partition0();
             check(leader, &isr).then_some((leader, isr))
         })
-    }
-
-    fn create_topic(&self) {
-        self.brokers[0].cli_ok(
-            &[
-                "topic",
-                "create",
-                TOPIC,
-                "-p",
-                "1",
-                "-r",
-                "3",
-                "-c",
-                "min.insync.replicas=2",
-            ],
-            None,
-        );
-        self.wait_partition0(
-            Duration::from_secs(20),
-            "all three replicas in sync",
-            |_, isr| isr.len() == 3,
-        );
     }
 }
 
@@ -257,7 +233,7 @@ const FLAGS: &[&str] = &[
 #[test]
 fn leader_killed_mid_stream_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start("leader-kill", FLAGS);
-    cluster.create_topic();
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
     let acked = Arc::new(AtomicU64::new(0));
     let producer = produce_numbers(cluster.addresses(), acked.clone());
     wait_acked(&acked, 50_000, Duration::from_secs(60));
@@ -282,7 +258,7 @@ fn leader_killed_mid_stream_loses_nothing_acknowledged() {
 #[test]
 fn follower_killed_mid_stream_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start("follower-kill", FLAGS);
-    cluster.create_topic();
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
     let acked = Arc::new(AtomicU64::new(0));
     let producer = produce_numbers(cluster.addresses(), acked.clone());
     wait_acked(&acked, 50_000, Duration::from_secs(60));
@@ -304,7 +280,7 @@ fn follower_killed_mid_stream_loses_nothing_acknowledged() {
 #[test]
 fn leader_killed_twice_with_a_restart_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start("leader-twice", FLAGS);
-    cluster.create_topic();
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
     let acked = Arc::new(AtomicU64::new(0));
     let producer = produce_numbers_at(cluster.addresses(), acked.clone(), Some(15_000));
     wait_acked(&acked, 40_000, Duration::from_secs(60));
@@ -338,7 +314,7 @@ fn a_frozen_follower_leaves_the_isr_and_acks_all_keeps_working() {
         "frozen",
         &["--session-timeout", "20s", "--replica-lag-time-max", "2s"],
     );
-    cluster.create_topic();
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
     let lines: Vec<u8> = (0..1000)
         .flat_map(|i| format!("a{i}\n").into_bytes())
         .collect();
@@ -408,7 +384,7 @@ fn leadership_returns_to_the_preferred_replica_after_a_restart() {
             "1s",
         ],
     );
-    cluster.create_topic();
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
     let (preferred, _) = cluster.partition0();
     let lines: Vec<u8> = (0..500)
         .flat_map(|i| format!("r{i}\n").into_bytes())

@@ -17,42 +17,11 @@
 use std::time::{Duration, Instant};
 use strata_tests::cluster::ServeCluster as Cluster;
 use strata_tests::etcd::EtcdServer;
+use strata_tests::numbered_lines;
 use strata_tests::serve::ServeBroker;
 use strata_tests::wait_for;
 
 const TOPIC: &str = "windows";
-
-/// Creates `TOPIC` with `partitions` partitions, RF 3, min.insync.replicas 2, and waits until
-/// every ISR is full.
-fn create_topic(cluster: &Cluster, partitions: u32) {
-    cluster.brokers[0].cli_ok(
-        &[
-            "topic",
-            "create",
-            TOPIC,
-            "-p",
-            &partitions.to_string(),
-            "-r",
-            "3",
-            "-c",
-            "min.insync.replicas=2",
-        ],
-        None,
-    );
-    cluster.wait(Duration::from_secs(30), "every ISR full", || {
-        cluster
-            .partitions(TOPIC)
-            .iter()
-            .all(|(l, isr)| *l > 0 && isr.len() == 3)
-            .then_some(())
-    });
-}
-
-fn lines(prefix: &str, n: usize) -> Vec<u8> {
-    (0..n)
-        .flat_map(|i| format!("{prefix}{i}\n").into_bytes())
-        .collect()
-}
 
 /// The window: acks=all waits while both followers are frozen; the leader drops them from the
 /// ISR after the lag time, and the high watermark jumps past the batch with one copy on disk.
@@ -64,8 +33,11 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
         "frozen2",
         &["--session-timeout", "20s", "--replica-lag-time-max", "2s"],
     );
-    create_topic(&cluster, 1);
-    cluster.brokers[0].cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines("a", 100)));
+    cluster.create_topic(TOPIC, 1, 3, &["min.insync.replicas=2"]);
+    cluster.brokers[0].cli_ok(
+        &["produce", TOPIC, "--acks", "all"],
+        Some(&numbered_lines("a", 100)),
+    );
     let (leader, isr) = cluster.partitions(TOPIC)[0].clone();
     let followers: Vec<i64> = isr.into_iter().filter(|r| *r != leader).collect();
     for f in &followers {
@@ -108,9 +80,10 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
         "both followers back in the ISR",
         || (cluster.partitions(TOPIC)[0].1.len() == 3).then_some(()),
     );
-    cluster
-        .broker(leader)
-        .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines("b", 100)));
+    cluster.broker(leader).cli_ok(
+        &["produce", TOPIC, "--acks", "all"],
+        Some(&numbered_lines("b", 100)),
+    );
     let out = cluster.broker(leader).cli_ok(
         &["consume", TOPIC, "--offset", "start", "--timeout", "3s"],
         None,
@@ -133,8 +106,48 @@ fn acks_all_fails_with_both_followers_frozen_and_works_once_they_are_back() {
 /// truncate its log to the empty one.
 #[test]
 fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing() {
-    let mut cluster = Cluster::start("emptydisk", &["--session-timeout", "45s"]);
-    create_topic(&cluster, 3);
+    leader_back_with_less_before_the_controller_noticed("emptydisk", |data, _| {
+        std::fs::remove_dir_all(data).unwrap();
+        std::fs::create_dir_all(data).unwrap();
+    });
+}
+
+/// The same window with a shorter log instead of none: the tail of the leader's active
+/// segment cut in half (a torn write, a page cache lost with the machine). Recovery drops the
+/// torn batch and everything after it; the broker must still neither lead at its old epoch nor
+/// make a follower cut committed records.
+#[test]
+fn a_leader_back_with_its_active_segment_tail_cut_before_the_controller_noticed_loses_nothing() {
+    leader_back_with_less_before_the_controller_noticed("cuttail", |data, partition| {
+        let mut segments: Vec<_> = walk(data)
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter(|p| {
+                p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d.to_string_lossy() == partition.to_string())
+            })
+            .collect();
+        segments.sort();
+        let active = segments.pop().expect("an active segment");
+        let len = std::fs::metadata(&active).unwrap().len();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        file.set_len(len / 2).unwrap();
+        println!("cut {} from {len} to {} bytes", active.display(), len / 2);
+    });
+}
+
+/// Kills the leader of a partition that is not the controller's, applies `damage` to its data
+/// directory (given the partition's index), restarts it, and freezes the controller until the
+/// restarted broker registered.
+fn leader_back_with_less_before_the_controller_noticed(
+    name: &str,
+    damage: fn(&std::path::Path, usize),
+) {
+    let mut cluster = Cluster::start(name, &["--session-timeout", "45s"]);
+    cluster.create_topic(TOPIC, 3, 3, &["min.insync.replicas=2"]);
     let controller = cluster.controller();
     let (index, leader) = cluster
         .partitions(TOPIC)
@@ -146,7 +159,7 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
     let partition = index.to_string();
     cluster.broker(leader).cli_ok(
         &["produce", TOPIC, "--acks", "all", "--partition", &partition],
-        Some(&lines("a", 3000)),
+        Some(&numbered_lines("a", 3000)),
     );
     let started_before = cluster
         .broker(leader)
@@ -156,9 +169,7 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
     cluster.broker_mut(leader).kill9();
     let killed = Instant::now();
     let log_at_kill = cluster.broker(leader).log_text().len();
-    let data = cluster.broker(leader).data_dir.clone();
-    std::fs::remove_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
+    damage(&cluster.broker(leader).data_dir.clone(), index);
     // It waits for its old registration to expire before it registers again.
     cluster.broker_mut(leader).restart();
     std::thread::sleep(Duration::from_secs(25).saturating_sub(killed.elapsed()));
@@ -215,7 +226,7 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
     );
     cluster.broker(new_leader).cli_ok(
         &["produce", TOPIC, "--acks", "all", "--partition", &partition],
-        Some(&lines("b", 1000)),
+        Some(&numbered_lines("b", 1000)),
     );
     cluster.wait(
         Duration::from_secs(60),

@@ -156,6 +156,11 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
             if !p.is_leader() {
                 continue;
             }
+            strata_tiering::failpoint::reached(
+                strata_tiering::failpoint::ISR_BEFORE_EXPAND,
+                &format!("{topic}/{partition} follower {follower}"),
+            )
+            .await;
             if let Err(e) = state
                 .change_isr(&p, |isr| {
                     if !isr.contains(&follower) {

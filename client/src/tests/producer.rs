@@ -257,6 +257,33 @@ async fn delivery_timeout_ends_retries() {
     );
 }
 
+/// A request still in flight at the delivery deadline is not waited for: the caller hears of
+/// the timeout at the deadline, not a request timeout later (Kafka expires in-flight batches).
+#[tokio::test]
+async fn delivery_timeout_bounds_a_request_in_flight() {
+    let server = fake::start(&[("t", 1)]).await;
+    *server.fake.produce_delay.lock() = Duration::from_secs(30);
+    let p = producer(&server, |c| {
+        c.linger = Duration::from_millis(1);
+        c.delivery_timeout = Duration::from_millis(300);
+        c.client.request_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let err = p
+        .send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DeliveryTimeout { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed at the delivery deadline, not the request timeout: {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn flush_waits_for_everything_buffered() {
     let server = fake::start(&[("t", 2)]).await;
