@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod faults;
 pub mod history;
 pub mod localstack;
 pub mod netns;

@@ -198,6 +198,13 @@ impl ServeBroker {
         self.restart();
     }
 
+    /// The exit status if the process ended by itself (it is then no longer running).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -128,11 +128,31 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
     );
 }
 
-/// Two unclean elections in a row leave the returning follower B with records of an epoch the
-/// leader A never had, above a shared prefix: A holds `a* x*` (epoch 0) then `z*` (epoch 2); B
-/// holds `a*` (epoch 0) then `y*` (epoch 1). One round of the epoch exchange (A's answer for
-/// epoch 1 is "epoch 0 ends at 15") cut B only to 13 and kept `y*`; looping, B learns that its
-/// epoch 0 ends at 10 and cuts there.
+fn produce(cluster: &Cluster, via: i64, prefix: &str, n: usize) {
+    cluster.broker(via).cli_ok(
+        &["produce", TOPIC, "--acks", "all"],
+        Some(&numbered_lines(prefix, n)),
+    );
+}
+
+fn leader_is(cluster: &Cluster, want: i64, what: &str) {
+    cluster.wait(Duration::from_secs(40), what, || {
+        (cluster.partitions(TOPIC)[0].0 == want).then_some(())
+    });
+}
+
+/// Three unclean elections in a row leave P, the returning follower, with records of an epoch
+/// the leader Q holds at other offsets:
+///
+/// - epoch 0 (leader P): `a0..a4` on both, then `a5..a9` on P alone (Q frozen);
+/// - epoch 1 (Q, P dead): `q0..q6` at 5..11;
+/// - epoch 2 (P, Q dead): `p0..p2` at 10..12;
+/// - epoch 3 (Q, P dead): `r0..r1` at 12..13.
+///
+/// P returns and asks where its epoch 2 ends; Q answers "epoch 1 ends at 12". P holds no
+/// epoch 1: one round (as before) cut P at its own end of epoch 0, 10, and kept `a5..a9`
+/// where Q has `q0..q4`, then fetched from 10 (a batch boundary on Q). Looping (KIP-279), P
+/// asks about epoch 0, hears 5, and cuts there.
 #[test]
 fn logs_that_diverged_over_several_epochs_end_identical() {
     let mut cluster = Cluster::start(
@@ -148,57 +168,53 @@ fn logs_that_diverged_over_several_epochs_end_identical() {
             "min.insync.replicas=1",
         ],
     );
-    let (a, isr) = cluster.partitions(TOPIC)[0].clone();
-    let b = *isr.iter().find(|r| **r != a).expect("a follower");
-    cluster.broker(a).cli_ok(
+    let (p, isr) = cluster.partitions(TOPIC)[0].clone();
+    let q = *isr.iter().find(|r| **r != p).expect("a follower");
+    produce(&cluster, p, "a", 5);
+    cluster.broker(q).freeze(true);
+    wait_for(Duration::from_secs(30), "Q out of the ISR", || {
+        (cluster.partitions(TOPIC)[0].1 == vec![p]).then_some(())
+    });
+    cluster.broker(p).cli_ok(
         &["produce", TOPIC, "--acks", "all"],
-        Some(&numbered_lines("a", 10)),
+        Some(b"a5\na6\na7\na8\na9\n"),
     );
-    // B falls out of the ISR; A alone takes x0..x4.
-    cluster.broker(b).freeze(true);
-    wait_for(Duration::from_secs(30), "B out of the ISR", || {
-        (cluster.partitions(TOPIC)[0].1 == vec![a]).then_some(())
-    });
-    cluster.broker(a).cli_ok(
-        &["produce", TOPIC, "--acks", "all"],
-        Some(&numbered_lines("x", 5)),
-    );
-    // A dies; B is elected uncleanly and takes y0..y2 at offsets 10..12.
-    cluster.broker_mut(a).kill9();
-    cluster.broker(b).freeze(false);
-    cluster.wait(Duration::from_secs(40), "B elected uncleanly", || {
-        (cluster.partitions(TOPIC)[0].0 == b).then_some(())
-    });
-    cluster.broker(b).cli_ok(
-        &["produce", TOPIC, "--acks", "1"],
-        Some(&numbered_lines("y", 3)),
-    );
-    // B dies; A returns and is elected uncleanly; it takes z0..z2 at 15..17.
-    cluster.broker_mut(b).kill9();
-    cluster.broker_mut(a).restart();
-    cluster.wait(Duration::from_secs(40), "A elected uncleanly", || {
-        (cluster.partitions(TOPIC)[0].0 == a).then_some(())
-    });
-    cluster.broker(a).cli_ok(
-        &["produce", TOPIC, "--acks", "1"],
-        Some(&numbered_lines("z", 3)),
-    );
-    // B returns as a follower of A.
-    cluster.broker_mut(b).restart();
-    cluster.wait(Duration::from_secs(60), "B back in the ISR", || {
+    // Epoch 1: Q.
+    cluster.broker_mut(p).kill9();
+    cluster.broker(q).freeze(false);
+    leader_is(&cluster, q, "Q elected uncleanly (epoch 1)");
+    // Two batches, 5..9 and 10..11: P's fetch from 10 then starts at a batch boundary, so a
+    // follower cut at 10 would take the second batch without noticing the divergence.
+    produce(&cluster, q, "q", 5);
+    cluster
+        .broker(q)
+        .cli_ok(&["produce", TOPIC, "--acks", "all"], Some(b"q5\nq6\n"));
+    // Epoch 2: P.
+    cluster.broker_mut(q).kill9();
+    cluster.broker_mut(p).restart();
+    leader_is(&cluster, p, "P elected uncleanly (epoch 2)");
+    produce(&cluster, p, "p", 3);
+    // Epoch 3: Q.
+    cluster.broker_mut(p).kill9();
+    cluster.broker_mut(q).restart();
+    leader_is(&cluster, q, "Q elected uncleanly (epoch 3)");
+    produce(&cluster, q, "r", 2);
+    // P returns as a follower of Q.
+    cluster.broker_mut(p).restart();
+    cluster.wait(Duration::from_secs(60), "P back in the ISR", || {
         (cluster.partitions(TOPIC)[0].1.len() == 2).then_some(())
     });
-    let got = cluster.read(a, TOPIC, 0, 18);
-    let mut want = numbered("a", 10);
-    want.extend(numbered("x", 5));
-    want.extend(numbered("z", 3));
+    let got = cluster.read(q, TOPIC, 0, 14);
+    let mut want = numbered("a", 5);
+    want.extend(numbered("q", 7));
+    want.extend(numbered("r", 2));
     assert_eq!(got, want, "the leader's log");
 
     for broker in &mut cluster.brokers {
         broker.kill9();
     }
-    let on_a = replicas::batches(cluster.broker(a), TOPIC, 1)[&0].clone();
-    let on_b = replicas::batches(cluster.broker(b), TOPIC, 1)[&0].clone();
-    assert_eq!(on_a.last().map(|x| x.1), Some(17), "A holds offsets 0..=17");
-    assert_eq!(on_b, on_a, "B's batches are A's, byte for byte (CRCs)");
+    let on_q = replicas::batches(cluster.broker(q), TOPIC, 1)[&0].clone();
+    let on_p = replicas::batches(cluster.broker(p), TOPIC, 1)[&0].clone();
+    assert_eq!(on_q.last().map(|x| x.1), Some(13), "Q holds offsets 0..=13");
+    assert_eq!(on_p, on_q, "P's batches are Q's, byte for byte (CRCs)");
 }

@@ -1,6 +1,6 @@
 //! The seeded nemesis: etcd and three brokers, each broker in its own network namespace, an
-//! idempotent acks=all producer and two consumers of one group, and for a set time random faults
-//! chosen from a printed seed: SIGKILL and restart, SIGSTOP of one or two brokers, etcd frozen,
+//! idempotent acks=all producer and two consumers of one group, and for a set time random faults,
+//! up to two at once, from a printed seed (`strata_tests::faults`): SIGKILL and restart, SIGSTOP, etcd frozen,
 //! a broker cut off and healed, a slow link, and a broker lost with its disk (only while every
 //! ISR is full: Kafka's promise covers the loss of any one broker with its disk). After healing,
 //! the history checker (`strata_tests::history`) proves that every acknowledged record is there
@@ -23,9 +23,9 @@ use strata_client::{
 };
 use strata_tests::cluster::ServeCluster;
 use strata_tests::etcd::EtcdServer;
+use strata_tests::faults::Faults;
 use strata_tests::history::{self, Acked, Batches, Read};
 use strata_tests::netns::Net;
-use strata_tests::rng::Rng;
 use strata_tests::serve::ServeBroker;
 
 const TOPIC: &str = "nemesis";
@@ -178,76 +178,6 @@ fn isrs_full(cluster: &ServeCluster) -> bool {
     partitions(cluster).is_some_and(|ps| ps.iter().all(|(l, isr)| *l > 0 && isr.len() == 3))
 }
 
-/// Applies one random fault, holds it, heals it; returns its name.
-fn one_fault(
-    rng: &mut Rng,
-    cluster: &mut ServeCluster,
-    net: &mut Net,
-    log: &mut Vec<String>,
-) -> &'static str {
-    let b = rng.between(1, 3) as usize;
-    let other = 1 + (b + rng.between(0, 1) as usize) % 3;
-    let started = Instant::now();
-    let name = match rng.between(0, 6) {
-        0 => {
-            cluster.broker_mut(b as i64).kill9();
-            std::thread::sleep(rng.millis(200, 3000));
-            cluster.broker_mut(b as i64).restart();
-            "sigkill-restart"
-        }
-        1 => {
-            cluster.broker(b as i64).freeze(true);
-            std::thread::sleep(rng.millis(1000, 8000));
-            cluster.broker(b as i64).freeze(false);
-            "sigstop-one"
-        }
-        2 => {
-            cluster.broker(b as i64).freeze(true);
-            cluster.broker(other as i64).freeze(true);
-            std::thread::sleep(rng.millis(1000, 5000));
-            cluster.broker(b as i64).freeze(false);
-            cluster.broker(other as i64).freeze(false);
-            "sigstop-two"
-        }
-        3 => {
-            cluster.etcd.pause();
-            std::thread::sleep(rng.millis(1000, 5000));
-            cluster.etcd.resume();
-            "etcd-sigstop"
-        }
-        4 => {
-            net.cut(b);
-            std::thread::sleep(rng.millis(1000, 10000));
-            net.heal(b);
-            "cut-off"
-        }
-        5 => {
-            net.slow(b, rng.between(200, 2000) as u32);
-            std::thread::sleep(rng.millis(2000, 10000));
-            net.unslow(b);
-            "slow-link"
-        }
-        _ => {
-            if !isrs_full(cluster) {
-                "disk-loss-skipped-isr-not-full"
-            } else {
-                cluster.broker_mut(b as i64).lose_disk();
-                "disk-loss"
-            }
-        }
-    };
-    log.push(format!(
-        "{name} broker {b}{} for {:?}",
-        if name == "sigstop-two" {
-            format!("+{other}")
-        } else {
-            String::new()
-        },
-        started.elapsed()
-    ));
-    name
-}
-
 /// Reads every partition from the start to its high watermark.
 async fn read_all(addresses: &str) -> (BTreeMap<u32, Vec<(i64, Vec<u8>)>>, BTreeMap<u32, i64>) {
     let consumer_config = ConsumerConfig::new(client_config(addresses));
@@ -303,7 +233,6 @@ fn nemesis_keeps_every_acknowledged_record() {
             .as_nanos() as u64
     });
     println!("nemesis: seed {seed}, {seconds} s of faults (replay: STRATA_NEMESIS_SEED={seed})");
-    let mut rng = Rng::new(seed);
     let mut net = Net::create(3);
     let etcd = EtcdServer::start_on(net.host_ip);
     let flags = [
@@ -362,18 +291,17 @@ fn nemesis_keeps_every_acknowledged_record() {
         .map(|_| runtime.spawn(consume(addresses.clone(), seen.clone())))
         .collect();
 
-    let mut applied: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut log = Vec::new();
+    let mut faults = Faults::new(seed);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
-        std::thread::sleep(rng.millis(500, 3000));
-        let name = one_fault(&mut rng, &mut cluster, &mut net, &mut log);
-        *applied.entry(name).or_default() += 1;
+        let pause = faults.step(&mut cluster, &mut net, isrs_full);
+        std::thread::sleep(pause);
     }
-    net.heal_all();
-    for line in &log {
+    faults.heal_all(&mut cluster, &mut net);
+    for line in &faults.log {
         println!("fault: {line}");
     }
+    let applied = &faults.applied;
     println!("faults applied: {applied:?}");
 
     seen.stop.store(true, Ordering::SeqCst);

@@ -1,0 +1,219 @@
+//! The nemesis's fault schedule: random faults from a seed, up to two at a time on different
+//! brokers, each started, held for a random time and healed.
+//!
+//! Kinds: SIGKILL (restarted when it ends), SIGSTOP (SIGCONT), etcd SIGSTOPped, a broker's link
+//! cut (healed), a slow link (rate-limited), and a broker lost with its disk (SIGKILL, data
+//! directory removed, restarted empty when it ends). A disk is lost only while no other fault
+//! is active and every ISR is full: Kafka's promise covers the loss of any one broker with its
+//! disk, not of the last copy.
+//!
+//! Invariant: at most one broker's disk is lost at a time, and `heal_all` leaves every broker
+//! running, every link up and etcd answering.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::cluster::ServeCluster;
+use crate::netns::Net;
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Kill,
+    Freeze,
+    EtcdFreeze,
+    Cut,
+    Slow,
+    DiskLoss,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Kill => "sigkill",
+            Kind::Freeze => "sigstop",
+            Kind::EtcdFreeze => "etcd-sigstop",
+            Kind::Cut => "cut-off",
+            Kind::Slow => "slow-link",
+            Kind::DiskLoss => "disk-loss",
+        }
+    }
+}
+
+struct Active {
+    kind: Kind,
+    /// The broker it applies to (0 for etcd).
+    broker: usize,
+    started: Instant,
+    ends: Instant,
+}
+
+/// Faults applied so far and those still active.
+pub struct Faults {
+    rng: Rng,
+    active: Vec<Active>,
+    /// Applied faults by kind (and `disk-loss-skipped` when an ISR was not full).
+    pub applied: BTreeMap<&'static str, u32>,
+    /// One line per healed fault: kind, broker, how long it lasted.
+    pub log: Vec<String>,
+}
+
+impl Faults {
+    pub fn new(seed: u64) -> Faults {
+        Faults {
+            rng: Rng::new(seed),
+            active: Vec::new(),
+            applied: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// One step: heals the faults whose time is up, maybe starts one, and returns how long to
+    /// wait before the next step. `isrs_full` is asked only before a disk loss.
+    pub fn step(
+        &mut self,
+        cluster: &mut ServeCluster,
+        net: &mut Net,
+        isrs_full: impl Fn(&ServeCluster) -> bool,
+    ) -> Duration {
+        self.restart_exited(cluster);
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.active.len() {
+            if self.active[i].ends <= now {
+                let fault = self.active.swap_remove(i);
+                self.heal(fault, cluster, net);
+            } else {
+                i += 1;
+            }
+        }
+        if self.active.len() < 2 && self.rng.between(0, 2) > 0 {
+            self.start(cluster, net, isrs_full);
+        }
+        self.rng.millis(300, 1500)
+    }
+
+    fn start(
+        &mut self,
+        cluster: &mut ServeCluster,
+        net: &mut Net,
+        isrs_full: impl Fn(&ServeCluster) -> bool,
+    ) {
+        let kind = match self.rng.between(0, 6) {
+            0 => Kind::Kill,
+            1 | 2 => Kind::Freeze,
+            3 => Kind::EtcdFreeze,
+            4 => Kind::Cut,
+            5 => Kind::Slow,
+            _ => Kind::DiskLoss,
+        };
+        let broker = match kind {
+            Kind::EtcdFreeze => 0,
+            _ => self.rng.between(1, 3) as usize,
+        };
+        let busy = self
+            .active
+            .iter()
+            .any(|a| a.broker == broker || (kind == Kind::DiskLoss) || a.kind == Kind::DiskLoss);
+        if busy {
+            return;
+        }
+        let hold = match kind {
+            Kind::Kill => self.rng.millis(200, 3000),
+            Kind::Freeze => self.rng.millis(500, 8000),
+            Kind::EtcdFreeze => self.rng.millis(500, 5000),
+            Kind::Cut => self.rng.millis(1000, 10000),
+            Kind::Slow => self.rng.millis(2000, 10000),
+            Kind::DiskLoss => self.rng.millis(200, 3000),
+        };
+        match kind {
+            Kind::Kill => cluster.broker_mut(broker as i64).kill9(),
+            Kind::Freeze => cluster.broker(broker as i64).freeze(true),
+            Kind::EtcdFreeze => cluster.etcd.pause(),
+            Kind::Cut => net.cut(broker),
+            Kind::Slow => {
+                let kbit = self.rng.between(200, 2000) as u32;
+                net.slow(broker, kbit);
+            }
+            Kind::DiskLoss => {
+                if !isrs_full(cluster) {
+                    *self.applied.entry("disk-loss-skipped").or_default() += 1;
+                    return;
+                }
+                let b = cluster.broker_mut(broker as i64);
+                b.kill9();
+                std::fs::remove_dir_all(&b.data_dir).expect("removing the data directory");
+            }
+        }
+        *self.applied.entry(kind.name()).or_default() += 1;
+        let now = Instant::now();
+        self.active.push(Active {
+            kind,
+            broker,
+            started: now,
+            ends: now + hold,
+        });
+    }
+
+    fn heal(&mut self, fault: Active, cluster: &mut ServeCluster, net: &mut Net) {
+        match fault.kind {
+            Kind::Kill | Kind::DiskLoss => cluster.broker_mut(fault.broker as i64).restart(),
+            Kind::Freeze => cluster.broker(fault.broker as i64).freeze(false),
+            Kind::EtcdFreeze => cluster.etcd.resume(),
+            Kind::Cut => net.heal(fault.broker),
+            Kind::Slow => net.unslow(fault.broker),
+        }
+        let target = match fault.broker {
+            0 => "etcd".to_string(),
+            b => format!("broker {b}"),
+        };
+        self.log.push(format!(
+            "{} {target} for {:?}",
+            fault.kind.name(),
+            fault.started.elapsed()
+        ));
+    }
+
+    /// Restarts a broker that exited by itself (e.g. started while etcd was frozen, it could
+    /// not connect and gave up, as a process under systemd would), noting it in the log.
+    fn restart_exited(&mut self, cluster: &mut ServeCluster) {
+        let down: Vec<usize> = self
+            .active
+            .iter()
+            .filter(|a| matches!(a.kind, Kind::Kill | Kind::DiskLoss))
+            .map(|a| a.broker)
+            .collect();
+        for b in &mut cluster.brokers {
+            if down.contains(&(b.id as usize)) {
+                continue;
+            }
+            if let Some(status) = b.exited() {
+                let tail: Vec<String> = b
+                    .log_text()
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .map(String::from)
+                    .collect();
+                self.log.push(format!(
+                    "broker {} exited by itself ({status}): {tail:?}",
+                    b.id
+                ));
+                *self.applied.entry("exited-restarted").or_default() += 1;
+                b.restart();
+            }
+        }
+    }
+
+    /// Ends every active fault, in the order they started.
+    pub fn heal_all(&mut self, cluster: &mut ServeCluster, net: &mut Net) {
+        // Resume etcd first: restarting brokers register with it.
+        self.active
+            .sort_by_key(|a| (a.kind != Kind::EtcdFreeze, a.started));
+        for fault in std::mem::take(&mut self.active) {
+            self.heal(fault, cluster, net);
+        }
+        net.heal_all();
+        self.restart_exited(cluster);
+    }
+}
