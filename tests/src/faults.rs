@@ -3,9 +3,10 @@
 //!
 //! Kinds: SIGKILL (restarted when it ends), SIGSTOP (SIGCONT), etcd SIGSTOPped, a broker's link
 //! cut (healed), a slow link (rate-limited), and a broker lost with its disk (SIGKILL, data
-//! directory removed, restarted empty when it ends). A disk is lost only while no other fault
-//! is active and every ISR is full: Kafka's promise covers the loss of any one broker with its
-//! disk, not of the last copy.
+//! directory removed, restarted empty when it ends). A disk is lost only while every ISR is
+//! full and no other disk loss is active: Kafka's promise covers the loss of any one broker
+//! with its disk, not of the last copy. Other faults may overlap it (a frozen controller or
+//! etcd while a leader comes back empty is the window that lost records before incarnations).
 //!
 //! Invariant: at most one broker's disk is lost at a time, and `heal_all` leaves every broker
 //! running, every link up and etcd answering.
@@ -114,7 +115,7 @@ impl Faults {
         let busy = self
             .active
             .iter()
-            .any(|a| a.broker == broker || (kind == Kind::DiskLoss) || a.kind == Kind::DiskLoss);
+            .any(|a| a.broker == broker || (kind == Kind::DiskLoss && a.kind == Kind::DiskLoss));
         if busy {
             return;
         }

@@ -14,6 +14,8 @@
 mod follower;
 pub mod leader;
 pub mod partition;
+#[cfg(test)]
+mod partition_tests;
 pub mod producer_snapshots;
 pub mod producers;
 mod reads;
