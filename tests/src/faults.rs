@@ -158,7 +158,10 @@ impl Faults {
 
     fn heal(&mut self, fault: Active, cluster: &mut ServeCluster, net: &mut Net) {
         match fault.kind {
-            Kind::Kill | Kind::DiskLoss => cluster.broker_mut(fault.broker as i64).restart(),
+            Kind::Kill | Kind::DiskLoss => {
+                // A failed start (etcd frozen) is retried by the next step's restart_exited.
+                let _ = cluster.broker_mut(fault.broker as i64).try_restart();
+            }
             Kind::Freeze => cluster.broker(fault.broker as i64).freeze(false),
             Kind::EtcdFreeze => cluster.etcd.resume(),
             Kind::Cut => net.heal(fault.broker),
@@ -175,8 +178,9 @@ impl Faults {
         ));
     }
 
-    /// Restarts a broker that exited by itself (e.g. started while etcd was frozen, it could
-    /// not connect and gave up, as a process under systemd would), noting it in the log.
+    /// Starts every broker that should run and does not: one that exited by itself (started
+    /// while etcd was frozen or its link cut, it could not reach etcd and gave up, as a process
+    /// under systemd would before being restarted), or whose restart failed for that reason.
     fn restart_exited(&mut self, cluster: &mut ServeCluster) {
         let down: Vec<usize> = self
             .active
@@ -189,19 +193,17 @@ impl Faults {
                 continue;
             }
             if let Some(status) = b.exited() {
-                let tail: Vec<String> = b
-                    .log_text()
-                    .lines()
-                    .rev()
-                    .take(3)
-                    .map(String::from)
-                    .collect();
-                self.log.push(format!(
-                    "broker {} exited by itself ({status}): {tail:?}",
-                    b.id
-                ));
-                *self.applied.entry("exited-restarted").or_default() += 1;
-                b.restart();
+                self.log
+                    .push(format!("broker {} exited by itself ({status})", b.id));
+            }
+            if b.is_running() {
+                continue;
+            }
+            *self.applied.entry("restart-after-exit").or_default() += 1;
+            if let Err(e) = b.try_restart() {
+                let last = e.lines().last().unwrap_or_default().to_string();
+                self.log
+                    .push(format!("broker {} did not start, retrying: {last}", b.id));
             }
         }
     }
@@ -215,6 +217,16 @@ impl Faults {
             self.heal(fault, cluster, net);
         }
         net.heal_all();
-        self.restart_exited(cluster);
+        for _ in 0..5 {
+            self.restart_exited(cluster);
+            if cluster.brokers.iter().all(|b| b.is_running()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        panic!(
+            "a broker does not start after healing: {:?}",
+            self.log.last()
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, run_cli, run_cli_ok, strata_bin, wait_for_port};
+use crate::{free_port, run_cli, run_cli_ok, strata_bin};
 
 /// Registration lease used by tests: short, so a killed broker is noticed quickly.
 pub const TEST_SESSION_TIMEOUT: &str = "3s";
@@ -137,6 +137,14 @@ impl ServeBroker {
 
     /// Starts (again) on the same port and data directory.
     pub fn restart(&mut self) {
+        if let Err(e) = self.try_restart() {
+            panic!("{e}");
+        }
+    }
+
+    /// Like [`ServeBroker::restart`], but a broker that exits while starting (etcd out of
+    /// reach, say) or does not listen within 30 s is an error, not a panic; it is then stopped.
+    pub fn try_restart(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "broker {} is still running", self.id);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -152,10 +160,14 @@ impl ServeBroker {
             .spawn()
             .expect("starting strata serve");
         self.child = Some(child);
-        self.wait_listening();
+        let outcome = self.wait_listening();
+        if outcome.is_err() {
+            self.kill9();
+        }
+        outcome
     }
 
-    fn wait_listening(&mut self) {
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
             if let Some(status) = self
@@ -163,19 +175,24 @@ impl ServeBroker {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                return Err(format!(
                     "broker {} exited with {status} while starting:\n{}",
                     self.id,
                     self.log_text()
-                );
+                ));
             }
             if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
             {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        wait_for_port(self.addr, Duration::from_millis(1));
+        Err(format!(
+            "broker {} is not listening on {} after 30 s:\n{}",
+            self.id,
+            self.addr,
+            self.log_text()
+        ))
     }
 
     /// SIGKILL: no flush, no clean shutdown, the registration lease left to expire.
