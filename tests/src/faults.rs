@@ -4,7 +4,8 @@
 //! Kinds: SIGKILL (restarted when it ends), SIGSTOP (SIGCONT), etcd SIGSTOPped, a broker's link
 //! cut (healed), a slow link (rate-limited), and a broker lost with its disk (SIGKILL, data
 //! directory removed, restarted empty when it ends). A disk is lost only while every ISR is
-//! full and no other disk loss is active: Kafka's promise covers the loss of any one broker
+//! full and no other disk loss is active (once chosen, the schedule starts nothing else until
+//! the ISRs are full, so disk losses happen even under a steady stream of faults): Kafka's promise covers the loss of any one broker
 //! with its disk, not of the last copy. Other faults may overlap it (a frozen controller or
 //! etcd while a leader comes back empty is the window that lost records before incarnations).
 //!
@@ -17,6 +18,9 @@ use std::time::{Duration, Instant};
 use crate::cluster::ServeCluster;
 use crate::netns::Net;
 use crate::rng::Rng;
+
+/// How long a chosen disk loss waits for every ISR to be full before it is skipped.
+const DISK_LOSS_PATIENCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -53,6 +57,8 @@ struct Active {
 pub struct Faults {
     rng: Rng,
     active: Vec<Active>,
+    /// A disk loss chosen and waiting for every ISR to be full: (broker, since).
+    pending_disk_loss: Option<(usize, Instant)>,
     /// Applied faults by kind (and `disk-loss-skipped` when an ISR was not full).
     pub applied: BTreeMap<&'static str, u32>,
     /// One line per healed fault: kind, broker, how long it lasted.
@@ -64,13 +70,15 @@ impl Faults {
         Faults {
             rng: Rng::new(seed),
             active: Vec::new(),
+            pending_disk_loss: None,
             applied: BTreeMap::new(),
             log: Vec::new(),
         }
     }
 
     /// One step: heals the faults whose time is up, maybe starts one, and returns how long to
-    /// wait before the next step. `isrs_full` is asked only before a disk loss.
+    /// wait before the next step. A disk loss, once chosen, waits (starting nothing else, for
+    /// up to 30 s) until every ISR is full; `isrs_full` is asked only then.
     pub fn step(
         &mut self,
         cluster: &mut ServeCluster,
@@ -88,37 +96,44 @@ impl Faults {
                 i += 1;
             }
         }
+        if let Some((broker, since)) = self.pending_disk_loss {
+            let busy = self
+                .active
+                .iter()
+                .any(|a| a.broker == broker || a.kind == Kind::DiskLoss);
+            if !busy && isrs_full(cluster) {
+                self.pending_disk_loss = None;
+                self.begin(Kind::DiskLoss, broker, cluster, net);
+            } else if since.elapsed() > DISK_LOSS_PATIENCE {
+                self.pending_disk_loss = None;
+                *self.applied.entry("disk-loss-skipped").or_default() += 1;
+            }
+            return Duration::from_millis(500);
+        }
         if self.active.len() < 2 && self.rng.between(0, 2) > 0 {
-            self.start(cluster, net, isrs_full);
+            let kind = match self.rng.between(0, 6) {
+                0 => Kind::Kill,
+                1 | 2 => Kind::Freeze,
+                3 => Kind::EtcdFreeze,
+                4 => Kind::Cut,
+                5 => Kind::Slow,
+                _ => Kind::DiskLoss,
+            };
+            let broker = match kind {
+                Kind::EtcdFreeze => 0,
+                _ => self.rng.between(1, 3) as usize,
+            };
+            if kind == Kind::DiskLoss {
+                self.pending_disk_loss = Some((broker, now));
+            } else if !self.active.iter().any(|a| a.broker == broker) {
+                self.begin(kind, broker, cluster, net);
+            }
         }
         self.rng.millis(300, 1500)
     }
 
-    fn start(
-        &mut self,
-        cluster: &mut ServeCluster,
-        net: &mut Net,
-        isrs_full: impl Fn(&ServeCluster) -> bool,
-    ) {
-        let kind = match self.rng.between(0, 6) {
-            0 => Kind::Kill,
-            1 | 2 => Kind::Freeze,
-            3 => Kind::EtcdFreeze,
-            4 => Kind::Cut,
-            5 => Kind::Slow,
-            _ => Kind::DiskLoss,
-        };
-        let broker = match kind {
-            Kind::EtcdFreeze => 0,
-            _ => self.rng.between(1, 3) as usize,
-        };
-        let busy = self
-            .active
-            .iter()
-            .any(|a| a.broker == broker || (kind == Kind::DiskLoss && a.kind == Kind::DiskLoss));
-        if busy {
-            return;
-        }
+    /// Applies `kind` to `broker` (0: etcd) and schedules its end.
+    fn begin(&mut self, kind: Kind, broker: usize, cluster: &mut ServeCluster, net: &mut Net) {
         let hold = match kind {
             Kind::Kill => self.rng.millis(200, 3000),
             Kind::Freeze => self.rng.millis(500, 8000),
@@ -137,10 +152,6 @@ impl Faults {
                 net.slow(broker, kbit);
             }
             Kind::DiskLoss => {
-                if !isrs_full(cluster) {
-                    *self.applied.entry("disk-loss-skipped").or_default() += 1;
-                    return;
-                }
                 let b = cluster.broker_mut(broker as i64);
                 b.kill9();
                 std::fs::remove_dir_all(&b.data_dir).expect("removing the data directory");
