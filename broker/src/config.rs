@@ -35,6 +35,9 @@ pub struct BrokerConfig {
     pub replica_lag_time_max: Duration,
     /// How often the controller moves leadership back to preferred replicas.
     pub leader_rebalance_interval: Duration,
+    /// A producer id not heard from for this long is forgotten by each partition
+    /// (producer.id.expiration.ms).
+    pub producer_id_expiration: Duration,
     /// The object store of the remote tier; `None`: no tiered storage.
     pub tier: Option<crate::tiered::TierConfig>,
     /// Consumer-group limits and defaults.
@@ -63,6 +66,9 @@ impl BrokerConfig {
             metadata_resync_interval: Duration::from_secs(5),
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
+            producer_id_expiration: Duration::from_millis(
+                crate::replica::producers::DEFAULT_EXPIRATION_MS as u64,
+            ),
             tier: None,
             groups: Default::default(),
         }

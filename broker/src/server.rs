@@ -358,6 +358,7 @@ async fn housekeeping(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) 
     let tick = state.config.housekeeping_interval;
     let retention_every = state.config.retention_check_interval.as_millis().max(1) as u64;
     let mut last_retention = tokio::time::Instant::now();
+    let producer_expiry_ms = state.config.producer_id_expiration.as_millis() as i64;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -371,7 +372,7 @@ async fn housekeeping(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) 
         let outcome = blocking(move || {
             for t in &topics {
                 for p in t.partitions.values() {
-                    if let Err(e) = p.housekeeping(retention) {
+                    if let Err(e) = p.housekeeping(retention, producer_expiry_ms) {
                         // A partition removed meanwhile is not an error worth a warning.
                         if !matches!(e, BrokerError::UnknownTopic(_)) {
                             tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "housekeeping failed");

@@ -351,6 +351,24 @@ impl Accumulator {
         (out, next)
     }
 
+    /// The broker forgot this producer on the batch's partition (its id expired there after
+    /// producer.id.expiration.ms): restarts the partition's sequence at 0 with this batch, if it
+    /// is the only one in flight (later batches then follow it). Returns the batch's new base
+    /// sequence, or `None` when other batches are in flight and the order cannot be kept.
+    pub fn restart_sequence(&self, shared: &Arc<BatchShared>, records: i32) -> Option<i32> {
+        let mut state = self.state.lock();
+        let q = state
+            .topics
+            .get_mut(&*shared.topic)?
+            .get_mut(shared.partition as usize)?;
+        let alone = q.in_flight.len() == 1 && Arc::ptr_eq(&q.in_flight[0], shared);
+        if !alone {
+            return None;
+        }
+        q.next_sequence = records & i32::MAX;
+        Some(0)
+    }
+
     /// Seals every open batch and returns every batch not yet complete, for `flush`.
     pub fn seal_all(&self) -> Vec<Arc<BatchShared>> {
         let mut out = Vec::new();

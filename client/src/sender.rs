@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_proto::ProduceRequest;
+use strata_proto::{ErrorCode, ProduceRequest};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -33,7 +33,7 @@ pub(crate) async fn run(acc: Arc<Accumulator>, cluster: Arc<Cluster>, config: Ar
             tasks.spawn(async move {
                 let shared = batch.shared.clone();
                 let reserved = batch.reserved;
-                let outcome = send_batch(batch, &cluster, &config).await;
+                let outcome = send_batch(batch, &acc, &cluster, &config).await;
                 shared.complete(outcome);
                 acc.completed(&shared, reserved);
             });
@@ -57,13 +57,19 @@ pub(crate) async fn run(acc: Arc<Accumulator>, cluster: Arc<Cluster>, config: Ar
 }
 
 /// Delivers one batch; returns its base offset (-1 with acks=0) or the error that fails it.
-async fn send_batch(batch: Batch, cluster: &Cluster, config: &ProducerConfig) -> Result<i64> {
+async fn send_batch(
+    batch: Batch,
+    acc: &Accumulator,
+    cluster: &Cluster,
+    config: &ProducerConfig,
+) -> Result<i64> {
     let topic = batch.shared.topic.clone();
     let partition = batch.shared.partition;
+    let record_count = batch.builder.len() as i32;
     let records = batch.builder.build().map_err(|e| {
         Error::InvalidInput(format!("cannot build a batch for {topic}/{partition}: {e}"))
     })?;
-    let request = ProduceRequest {
+    let mut request = ProduceRequest {
         topic: topic.to_string(),
         partition,
         acks: config.acks.to_proto() as i32,
@@ -76,6 +82,7 @@ async fn send_batch(batch: Batch, cluster: &Cluster, config: &ProducerConfig) ->
     };
     let deadline = batch.created + config.delivery_timeout;
     let mut backoff = config.retry_backoff;
+    let mut sequence_restarted = false;
     loop {
         let attempt = async {
             let address = cluster.leader(&topic, partition).await?;
@@ -107,6 +114,18 @@ async fn send_batch(batch: Batch, cluster: &Cluster, config: &ProducerConfig) ->
             // acks=0: nobody waits for this answer any more.
             tracing::debug!(%topic, partition, error = %err, "acks=0 produce failed");
             return Ok(-1);
+        }
+        if err.code() == Some(ErrorCode::UnknownProducerId) && !sequence_restarted {
+            // The partition forgot this producer (its id expired after a quiet spell): start
+            // its sequence again at 0 with this batch, as Kafka's producer does (KIP-360).
+            if let Some(sequence) = acc.restart_sequence(&batch.shared, record_count) {
+                sequence_restarted = true;
+                let mut bytes = request.records.to_vec();
+                strata_log::batch::restamp_sequence(&mut bytes, sequence);
+                request.records = bytes.into();
+                tracing::info!(%topic, partition, "the partition forgot this producer id; restarting its sequence at 0");
+                continue;
+            }
         }
         if !err.is_retriable() {
             return Err(err);

@@ -234,6 +234,14 @@ pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[EPOCH_POS..EPOCH_POS + 4].copy_from_slice(&leader_epoch.to_be_bytes());
 }
 
+/// Rewrites an idempotent batch's base sequence (a producer restarting a partition's sequence
+/// after the broker forgot it) and its CRC, which covers the field.
+pub fn restamp_sequence(batch: &mut [u8], base_sequence: i32) {
+    batch[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Splits a buffer of concatenated batches, yielding each batch's header and bytes. Only
 /// framing is checked (a CRC check is [`validate`]'s job); a truncated or malformed batch ends
 /// the iteration with an error.

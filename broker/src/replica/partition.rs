@@ -597,10 +597,11 @@ impl Partition {
         self.with_log_mut(|log| log.update_config(config))
     }
 
-    /// Time-based roll, flush.ms, producer-id expiry, the fsync of sealed segments and (when
-    /// `retention` is set) retention. Runs on the blocking pool.
-    pub fn housekeeping(&self, retention: bool) -> Result<()> {
-        self.expire_producers(super::producers::DEFAULT_EXPIRATION_MS);
+    /// Time-based roll, flush.ms, producer-id expiry (ids idle for `producer_expiry_ms`), the
+    /// fsync of sealed segments and (when `retention` is set) retention. Runs on the blocking
+    /// pool.
+    pub fn housekeeping(&self, retention: bool, producer_expiry_ms: i64) -> Result<()> {
+        self.expire_producers(producer_expiry_ms);
         let report = self.with_log_mut(|log| {
             if log.roll_if_due()? {
                 self.snapshot_producers(log);

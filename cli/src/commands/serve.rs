@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// How often leadership moves back to preferred replicas, e.g. 30s.
     #[arg(long, env = "STRATA_LEADER_REBALANCE_INTERVAL", value_parser = parse::duration)]
     pub leader_rebalance_interval: Option<Duration>,
+    /// A producer id not heard from for this long is forgotten by each partition (Kafka's
+    /// producer.id.expiration.ms; its next write must start again at sequence 0), e.g. 1d.
+    #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION", value_parser = parse::duration)]
+    pub producer_id_expiration: Option<Duration>,
     /// Object store of the remote tier: s3://BUCKET/PREFIX (or file:///DIR). Without it,
     /// nothing is tiered.
     #[arg(long, env = "STRATA_OBJECT_STORE")]
@@ -88,6 +92,7 @@ struct ServeFile {
     session_timeout: Option<String>,
     replica_lag_time_max: Option<String>,
     leader_rebalance_interval: Option<String>,
+    producer_id_expiration: Option<String>,
     object_store: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
@@ -110,6 +115,7 @@ pub struct ServeSettings {
     pub session_timeout: Duration,
     pub replica_lag_time_max: Duration,
     pub leader_rebalance_interval: Duration,
+    pub producer_id_expiration: Duration,
     pub object_store: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
@@ -174,6 +180,12 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         "leader_rebalance_interval",
         30,
     )?;
+    let producer_id_expiration = duration(
+        args.producer_id_expiration,
+        file.producer_id_expiration,
+        "producer_id_expiration",
+        24 * 60 * 60,
+    )?;
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -212,6 +224,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         session_timeout,
         replica_lag_time_max,
         leader_rebalance_interval,
+        producer_id_expiration,
         object_store: args.object_store.or(file.object_store),
         s3_endpoint: args.s3_endpoint.or(file.s3_endpoint),
         s3_region: args.s3_region.or(file.s3_region),
@@ -245,6 +258,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.session_ttl = s.session_timeout;
     config.replica_lag_time_max = s.replica_lag_time_max;
     config.leader_rebalance_interval = s.leader_rebalance_interval;
+    config.producer_id_expiration = s.producer_id_expiration;
     config.retention_check_interval = s.retention_check_interval;
     if let Some(url) = &s.object_store {
         let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
@@ -290,6 +304,7 @@ mod tests {
         assert_eq!(s.cluster, "strata");
         assert_eq!(s.listen, "127.0.0.1:7092");
         assert_eq!(s.metrics.as_deref(), Some("0.0.0.0:9644"));
+        assert_eq!(s.producer_id_expiration, Duration::from_secs(24 * 60 * 60));
         std::fs::write(&path, "id = 3\nbogus = 1\n").unwrap();
         let err = settings(ServeArgs {
             config: Some(path),

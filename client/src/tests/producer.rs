@@ -387,3 +387,61 @@ async fn throughput() {
         n as f64 / secs
     );
 }
+
+/// A partition that forgot the producer (its id expired while the producer was quiet) answers
+/// UNKNOWN_PRODUCER_ID to sequence 1: the producer starts that partition's sequence again at 0
+/// with the same batch and the record is delivered (Kafka's KIP-360), instead of every later
+/// send to the partition failing.
+#[tokio::test]
+async fn a_partition_that_forgot_the_producer_gets_sequence_zero_again() {
+    let server = fake::start(&[("t", 1)]).await;
+    let p = producer(&server, |c| {
+        c.linger = Duration::from_millis(1);
+        c.enable_idempotence = true;
+    })
+    .await;
+    p.send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    server.fake.produce_failures.lock().push_back(
+        ErrorCode::UnknownProducerId.status("producer 0 sent sequence 1, which has no state"),
+    );
+    let delivered = p
+        .send(ProducerRecord::new("t", "b"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(delivered.offset, 1);
+    p.send(ProducerRecord::new("t", "c"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let sequences: Vec<i32> = server
+        .fake
+        .produced
+        .lock()
+        .iter()
+        .map(|call| {
+            strata_log::BatchHeader::parse(&call.batches[0])
+                .unwrap()
+                .base_sequence
+        })
+        .collect();
+    assert_eq!(sequences, vec![0, 0, 1], "restarted at 0, then counting on");
+    for call in server.fake.produced.lock().iter() {
+        strata_log::batch::validate(&call.batches[0]).expect("the CRC was recomputed");
+    }
+    assert_eq!(
+        server
+            .fake
+            .values("t", 0)
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
+}
