@@ -53,9 +53,12 @@ fn run_quiet(program: &str, args: &[&str]) {
 }
 
 impl Net {
-    /// Creates the bridge and `nodes` namespaces, each with its link up.
+    /// Creates the bridge and `nodes` namespaces, each with its link up. Namespaces and
+    /// bridges left by an earlier test process that was killed (so never dropped them) are
+    /// removed first.
     pub fn create(nodes: usize) -> Net {
         assert!(nodes < 200, "at most 199 nodes on one bridge");
+        remove_stale();
         let pid = std::process::id();
         // Interface names are at most 15 bytes: "sn" + 5 hex digits + a suffix.
         let tag = format!("sn{:05x}", pid & 0xfffff);
@@ -163,6 +166,36 @@ impl Net {
             if self.nodes[i - 1].slow {
                 self.unslow(i);
             }
+        }
+    }
+}
+
+/// Deletes `strata-sn<pid>-<i>` namespaces and `sn<pid>b` bridges whose test process is gone.
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in listing.split_whitespace().filter(|n| n.starts_with("strata-sn")) {
+        let Some(tag) = name
+            .strip_prefix("strata-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map(|(tag, _)| tag)
+        else {
+            continue;
+        };
+        let Ok(pid) = u32::from_str_radix(&tag[2..], 16) else {
+            continue;
+        };
+        // The tag keeps the pid's low 20 bits: a live process with those bits owns it.
+        let alive = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .any(|p| p & 0xfffff == pid);
+        if !alive {
+            run_quiet("ip", &["netns", "del", name]);
+            run_quiet("ip", &["link", "del", &format!("{tag}b")]);
         }
     }
 }
