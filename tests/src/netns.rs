@@ -176,7 +176,10 @@ fn remove_stale() {
         return;
     };
     let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-    for name in listing.split_whitespace().filter(|n| n.starts_with("strata-sn")) {
+    for name in listing
+        .split_whitespace()
+        .filter(|n| n.starts_with("strata-sn"))
+    {
         let Some(tag) = name
             .strip_prefix("strata-")
             .and_then(|rest| rest.rsplit_once('-'))
