@@ -172,7 +172,7 @@ async fn elect_leaders(
             }
             let written = state
                 .metadata
-                .update_partition(name, index as u32, &next, current.revision)
+                .update_partition(name, index as u32, &next, current.revision, lease.fence())
                 .await?;
             complete &= written;
             if written {

@@ -308,18 +308,41 @@ impl MetadataStore {
         }
     }
 
-    /// Replaces a partition's state if it is still at `revision`. `Ok(false)` on a conflict.
+    /// Replaces a partition's state if it is still at `revision`, as the controller: the write
+    /// also checks `fence` (the controller election's, see `Lease::fence`), so a controller
+    /// that was deposed without noticing writes nothing. `Ok(false)` on a conflict with the
+    /// partition's revision; `NotController` when the fence no longer holds.
     pub async fn update_partition(
         &self,
         topic: &str,
         partition: u32,
         state: &PartitionState,
         revision: i64,
+        fence: Option<Write>,
     ) -> Result<bool> {
-        Ok(self
-            .write_partition(topic, partition, state, revision)
-            .await?
-            .is_some())
+        let Some(fence) = fence else {
+            return Ok(self
+                .write_partition(topic, partition, state, revision)
+                .await?
+                .is_some());
+        };
+        let fence_key = fence.key.clone();
+        let write = Write::put(
+            partition_key(topic, partition),
+            encode(state)?,
+            Expect::Revision(revision),
+        );
+        match self.store.commit(vec![fence, write]).await {
+            Ok(_) => Ok(true),
+            Err(CoordinatorError::Conflict { key, .. }) if key == fence_key => {
+                Err(BrokerError::NotController(format!(
+                    "this broker no longer holds the controller election (its key {fence_key} \
+                     changed); the partition state of {topic}/{partition} was not written"
+                )))
+            }
+            Err(CoordinatorError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Like [`MetadataStore::update_partition`], returning the revision written at (`None`

@@ -183,7 +183,7 @@ impl Shared {
         }
     }
 
-    fn strip<'a>(&self, key: &'a [u8]) -> Option<&'a str> {
+    pub(crate) fn strip<'a>(&self, key: &'a [u8]) -> Option<&'a str> {
         std::str::from_utf8(key).ok()?.strip_prefix(&self.root)
     }
 }

@@ -94,7 +94,21 @@ pub(crate) async fn campaign(
                     return Err(shared.unavailable("a campaign answer had no leader key"));
                 };
                 let _ = ours.set(leader.key().to_vec());
+                let key = leader.key().to_vec();
                 lease.set_release(resign(shared.clone(), leader, id));
+                // The fence is the leader key's current revision: only this leadership writes
+                // that key, so a write checking it fails once the leadership is gone.
+                let what = format!("reading the leader key of election {election:?}");
+                let mut kv = shared.client.kv_client();
+                let read = shared
+                    .call(EtcdOp::Get, &what, kv.get(key.clone(), None))
+                    .await?;
+                let (Some(found), Some(relative)) = (read.kvs().first(), shared.strip(&key)) else {
+                    return Err(shared.unavailable(format!(
+                        "the leader key of election {election:?} vanished as it was won"
+                    )));
+                };
+                lease.set_fence(relative.to_string(), found.mod_revision());
                 return Ok(lease);
             }
             Err(e) => {

@@ -88,6 +88,10 @@ pub(crate) type Release = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// current Tokio runtime, if any).
 pub struct Lease {
     lost: watch::Receiver<bool>,
+    /// For a leadership: the election key it owns and that key's revision. A write that checks
+    /// it ([`crate::Write::check`] with [`crate::Expect::Revision`]) fails once the leadership
+    /// is gone, even if this process has not noticed yet.
+    fence: Option<(String, i64)>,
     /// In a mutex only so that `Lease` is `Sync`; it is only touched through `&mut self`.
     release: Mutex<Option<Release>>,
     keepalive: Option<JoinHandle<()>>,
@@ -110,6 +114,7 @@ impl Lease {
     ) -> Lease {
         Lease {
             lost,
+            fence: None,
             release: Mutex::new(Some(release)),
             keepalive,
         }
@@ -118,6 +123,21 @@ impl Lease {
     /// Replaces the release action (a leadership learns its key only once it leads).
     pub(crate) fn set_release(&mut self, release: Release) {
         *self.release.get_mut() = Some(release);
+    }
+
+    /// Records the election key (relative to the cluster's root) and revision a leadership
+    /// owns.
+    pub(crate) fn set_fence(&mut self, key: String, revision: i64) {
+        self.fence = Some((key, revision));
+    }
+
+    /// The fence of a leadership won by `campaign` on a store where other processes compete
+    /// (etcd): a condition that holds only while this leadership does. `None` for
+    /// registrations, and where no other process can lead (the embedded store).
+    pub fn fence(&self) -> Option<crate::Write> {
+        self.fence.as_ref().map(|(key, revision)| {
+            crate::Write::check(key.clone(), crate::Expect::Revision(*revision))
+        })
     }
 
     /// Resolves once the lease is known to be gone (expired, revoked, key deleted by someone

@@ -180,3 +180,63 @@ async fn a_watch_ends_on_an_etcd_restart_and_a_new_one_works() {
         "data survived the restart"
     );
 }
+
+/// A leader deposed without noticing (its key gone: the lease expired while it was frozen)
+/// must not write: a commit that carries its fence fails on the fence key, while the new
+/// leader's fenced commits succeed. The controller puts its fence on every partition write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_fenced_writes_fail() {
+    let etcd = EtcdServer::start();
+    let a = connect(&etcd, EtcdOptions::default()).await;
+    let b = connect(&etcd, EtcdOptions::default()).await;
+    let lease_a = a
+        .campaign("ctl", Bytes::from_static(b"a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let fence_a = lease_a.fence().expect("an etcd leadership has a fence");
+    a.commit(vec![
+        fence_a.clone(),
+        strata_coordinator::Write::put("p", Bytes::from_static(b"1"), Expect::Absent),
+    ])
+    .await
+    .expect("the leader's fenced write");
+    // A's leadership ends behind its back (as when its lease expires while it is frozen).
+    b.delete(&fence_a.key, Expect::Any).await.unwrap();
+    let lease_b = timeout(
+        Duration::from_secs(10),
+        b.campaign("ctl", Bytes::from_static(b"b"), Duration::from_secs(10)),
+    )
+    .await
+    .expect("B leads once A's key is gone")
+    .unwrap();
+    let p = a.get("p").await.unwrap().unwrap();
+    let err = a
+        .commit(vec![
+            fence_a.clone(),
+            strata_coordinator::Write::put(
+                "p",
+                Bytes::from_static(b"2"),
+                Expect::Revision(p.revision),
+            ),
+        ])
+        .await
+        .expect_err("a deposed leader's write");
+    assert!(
+        matches!(&err, CoordinatorError::Conflict { key, .. } if *key == fence_a.key),
+        "{err}"
+    );
+    assert_eq!(
+        a.get("p").await.unwrap().unwrap().value,
+        Bytes::from_static(b"1")
+    );
+    b.commit(vec![
+        lease_b.fence().unwrap(),
+        strata_coordinator::Write::put("p", Bytes::from_static(b"3"), Expect::Revision(p.revision)),
+    ])
+    .await
+    .expect("the new leader's fenced write");
+    assert_eq!(
+        b.get("p").await.unwrap().unwrap().value,
+        Bytes::from_static(b"3")
+    );
+}
