@@ -123,6 +123,9 @@ pub(crate) struct Batch {
 struct PartitionQueue {
     /// Sequence number of the next record to leave (idempotence).
     next_sequence: i32,
+    /// The broker forgot the producer while several batches were in flight: the next batch
+    /// to leave once none is starts the sequence again at 0.
+    restart_when_idle: bool,
     open: Option<Batch>,
     sealed: VecDeque<Batch>,
     in_flight: Vec<Arc<BatchShared>>,
@@ -327,6 +330,10 @@ impl Accumulator {
                         break;
                     };
                     let mut batch = batch;
+                    if q.restart_when_idle && q.in_flight.is_empty() {
+                        q.next_sequence = 0;
+                        q.restart_when_idle = false;
+                    }
                     if let Some((id, epoch)) = self.config.producer {
                         // Sequences follow the order batches leave, which is the send order.
                         let records = batch.builder.len() as i32;
@@ -354,7 +361,8 @@ impl Accumulator {
     /// The broker forgot this producer on the batch's partition (its id expired there after
     /// producer.id.expiration.ms): restarts the partition's sequence at 0 with this batch, if it
     /// is the only one in flight (later batches then follow it). Returns the batch's new base
-    /// sequence, or `None` when other batches are in flight and the order cannot be kept.
+    /// sequence, or `None` when other batches are in flight and the order cannot be kept (the
+    /// batch then fails, and the first batch to leave once none is in flight starts at 0).
     pub fn restart_sequence(&self, shared: &Arc<BatchShared>, records: i32) -> Option<i32> {
         let mut state = self.state.lock();
         let q = state
@@ -363,6 +371,8 @@ impl Accumulator {
             .get_mut(shared.partition as usize)?;
         let alone = q.in_flight.len() == 1 && Arc::ptr_eq(&q.in_flight[0], shared);
         if !alone {
+            // This batch fails; the partition starts again at 0 once nothing is in flight.
+            q.restart_when_idle = true;
             return None;
         }
         q.next_sequence = records & i32::MAX;

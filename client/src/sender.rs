@@ -83,6 +83,10 @@ async fn send_batch(
     let deadline = batch.created + config.delivery_timeout;
     let mut backoff = config.retry_backoff;
     let mut sequence_restarted = false;
+    // An earlier attempt of this batch may have been appended (it timed out, the connection
+    // broke, or the broker appended and then refused): restarting its sequence could then
+    // write it twice, so that is only done while every attempt was refused before the append.
+    let mut maybe_appended = false;
     loop {
         let attempt = async {
             let address = cluster.leader(&topic, partition).await?;
@@ -115,7 +119,11 @@ async fn send_batch(
             tracing::debug!(%topic, partition, error = %err, "acks=0 produce failed");
             return Ok(-1);
         }
-        if err.code() == Some(ErrorCode::UnknownProducerId) && !sequence_restarted {
+        let restartable = err.code() == Some(ErrorCode::UnknownProducerId)
+            && !sequence_restarted
+            && !maybe_appended;
+        maybe_appended |= !refused_before_append(&err);
+        if restartable {
             // The partition forgot this producer (its id expired after a quiet spell): start
             // its sequence again at 0 with this batch, as Kafka's producer does (KIP-360).
             if let Some(sequence) = acc.restart_sequence(&batch.shared, record_count) {
@@ -143,4 +151,21 @@ async fn send_batch(
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// True when `err` says the broker refused the request before appending anything.
+fn refused_before_append(err: &Error) -> bool {
+    matches!(
+        err.code(),
+        Some(
+            ErrorCode::NotLeaderOrFollower
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::UnknownProducerId
+                | ErrorCode::OutOfOrderSequence
+                | ErrorCode::MessageTooLarge
+                | ErrorCode::InvalidRecord
+        )
+    )
 }

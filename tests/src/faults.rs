@@ -85,23 +85,27 @@ impl Faults {
         net: &mut Net,
         isrs_full: impl Fn(&ServeCluster) -> bool,
     ) -> Duration {
-        self.restart_exited(cluster);
         let now = Instant::now();
-        let mut i = 0;
-        while i < self.active.len() {
-            if self.active[i].ends <= now {
-                let fault = self.active.swap_remove(i);
-                self.heal(fault, cluster, net);
-            } else {
-                i += 1;
-            }
+        // Heal what is due first, etcd before brokers (a restart needs it), so that a slow
+        // restart below does not stretch other faults past their time.
+        let (mut due, active): (Vec<Active>, Vec<Active>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|a| a.ends <= now);
+        self.active = active;
+        due.sort_by_key(|a| a.kind != Kind::EtcdFreeze);
+        for fault in due {
+            self.heal(fault, cluster, net);
+        }
+        if !self.active.iter().any(|a| a.kind == Kind::EtcdFreeze) {
+            self.restart_exited(cluster);
         }
         if let Some((broker, since)) = self.pending_disk_loss {
             let busy = self
                 .active
                 .iter()
                 .any(|a| a.broker == broker || a.kind == Kind::DiskLoss);
-            if !busy && isrs_full(cluster) {
+            let running = cluster.broker(broker as i64).is_running();
+            if !busy && running && isrs_full(cluster) {
                 self.pending_disk_loss = None;
                 self.begin(Kind::DiskLoss, broker, cluster, net);
             } else if since.elapsed() > DISK_LOSS_PATIENCE {
@@ -123,9 +127,12 @@ impl Faults {
                 Kind::EtcdFreeze => 0,
                 _ => self.rng.between(1, 3) as usize,
             };
+            // A broker that is not running (a restart that failed, retried next step) takes
+            // no new fault.
+            let stopped = broker > 0 && !cluster.broker(broker as i64).is_running();
             if kind == Kind::DiskLoss {
                 self.pending_disk_loss = Some((broker, now));
-            } else if !self.active.iter().any(|a| a.broker == broker) {
+            } else if !stopped && !self.active.iter().any(|a| a.broker == broker) {
                 self.begin(kind, broker, cluster, net);
             }
         }

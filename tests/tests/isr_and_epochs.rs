@@ -32,9 +32,10 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
     let release = tmp.path().join("release");
     let failpoint = format!("isr.before_expand=wait:{}", release.display());
     let etcd = EtcdServer::start();
+    // The follower is frozen for several seconds below: its lease must outlive that.
     let flags = [
         "--session-timeout",
-        "10s",
+        "20s",
         // Longer than the joiner is frozen (a produce request waits up to 30 s for it).
         "--replica-lag-time-max",
         "90s",
@@ -61,7 +62,7 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
 
     cluster.broker_mut(follower).kill9();
     cluster.wait(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the dead follower out of the ISR",
         || (cluster.partitions(TOPIC)[0].1 == vec![leader]).then_some(()),
     );
@@ -71,7 +72,7 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
     );
     cluster.broker_mut(follower).restart();
     cluster.wait(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the leader accepted the follower's join",
         || {
             cluster
@@ -94,6 +95,11 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
         Some(b"r\n"),
     );
     let r_acknowledged = out.status.success();
+    assert!(
+        r_acknowledged || String::from_utf8_lossy(&out.stderr).contains("timed out"),
+        "the produce failed for its delivery timeout, not another reason: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!(
         "record produced while the joiner was frozen: acknowledged {r_acknowledged}: {}",
         String::from_utf8_lossy(&out.stderr).trim()
@@ -105,7 +111,7 @@ fn a_record_is_not_acknowledged_while_a_joining_follower_lacks_it() {
     cluster.broker_mut(leader).kill9();
     cluster.broker(follower).freeze(false);
     cluster.wait(
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         "the follower elected from the ISR",
         || (cluster.partitions(TOPIC)[0].0 == follower).then_some(()),
     );

@@ -445,3 +445,52 @@ async fn a_partition_that_forgot_the_producer_gets_sequence_zero_again() {
         vec!["a", "b", "c"]
     );
 }
+
+/// An attempt that may have been appended (here NOT_ENOUGH_REPLICAS_AFTER_APPEND) forbids a
+/// sequence restart for that batch: restarting could write it twice. The batch fails with the
+/// broker's error; the next batch, sent fresh, restarts the sequence.
+#[tokio::test]
+async fn no_sequence_restart_for_a_batch_that_may_have_been_appended() {
+    let server = fake::start(&[("t", 1)]).await;
+    let p = producer(&server, |c| {
+        c.linger = Duration::from_millis(1);
+        c.retry_backoff = Duration::from_millis(1);
+    })
+    .await;
+    p.send(ProducerRecord::new("t", "a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    {
+        let mut failures = server.fake.produce_failures.lock();
+        failures.push_back(ErrorCode::NotEnoughReplicasAfterAppend.status("appended, one copy"));
+        failures.push_back(ErrorCode::UnknownProducerId.status("no state for producer 0"));
+    }
+    let err = p
+        .send(ProducerRecord::new("t", "b"))
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownProducerId), "{err}");
+    server
+        .fake
+        .produce_failures
+        .lock()
+        .push_back(ErrorCode::UnknownProducerId.status("no state for producer 0"));
+    p.send(ProducerRecord::new("t", "c"))
+        .await
+        .unwrap()
+        .await
+        .expect("a fresh batch restarts the sequence");
+    assert_eq!(
+        server
+            .fake
+            .values("t", 0)
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "c"]
+    );
+}
