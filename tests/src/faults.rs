@@ -4,10 +4,12 @@
 //! Kinds: SIGKILL (restarted when it ends), SIGSTOP (SIGCONT), etcd SIGSTOPped, a broker's link
 //! cut (healed), a slow link (rate-limited), and a broker lost with its disk (SIGKILL, data
 //! directory removed, restarted empty when it ends). A disk is lost only while every ISR is
-//! full and no other disk loss is active (once chosen, the schedule starts nothing else until
-//! the ISRs are full, so disk losses happen even under a steady stream of faults): Kafka's promise covers the loss of any one broker
-//! with its disk, not of the last copy. Other faults may overlap it (a frozen controller or
-//! etcd while a leader comes back empty is the window that lost records before incarnations).
+//! full, after a quiet spell longer than a session with no fault active (once chosen, the
+//! schedule starts nothing else until then, so disk losses happen even under a steady stream
+//! of faults): Kafka's promise covers the loss of any one broker
+//! with its disk, not of the last copy. Other faults may start while it lasts (a frozen
+//! controller or etcd while a leader comes back empty is the window that lost records before
+//! incarnations).
 //!
 //! Invariant: at most one broker's disk is lost at a time, and `heal_all` leaves every broker
 //! running, every link up and etcd answering.
@@ -20,7 +22,10 @@ use crate::netns::Net;
 use crate::rng::Rng;
 
 /// How long a chosen disk loss waits for every ISR to be full before it is skipped.
-const DISK_LOSS_PATIENCE: Duration = Duration::from_secs(30);
+const DISK_LOSS_PATIENCE: Duration = Duration::from_secs(45);
+/// How long nothing must have changed before a disk loss: longer than the nemesis's broker
+/// session (6 s) plus a controller pass, so the ISRs it reads are the real ones.
+const DISK_LOSS_QUIET: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -59,6 +64,8 @@ pub struct Faults {
     active: Vec<Active>,
     /// A disk loss chosen and waiting for every ISR to be full: (broker, since).
     pending_disk_loss: Option<(usize, Instant)>,
+    /// When a fault last started or ended.
+    last_change: Instant,
     /// Applied faults by kind (and `disk-loss-skipped` when an ISR was not full).
     pub applied: BTreeMap<&'static str, u32>,
     /// One line per healed fault: kind, broker, how long it lasted.
@@ -71,6 +78,7 @@ impl Faults {
             rng: Rng::new(seed),
             active: Vec::new(),
             pending_disk_loss: None,
+            last_change: Instant::now(),
             applied: BTreeMap::new(),
             log: Vec::new(),
         }
@@ -104,8 +112,13 @@ impl Faults {
                 .active
                 .iter()
                 .any(|a| a.broker == broker || a.kind == Kind::DiskLoss);
-            let running = cluster.broker(broker as i64).is_running();
-            if !busy && running && isrs_full(cluster) {
+            // ISRs as the metadata shows them lag the truth: a broker SIGKILLed a moment ago
+            // is still listed until its session expires, and a restart is out of the ISR only
+            // once the controller processed it. So the disk is lost only after a quiet spell
+            // longer than a session, with every broker running and every ISR full then.
+            let quiet = self.active.is_empty() && self.last_change.elapsed() >= DISK_LOSS_QUIET;
+            let running = cluster.brokers.iter().all(|b| b.is_running());
+            if !busy && quiet && running && isrs_full(cluster) {
                 self.pending_disk_loss = None;
                 self.begin(Kind::DiskLoss, broker, cluster, net);
             } else if since.elapsed() > DISK_LOSS_PATIENCE {
@@ -166,6 +179,7 @@ impl Faults {
         }
         *self.applied.entry(kind.name()).or_default() += 1;
         let now = Instant::now();
+        self.last_change = now;
         self.active.push(Active {
             kind,
             broker,
@@ -175,6 +189,7 @@ impl Faults {
     }
 
     fn heal(&mut self, fault: Active, cluster: &mut ServeCluster, net: &mut Net) {
+        self.last_change = Instant::now();
         match fault.kind {
             Kind::Kill | Kind::DiskLoss => {
                 // A failed start (etcd frozen) is retried by the next step's restart_exited.
@@ -218,6 +233,7 @@ impl Faults {
                 continue;
             }
             *self.applied.entry("restart-after-exit").or_default() += 1;
+            self.last_change = Instant::now();
             if let Err(e) = b.try_restart() {
                 let last = e.lines().last().unwrap_or_default().to_string();
                 self.log
