@@ -229,3 +229,21 @@ pub fn numbered_lines(prefix: &str, n: usize) -> Vec<u8> {
         .flat_map(|v| format!("{v}\n").into_bytes())
         .collect()
 }
+
+/// Every file under `dir`, recursively, sorted by path (none when `dir` is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

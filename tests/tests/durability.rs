@@ -12,20 +12,10 @@ const TOPIC: &str = "sealed";
 
 /// Every file under `dir` whose name ends with `suffix`, sorted.
 fn files(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    strata_tests::files_under(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
 }
 
 fn offsets_and_values(out: &str) -> Vec<(i64, String)> {

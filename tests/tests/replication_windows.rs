@@ -119,7 +119,8 @@ fn a_leader_back_with_an_empty_disk_before_the_controller_noticed_loses_nothing(
 #[test]
 fn a_leader_back_with_its_active_segment_tail_cut_before_the_controller_noticed_loses_nothing() {
     leader_back_with_less_before_the_controller_noticed("cuttail", |data, partition| {
-        let mut segments: Vec<_> = walk(data)
+        let mut segments: Vec<_> = strata_tests::files_under(data)
+            .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "log"))
             .filter(|p| {
                 p.parent()
@@ -127,7 +128,6 @@ fn a_leader_back_with_its_active_segment_tail_cut_before_the_controller_noticed_
                     .is_some_and(|d| d.to_string_lossy() == partition.to_string())
             })
             .collect();
-        segments.sort();
         let active = segments.pop().expect("an active segment");
         let len = std::fs::metadata(&active).unwrap().len();
         let file = std::fs::OpenOptions::new()
@@ -318,7 +318,8 @@ fn a_retry_after_a_crash_between_append_and_answer_is_written_once() {
         Duration::from_secs(30),
         "the segment holding it sealed",
         || {
-            let logs = walk(&dir)
+            let logs = strata_tests::files_under(&dir)
+                .into_iter()
                 .filter(|p| p.extension().is_some_and(|e| e == "log"))
                 .count();
             (logs >= 2).then_some(())
@@ -337,21 +338,4 @@ fn a_retry_after_a_crash_between_append_and_answer_is_written_once() {
         None,
     );
     assert_eq!(read.lines().collect::<Vec<_>>(), vec!["once"], "one copy");
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> impl Iterator<Item = std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out.into_iter()
 }
