@@ -6,13 +6,13 @@
 //! from alive in-sync replicas (no unclean election). A broker that registers with a new
 //! incarnation restarted (KIP-380): every pass treats it as not in sync (out of every ISR, its
 //! leaderships moved or re-epoched) until one pass over every partition succeeded, and only
-//! then is its incarnation recorded as processed. Losing the election lease stops the loop
+//! then is its incarnation recorded as processed. A broker that registers with another data
+//! directory id than the one recorded came back on a new disk: it is not even a last copy
+//! (placement::elect), and its disk id is recorded only after such a complete pass. Losing the election lease stops the loop
 //! before anything else is written.
 
-use bytes::Bytes;
-use std::collections::BTreeSet;
-
 use crate::placement::Liveness;
+use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,23 +118,25 @@ async fn elect_leaders(
     let read_at = tokio::time::Instant::now();
     let stale_after = state.config.session_ttl / 3;
     let processed = state.metadata.processed_incarnations().await?;
-    let alive = state
-        .metadata
-        .brokers()
-        .await?
-        .iter()
-        .map(|b| (b.id, b.incarnation))
-        .collect();
+    let disks = state.metadata.recorded_disks().await?;
+    let brokers = state.metadata.brokers().await?;
     let mut live = Liveness {
-        alive,
-        restarted: BTreeSet::new(),
+        alive: brokers.iter().map(|b| (b.id, b.incarnation)).collect(),
+        ..Liveness::default()
     };
     // A broker with no processed incarnation registers for the first time: it holds nothing
     // yet (or nothing placed with an older incarnation), so it is recorded as it is; only a
-    // change of incarnation is a restart.
-    for (id, inc) in &live.alive {
-        if !processed.contains_key(id) {
-            state.metadata.set_processed_incarnation(*id, *inc).await?;
+    // change of incarnation is a restart. Likewise its disk id (or one from a broker that
+    // did not send one before): only a change of disk id is a new disk.
+    for b in &brokers {
+        if !processed.contains_key(&b.id) {
+            state
+                .metadata
+                .set_processed_incarnation(b.id, b.incarnation)
+                .await?;
+        }
+        if !b.disk_id.is_empty() && disks.get(&b.id).is_none_or(|d| d.is_empty()) {
+            state.metadata.set_recorded_disk(b.id, &b.disk_id).await?;
         }
     }
     live.restarted = live
@@ -143,6 +145,22 @@ async fn elect_leaders(
         .filter(|(id, inc)| processed.get(id).is_some_and(|p| p != *inc))
         .map(|(id, _)| *id)
         .collect();
+    live.new_disk = brokers
+        .iter()
+        .filter(|b| {
+            disks
+                .get(&b.id)
+                .is_some_and(|d| !d.is_empty() && !b.disk_id.is_empty() && *d != b.disk_id)
+        })
+        .map(|b| b.id)
+        .collect();
+    for id in &live.new_disk {
+        tracing::warn!(
+            broker = id,
+            "broker registered on a new data directory: it holds none of its records, and \
+             leaves every ISR (a partition it was the only in-sync replica of goes offline)"
+        );
+    }
     let mut complete = true;
     for topic in state.metadata.topics().await? {
         let name = &topic.value.name;
@@ -177,7 +195,9 @@ async fn elect_leaders(
             complete &= written;
             if written {
                 let was = &current.value;
-                if next.leader < 0 {
+                if next.leader < 0 && next.isr.is_empty() {
+                    tracing::warn!(topic = %name, partition = index, "partition offline: its only in-sync replica came back on a new disk; only unclean.leader.election.enable=true brings it back (from a replica that may lack acknowledged records)");
+                } else if next.leader < 0 {
                     tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
                 } else if next.leader != was.leader {
                     crate::metrics::LEADER_ELECTIONS.inc();
@@ -191,6 +211,8 @@ async fn elect_leaders(
         }
     }
     if complete {
+        // The incarnation before the disk id: a pass stopped between the two still sees the
+        // new disk (and treats the broker as holding nothing) the next time.
         for id in &live.restarted {
             let incarnation = live.incarnation(*id);
             state
@@ -202,6 +224,10 @@ async fn elect_leaders(
                 incarnation,
                 "processed a broker restart: it is out of every ISR until it catches up"
             );
+        }
+        for b in brokers.iter().filter(|b| live.new_disk.contains(&b.id)) {
+            state.metadata.set_recorded_disk(b.id, &b.disk_id).await?;
+            tracing::info!(broker = b.id, disk_id = %b.disk_id, "processed a broker's new data directory");
         }
     }
     Ok(())

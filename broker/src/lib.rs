@@ -9,6 +9,7 @@
 //! - [`cluster`]: following the metadata (watch + periodic resync).
 //! - [`controller`]: the elected broker that places replicas and moves leadership.
 //! - [`placement`]: placement and leader election rules (pure).
+//! - [`disk_id`]: the data directory's identity, sent in the registration.
 //! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
 //!   changes) and the follower's fetchers.
 //! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
@@ -27,6 +28,7 @@ pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod disk_id;
 pub mod error;
 pub mod groups;
 pub mod metadata;

@@ -9,6 +9,8 @@
 //!   leader's incarnation)
 //! - `incarnations/<id>`: the broker incarnation whose restart the controller has processed
 //!   (taken out of every ISR, its leaderships moved or re-epoched), written by the controller
+//! - `disks/<id>`: the data directory id the controller last saw broker `id` register with,
+//!   written by the controller once it processed the broker's restart
 //! - `groups/<group>/...`: consumer groups, written by their coordinator (see `groups`)
 //!
 //! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent),
@@ -39,6 +41,10 @@ pub struct BrokerRecord {
     /// with a new incarnation restarted, and may have come back with less data than it had.
     #[serde(default)]
     pub incarnation: i64,
+    /// The data directory's id (`disk_id`): a broker registering with another one than the
+    /// controller last saw came back on a disk that holds none of its records.
+    #[serde(default)]
+    pub disk_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +70,11 @@ pub struct PartitionState {
     /// restarted broker never resumes a leadership at the same epoch.
     #[serde(default)]
     pub leader_incarnation: i64,
+    /// Replicas that came back on a new disk while the partition had no other in-sync replica
+    /// (it went offline): they hold none of its records, so an unclean election takes them
+    /// only when no other replica is alive. Cleared when a leader is elected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emptied: Vec<i32>,
 }
 
 /// A value read with the revision to compare against when writing it back.
@@ -86,6 +97,10 @@ pub const CONTROLLER_ELECTION: &str = "controller";
 
 pub fn incarnation_key(id: i32) -> String {
     format!("incarnations/{id}")
+}
+
+pub fn disk_key(id: i32) -> String {
+    format!("disks/{id}")
 }
 
 pub fn topic_key(name: &str) -> String {
@@ -205,6 +220,35 @@ impl MetadataStore {
         };
         self.store
             .put(&key, Bytes::from(incarnation.to_string()), expect)
+            .await?;
+        Ok(())
+    }
+
+    /// The data directory id the controller last saw each broker register with, by broker id.
+    pub async fn recorded_disks(&self) -> Result<BTreeMap<i32, String>> {
+        let mut out = BTreeMap::new();
+        for (key, v) in self.store.list("disks/").await? {
+            let id = key.rsplit('/').next().and_then(|s| s.parse::<i32>().ok());
+            let disk = std::str::from_utf8(&v.value)
+                .ok()
+                .map(|s| s.trim().to_string());
+            match (id, disk) {
+                (Some(id), Some(disk)) => out.insert(id, disk),
+                _ => return Err(corrupt(&key, "expected disks/<id> holding a disk id")),
+            };
+        }
+        Ok(out)
+    }
+
+    /// Records the data directory id broker `id` registered with (a CAS on the key).
+    pub async fn set_recorded_disk(&self, id: i32, disk_id: &str) -> Result<()> {
+        let key = disk_key(id);
+        let expect = match self.store.get(&key).await? {
+            Some(v) => Expect::Revision(v.revision),
+            None => Expect::Absent,
+        };
+        self.store
+            .put(&key, Bytes::from(disk_id.to_string()), expect)
             .await?;
         Ok(())
     }

@@ -84,6 +84,7 @@ pub fn place(
                     isr: replicas.clone(),
                     leader_incarnation: incarnation[&replicas[0]],
                     replicas,
+                    emptied: Vec::new(),
                 }
             })
             .collect(),
@@ -91,13 +92,16 @@ pub fn place(
 }
 
 /// The brokers as the controller sees them: those alive, with the incarnation each registered
-/// with (KIP-380's broker epoch), and which of them restarted since the controller last took
-/// them out of every ISR. A restarted broker may have come back with less than it had (a
-/// replaced disk, a lost page cache): it is not in sync, and it leads only as the last copy.
+/// with (KIP-380's broker epoch), which of them restarted since the controller last took them
+/// out of every ISR, and which came back on another data directory than the one it last saw
+/// (KIP-858's directory id). A restarted broker may have come back with less than it had (a
+/// lost page cache, a torn tail): it is not in sync, and it leads only as the last copy. A
+/// broker on a new disk holds nothing of what it had: it is not even a last copy.
 #[derive(Debug, Clone, Default)]
 pub struct Liveness {
     pub alive: BTreeMap<i32, i64>,
     pub restarted: BTreeSet<i32>,
+    pub new_disk: BTreeSet<i32>,
 }
 
 impl Liveness {
@@ -106,6 +110,7 @@ impl Liveness {
         Liveness {
             alive: alive.iter().copied().collect(),
             restarted: BTreeSet::new(),
+            new_disk: BTreeSet::new(),
         }
     }
 
@@ -113,9 +118,15 @@ impl Liveness {
         self.alive.contains_key(&id)
     }
 
-    /// Alive and not restarted since it was last taken out of the ISRs.
+    /// Alive, not restarted since it was last taken out of the ISRs, and on the disk it had.
     pub fn is_eligible(&self, id: i32) -> bool {
-        self.is_alive(id) && !self.restarted.contains(&id)
+        self.is_alive(id) && !self.restarted.contains(&id) && !self.new_disk.contains(&id)
+    }
+
+    /// Alive and on the data directory the controller last saw it with: it holds what it had
+    /// (possibly less, after a crash), so it may lead as the last copy.
+    pub fn has_its_disk(&self, id: i32) -> bool {
+        self.is_alive(id) && !self.new_disk.contains(&id)
     }
 
     pub fn incarnation(&self, id: i32) -> i64 {
@@ -130,11 +141,12 @@ impl Liveness {
 /// - otherwise (leader dead, or restarted: a new incarnation never resumes leadership at the
 ///   same epoch) the first eligible ISR member in replica order leads, the epoch is bumped, and
 ///   dead or restarted members leave the ISR;
-/// - with no eligible ISR member, an alive but restarted ISR member leads as the last copy
-///   (the old leader itself, back after a crash), alone in the ISR;
-/// - with none alive the partition goes offline (leader -1) and keeps its last ISR, so that
-///   replica can lead again when it returns, unless `unclean` is set, in which case any alive
-///   replica leads (and acknowledged records may be lost).
+/// - with no eligible ISR member, an alive but restarted ISR member still on its disk leads as
+///   the last copy (the old leader itself, back after a crash), alone in the ISR;
+/// - with none the partition goes offline (leader -1) and keeps its last ISR (without members
+///   back on a new disk: they hold nothing), so that replica can lead again when it returns,
+///   unless `unclean` is set, in which case an alive replica leads (one still on its disk
+///   first) and acknowledged records may be lost.
 pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<PartitionState> {
     let eligible_isr: Vec<i32> = state
         .isr
@@ -157,12 +169,22 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
     let first = |f: &dyn Fn(i32) -> bool| state.replicas.iter().copied().find(|r| f(*r));
     let next = first(&|r| eligible_isr.contains(&r))
         .map(|l| (l, eligible_isr.clone()))
-        .or_else(|| first(&|r| state.isr.contains(&r) && live.is_alive(r)).map(|l| (l, vec![l])))
+        .or_else(|| {
+            first(&|r| state.isr.contains(&r) && live.has_its_disk(r)).map(|l| (l, vec![l]))
+        })
         .or_else(|| {
             unclean
-                .then(|| first(&|r| live.is_alive(r)).map(|l| (l, vec![l])))
+                .then(|| {
+                    first(&|r| live.has_its_disk(r) && !state.emptied.contains(&r))
+                        .or_else(|| first(&|r| live.is_alive(r)))
+                        .map(|l| (l, vec![l]))
+                })
                 .flatten()
         });
+    let (gone, kept_isr): (Vec<i32>, Vec<i32>) =
+        state.isr.iter().partition(|r| live.new_disk.contains(r));
+    let mut emptied = state.emptied.clone();
+    emptied.extend(gone.into_iter().filter(|r| !state.emptied.contains(r)));
     match next {
         Some((leader, isr)) => Some(PartitionState {
             replicas: state.replicas.clone(),
@@ -170,13 +192,15 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
             leader_epoch: state.leader_epoch + 1,
             isr,
             leader_incarnation: live.incarnation(leader),
+            emptied: Vec::new(),
         }),
-        None if state.leader >= 0 => Some(PartitionState {
+        None if state.leader >= 0 || kept_isr != state.isr => Some(PartitionState {
             replicas: state.replicas.clone(),
             leader: -1,
             leader_epoch: state.leader_epoch + 1,
-            isr: state.isr.clone(),
+            isr: kept_isr,
             leader_incarnation: 0,
+            emptied,
         }),
         None => None,
     }
@@ -210,6 +234,7 @@ mod tests {
                 address: format!("127.0.0.1:{}", 7000 + id),
                 rack: rack.map(str::to_string),
                 incarnation: 100 + *id as i64,
+                disk_id: String::new(),
             })
             .collect()
     }
@@ -278,6 +303,7 @@ mod tests {
             leader_epoch: epoch,
             isr: isr.to_vec(),
             leader_incarnation: 100 + leader as i64,
+            emptied: Vec::new(),
         }
     }
 
@@ -371,6 +397,53 @@ mod tests {
         restart(&mut now, 1, 555);
         let next = elect(&before, &now, false).unwrap();
         assert_eq!(decided(&next), (1, 5, vec![1], 555));
+    }
+
+    /// The 30-minute nemesis's loss: broker 2 was the only ISR member, lost its disk and came
+    /// back empty. As "the last copy" it led at a new epoch with an empty log, and the other
+    /// replicas (which held every record) truncated to it. A broker back on a new disk is
+    /// no copy at all: the partition goes offline with an empty ISR, stays offline once the
+    /// restart is processed, and only an unclean election brings it back, from a replica
+    /// that kept its disk.
+    #[test]
+    fn a_last_copy_back_on_a_new_disk_never_leads() {
+        let before = state(&[2, 1, 3], 2, 8, &[2]);
+        let mut now = live(&[1, 2, 3]);
+        restart(&mut now, 2, 777);
+        now.new_disk.insert(2);
+        let offline = elect(&before, &now, false).unwrap();
+        assert_eq!(decided(&offline), (-1, 9, vec![], 0));
+        assert_eq!(offline.emptied, vec![2]);
+        assert_eq!(elect(&offline, &now, false), None);
+        // Processed: 2 is eligible again, but it is in no ISR, so nothing changes.
+        now.restarted.clear();
+        now.new_disk.clear();
+        assert_eq!(elect(&offline, &now, false), None);
+        // An unclean election picks the first replica that kept its disk, not the empty one
+        // (first in replica order), and forgets what was emptied.
+        let unclean = elect(&offline, &now, true).unwrap();
+        assert_eq!((unclean.leader, unclean.isr.clone()), (1, vec![1]));
+        assert!(unclean.emptied.is_empty());
+        // With nothing else alive, even the empty one (acknowledged records are gone anyway).
+        let alone = elect(&offline, &live(&[2]), true).unwrap();
+        assert_eq!(alone.leader, 2);
+        // Already offline (2 dead), then back on a new disk: it leaves the kept ISR.
+        let dead = elect(&before, &live(&[1, 3]), false).unwrap();
+        assert_eq!(decided(&dead), (-1, 9, vec![2], 0));
+        let mut back = live(&[1, 2, 3]);
+        restart(&mut back, 2, 778);
+        back.new_disk.insert(2);
+        let emptied = elect(&dead, &back, false).unwrap();
+        assert_eq!(decided(&emptied), (-1, 10, vec![], 0));
+    }
+
+    #[test]
+    fn a_follower_back_on_a_new_disk_leaves_the_isr() {
+        let before = state(&[1, 2, 3], 1, 4, &[1, 2, 3]);
+        let mut now = live(&[1, 2, 3]);
+        now.new_disk.insert(3);
+        let next = elect(&before, &now, false).unwrap();
+        assert_eq!(decided(&next), (1, 4, vec![1, 2], 101));
     }
 
     #[test]

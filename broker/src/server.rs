@@ -56,8 +56,9 @@ impl Broker {
             address: config.advertised_address.clone(),
             rack: config.rack.clone(),
             incarnation,
+            disk_id: crate::disk_id::load_or_create(&config.data_dir)?,
         };
-        tracing::info!(broker = config.broker_id, incarnation, "registering");
+        tracing::info!(broker = config.broker_id, incarnation, disk_id = %me.disk_id, "registering");
         let registration = register(&metadata, &me, config.session_ttl).await?;
         let tier = match &config.tier {
             Some(t) => Some(crate::tiered::Tier::open(
@@ -86,6 +87,7 @@ impl Broker {
         let state = Arc::new(BrokerState {
             config,
             incarnation,
+            registration: me,
             metadata,
             replicas,
             clock,
@@ -295,12 +297,7 @@ async fn keep_registered(
     mut lease: Lease,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Lease> {
-    let me = BrokerRecord {
-        id: state.config.broker_id,
-        address: state.config.advertised_address.clone(),
-        rack: state.config.rack.clone(),
-        incarnation: state.incarnation,
-    };
+    let me = state.registration.clone();
     loop {
         tokio::select! {
             _ = lease.lost() => {}

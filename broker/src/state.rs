@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use std::collections::HashSet;
 
 use crate::config::BrokerConfig;
-use crate::metadata::MetadataStore;
+use crate::metadata::{BrokerRecord, MetadataStore};
 use crate::peers::Peers;
 use crate::replicas::ReplicaManager;
 use crate::replication::Fetchers;
@@ -19,6 +19,8 @@ pub struct BrokerState {
     /// This run's registration incarnation: the broker leads only partitions whose leader
     /// was elected in it.
     pub incarnation: i64,
+    /// What this run registers as: id, address, rack, incarnation and data directory id.
+    pub registration: BrokerRecord,
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
     pub clock: Arc<dyn Clock>,

@@ -10,6 +10,10 @@
 //!   is frozen (so the controller cannot have noticed it was gone): it must not lead again at
 //!   the same epoch, no follower may truncate to its empty log, and every acknowledged record
 //!   survives;
+//! - the only in-sync replica SIGKILLed while both followers are frozen (out of the ISR), its
+//!   disk lost, and restarted: it must not lead as "the last copy" with an empty log (the
+//!   followers would truncate to it); the partition goes offline, nothing is truncated, and an
+//!   unclean election brings back every record from a follower;
 //! - a broker SIGKILLed after a produce's append but before its answer (a failpoint holds it
 //!   there), then restarted: the idempotent producer's retry is answered from the rebuilt
 //!   producer state, and the record is in the log once.
@@ -267,6 +271,106 @@ fn leader_back_with_less_before_the_controller_noticed(
             b.id
         );
     }
+}
+
+/// The 30-minute nemesis's loss: the leader was the only ISR member (its followers had
+/// fallen out), lost its disk and came back empty; the controller's "last copy" rule let it
+/// lead again, and both followers, which held every record, truncated to its empty log. With
+/// the data directory's id in the registration the controller knows the broker holds nothing:
+/// the partition goes offline instead (no clean leader exists), the followers keep their logs,
+/// and turning on unclean election brings every record back.
+#[test]
+fn the_only_in_sync_replica_back_on_a_new_disk_does_not_lead() {
+    let mut cluster = Cluster::start(
+        "newdisk",
+        &["--session-timeout", "20s", "--replica-lag-time-max", "2s"],
+    );
+    cluster.create_topic(TOPIC, 1, 3, &[]);
+    let (leader, isr) = cluster.partitions(TOPIC)[0].clone();
+    cluster.broker(leader).cli_ok(
+        &["produce", TOPIC, "--acks", "all"],
+        Some(&numbered_lines("a", 3000)),
+    );
+    let followers: Vec<i64> = isr.into_iter().filter(|r| *r != leader).collect();
+    for f in &followers {
+        cluster.broker(*f).freeze(true);
+    }
+    cluster.wait(
+        Duration::from_secs(30),
+        "the frozen followers out of the ISR",
+        || (cluster.partitions(TOPIC)[0].1 == vec![leader]).then_some(()),
+    );
+    let started_before = cluster
+        .broker(leader)
+        .log_text()
+        .matches("broker started")
+        .count();
+    cluster.broker_mut(leader).lose_disk();
+    cluster.wait(
+        Duration::from_secs(60),
+        "the broker back on an empty disk registered",
+        || {
+            (cluster
+                .broker(leader)
+                .log_text()
+                .matches("broker started")
+                .count()
+                > started_before)
+                .then_some(())
+        },
+    );
+    for f in &followers {
+        cluster.broker(*f).freeze(false);
+    }
+    let offline = cluster.wait(
+        Duration::from_secs(45),
+        "the partition offline (its only in-sync replica holds nothing)",
+        || {
+            let p = cluster.partitions(TOPIC)[0].clone();
+            (p.0 < 0 && p.1.is_empty()).then_some(p)
+        },
+    );
+    println!("after the disk loss: {offline:?}");
+    // A few more controller passes: it stays offline, and no follower truncated anything.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(cluster.partitions(TOPIC)[0], offline, "stays offline");
+    let no_cuts = |b: &ServeBroker| {
+        !b.log_text()
+            .lines()
+            .any(|l| l.contains("truncating a divergent tail"))
+    };
+    for f in &followers {
+        assert!(no_cuts(cluster.broker(*f)), "broker {f} truncated its log");
+    }
+    cluster.broker(leader).cli_ok(
+        &[
+            "topic",
+            "alter-config",
+            TOPIC,
+            "--set",
+            "unclean.leader.election.enable=true",
+        ],
+        None,
+    );
+    let (new_leader, _) = cluster.wait(
+        Duration::from_secs(30),
+        "an unclean election of a follower that kept its disk",
+        || {
+            let p = cluster.partitions(TOPIC)[0].clone();
+            (p.0 >= 0).then_some(p)
+        },
+    );
+    assert!(
+        followers.contains(&new_leader),
+        "a follower leads, not the empty broker: {new_leader}"
+    );
+    let want: Vec<String> = (0..3000).map(|i| format!("a{i}")).collect();
+    assert_eq!(cluster.read(new_leader, TOPIC, 0, 3000), want);
+    cluster.wait(
+        Duration::from_secs(60),
+        "the emptied broker caught up and back in the ISR",
+        || (cluster.partitions(TOPIC)[0].1.len() == 3).then_some(()),
+    );
 }
 
 /// The window: the append is in the log, the answer never left. The idempotent producer

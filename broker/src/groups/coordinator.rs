@@ -666,6 +666,7 @@ mod tests {
                     address: format!("127.0.0.1:{}", 9000 + id),
                     rack: None,
                     incarnation: 0,
+                    disk_id: String::new(),
                 },
             );
         }
