@@ -130,6 +130,7 @@ impl BrokerError {
             }
             BrokerError::Log { source, .. } => match source {
                 LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+                LogError::InvalidTimestamp(_) => ErrorCode::InvalidTimestamp,
                 LogError::InvalidConfig(_) => ErrorCode::InvalidConfig,
                 other => match other.kind() {
                     ErrorKind::InvalidInput => ErrorCode::InvalidRecord,

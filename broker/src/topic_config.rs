@@ -89,6 +89,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("max.message.bytes", "largest batch accepted, in bytes"),
     (
+        "message.timestamp.after.max.ms",
+        "how far ahead of the broker's clock a record's timestamp may be, in ms (-1: no limit)",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "how far behind the broker's clock a record's timestamp may be, in ms (-1: no limit)",
+    ),
+    (
         "min.insync.replicas",
         "replicas that must have a batch before acks=all answers",
     ),
@@ -160,6 +168,12 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
         }
         "max.message.bytes" => {
             log.max_message_bytes = positive(key, value, i32::MAX as i64)? as usize
+        }
+        "message.timestamp.after.max.ms" => {
+            log.message_timestamp_after_max_ms = optional(key, value)?
+        }
+        "message.timestamp.before.max.ms" => {
+            log.message_timestamp_before_max_ms = optional(key, value)?
         }
         "min.insync.replicas" => cfg.min_insync_replicas = positive(key, value, 1024)? as u32,
         "retention.bytes" => log.retention_bytes = optional(key, value)?.map(|v| v as u64),
@@ -254,6 +268,14 @@ pub fn effective(cfg: &TopicConfig) -> BTreeMap<String, String> {
         (
             "max.message.bytes".to_string(),
             log.max_message_bytes.to_string(),
+        ),
+        (
+            "message.timestamp.after.max.ms".to_string(),
+            opt(log.message_timestamp_after_max_ms),
+        ),
+        (
+            "message.timestamp.before.max.ms".to_string(),
+            opt(log.message_timestamp_before_max_ms),
         ),
         (
             "min.insync.replicas".to_string(),

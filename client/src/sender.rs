@@ -166,6 +166,7 @@ fn refused_before_append(err: &Error) -> bool {
                 | ErrorCode::OutOfOrderSequence
                 | ErrorCode::MessageTooLarge
                 | ErrorCode::InvalidRecord
+                | ErrorCode::InvalidTimestamp
         )
     )
 }

@@ -34,19 +34,19 @@ pub const HEADER_LEN: usize = 61;
 /// The only batch format version Strata reads and writes.
 pub const MAGIC_V2: i8 = 2;
 
-pub(crate) const BASE_OFFSET_POS: usize = 0;
-pub(crate) const LENGTH_POS: usize = 8;
-pub(crate) const EPOCH_POS: usize = 12;
-pub(crate) const MAGIC_POS: usize = 16;
-pub(crate) const CRC_POS: usize = 17;
-pub(crate) const ATTRIBUTES_POS: usize = 21;
-pub(crate) const LAST_OFFSET_DELTA_POS: usize = 23;
-pub(crate) const BASE_TIMESTAMP_POS: usize = 27;
-pub(crate) const MAX_TIMESTAMP_POS: usize = 35;
-pub(crate) const PRODUCER_ID_POS: usize = 43;
-pub(crate) const PRODUCER_EPOCH_POS: usize = 51;
-pub(crate) const BASE_SEQUENCE_POS: usize = 53;
-pub(crate) const RECORD_COUNT_POS: usize = 57;
+pub const BASE_OFFSET_POS: usize = 0;
+pub const LENGTH_POS: usize = 8;
+pub const EPOCH_POS: usize = 12;
+pub const MAGIC_POS: usize = 16;
+pub const CRC_POS: usize = 17;
+pub const ATTRIBUTES_POS: usize = 21;
+pub const LAST_OFFSET_DELTA_POS: usize = 23;
+pub const BASE_TIMESTAMP_POS: usize = 27;
+pub const MAX_TIMESTAMP_POS: usize = 35;
+pub const PRODUCER_ID_POS: usize = 43;
+pub const PRODUCER_EPOCH_POS: usize = 51;
+pub const BASE_SEQUENCE_POS: usize = 53;
+pub const RECORD_COUNT_POS: usize = 57;
 
 const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;

@@ -41,6 +41,12 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// Largest batch accepted by `append`, header included.
     pub max_message_bytes: usize,
+    /// A produced record's timestamp may be at most this far behind the broker's clock.
+    /// `None`: unlimited (Kafka's default).
+    pub message_timestamp_before_max_ms: Option<i64>,
+    /// A produced record's timestamp may be at most this far ahead of the broker's clock
+    /// (Kafka's default: one hour). `None`: unlimited.
+    pub message_timestamp_after_max_ms: Option<i64>,
 }
 
 impl Default for LogConfig {
@@ -55,6 +61,8 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             max_message_bytes: 1_048_588,
+            message_timestamp_before_max_ms: None,
+            message_timestamp_after_max_ms: Some(60 * 60 * 1000),
         }
     }
 }
@@ -100,6 +108,24 @@ impl LogConfig {
         if let Some(ms) = self.flush_ms {
             if ms <= 0 {
                 return bad(format!("flush.ms is {ms}, it must be positive"));
+            }
+        }
+        for (key, v) in [
+            (
+                "message.timestamp.before.max.ms",
+                self.message_timestamp_before_max_ms,
+            ),
+            (
+                "message.timestamp.after.max.ms",
+                self.message_timestamp_after_max_ms,
+            ),
+        ] {
+            if let Some(ms) = v {
+                if ms < 0 {
+                    return bad(format!(
+                        "{key} is {ms}, it must be zero or more (leave it unset for no limit)"
+                    ));
+                }
             }
         }
         if self.max_message_bytes < crate::batch::HEADER_LEN {

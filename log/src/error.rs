@@ -26,6 +26,8 @@ pub enum ErrorKind {
 pub enum LogError {
     #[error("invalid record batch: {0}")]
     InvalidBatch(String),
+    #[error("invalid record timestamp: {0}")]
+    InvalidTimestamp(String),
     #[error("corrupt record batch: {0}")]
     CorruptBatch(String),
     #[error("offset {offset} is outside the log (valid offsets {start}..{end})")]
@@ -49,7 +51,9 @@ pub enum LogError {
 impl LogError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            LogError::InvalidBatch(_) | LogError::BatchTooLarge { .. } => ErrorKind::InvalidInput,
+            LogError::InvalidBatch(_)
+            | LogError::InvalidTimestamp(_)
+            | LogError::BatchTooLarge { .. } => ErrorKind::InvalidInput,
             LogError::InvalidConfig(_) => ErrorKind::InvalidInput,
             LogError::CorruptBatch(_) | LogError::CorruptFile { .. } => ErrorKind::Corrupt,
             LogError::OffsetOutOfRange { .. } => ErrorKind::OutOfRange,

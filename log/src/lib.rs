@@ -1,6 +1,8 @@
 //! Strata's storage engine: the batch format and one partition's local log.
 //!
 //! - [`batch`]: the RecordBatch v2 header, CRC-32C validation and offset stamping (no records).
+//! - [`framing`]: one bounded pass over the records of a batch, checking their framing (the
+//!   produce path) and reading their timestamps (timestamp lookups).
 //! - [`records`]: building batches from records and decoding them back (clients and tools).
 //! - [`varint`]: Kafka's zig-zag varints.
 //! - [`clock`]: injected wall-clock time.
@@ -12,8 +14,9 @@
 //! - [`log`]: [`Log`], a partition directory of segments: append (as leader or replica), read,
 //!   roll, retention, flush policy, truncation, crash recovery and the epoch cache.
 //!
-//! Invariant: the broker's produce and fetch paths touch batch headers only; per-record work
-//! happens in clients (and in the one batch a timestamp lookup decodes). Bytes read from disk
+//! Invariant: the broker's fetch path touches batch headers only; its produce path adds one
+//! pass over the record framing (no decoding into values, no allocation from a count field);
+//! everything else per record happens in clients. Bytes read from disk
 //! are returned only after their batch passed its CRC check.
 
 pub mod batch;
@@ -21,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod epochs;
 pub mod error;
+pub mod framing;
 pub mod index;
 pub mod log;
 pub mod records;

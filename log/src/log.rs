@@ -45,6 +45,7 @@ use crate::clock::Clock;
 use crate::config::LogConfig;
 use crate::epochs::{EpochCache, EpochEntry};
 use crate::error::{LogError, Result};
+use crate::framing;
 use crate::segment::{file_stem, OpenMode, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
 /// The marker `close` leaves behind so that the next `open` can skip recovery.
@@ -235,14 +236,28 @@ impl Log {
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32) -> Result<AppendInfo> {
         self.check_running()?;
         let summary = batch::validate_all(batches)?;
+        let now = self.clock.now_ms();
+        let earliest = self
+            .config
+            .message_timestamp_before_max_ms
+            .map(|ms| now.saturating_sub(ms));
+        let latest = self
+            .config
+            .message_timestamp_after_max_ms
+            .map(|ms| now.saturating_add(ms));
+        let max_decompressed = self
+            .config
+            .max_message_bytes
+            .saturating_mul(framing::MAX_DECOMPRESSION_RATIO);
         for item in BatchIter::new(batches) {
-            let (header, _) = item?;
+            let (header, bytes) = item?;
             if header.total_len() > self.config.max_message_bytes {
                 return Err(LogError::BatchTooLarge {
                     size: header.total_len(),
                     max: self.config.max_message_bytes,
                 });
             }
+            framing::check_records(&header, bytes, max_decompressed, earliest, latest)?;
         }
         let base_offset = self.log_end_offset();
         batch::stamp_all(batches, base_offset, leader_epoch);

@@ -9,8 +9,9 @@
 //! header count varint | (key length varint | key utf-8 | value length varint | value)*
 //! ```
 //!
-//! The broker never runs this code: it stores and serves batches whole. Only clients, tools and
-//! the list-offsets-by-timestamp lookup (one batch) decode records.
+//! The broker never runs this code: it stores and serves batches whole (its produce-path check
+//! and timestamp lookups walk the framing with `framing`, never materialising records). Only
+//! clients and tools decode records.
 
 use bytes::Bytes;
 use std::io::Read;
@@ -254,7 +255,10 @@ pub fn decode_all(batches: &Bytes) -> Result<Vec<Record>, LogError> {
 }
 
 fn decompress(data: &[u8]) -> Result<Vec<u8>, LogError> {
-    let decoder = zstd::stream::read::Decoder::new(data)
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(data)
+        .map_err(|e| LogError::CorruptBatch(format!("zstd records section: {e}")))?;
+    decoder
+        .window_log_max(crate::framing::MAX_ZSTD_WINDOW_LOG)
         .map_err(|e| LogError::CorruptBatch(format!("zstd records section: {e}")))?;
     let mut out = Vec::with_capacity(data.len() * 4);
     decoder

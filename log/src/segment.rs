@@ -8,7 +8,7 @@
 //! - index entries are added only for bytes that were written, so the indexes never point
 //!   past the log, and an index found damaged on open is rebuilt from the log;
 //! - reads take `&self` (positional reads on an `Arc<File>`) and look at batch headers only,
-//!   except for the one batch `offset_for_timestamp` decodes.
+//!   except for the one batch `offset_for_timestamp` walks (`framing::find_timestamp`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -21,7 +21,6 @@ use crate::batch::{self, BatchHeader, BatchIter, HEADER_LEN};
 use crate::config::LogConfig;
 use crate::error::{LogError, Result};
 use crate::index::{OffsetIndex, TimeIndex};
-use crate::records;
 use crate::scan::scan;
 
 /// Extension of a segment's log file.
@@ -585,11 +584,8 @@ impl Segment {
                 self.file.read_exact_at(&mut buf, pos).map_err(|e| {
                     LogError::io(format!("reading {} at {pos}", self.log_path.display()), e)
                 })?;
-                let found = records::decode_records(&Bytes::from(buf))?
-                    .into_iter()
-                    .find(|r| r.timestamp >= timestamp);
-                if let Some(r) = found {
-                    return Ok(Some((r.offset, r.timestamp)));
+                if let Some(found) = crate::framing::find_timestamp(&buf, timestamp, i64::MIN)? {
+                    return Ok(Some(found));
                 }
             }
             pos += h.total_len() as u64;

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     InvalidReplicationFactor,
     InvalidConfig,
     InvalidRecord,
+    InvalidTimestamp,
     CorruptMessage,
     MessageTooLarge,
     OffsetOutOfRange,
@@ -42,7 +43,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -50,6 +51,7 @@ impl ErrorCode {
         ErrorCode::InvalidReplicationFactor,
         ErrorCode::InvalidConfig,
         ErrorCode::InvalidRecord,
+        ErrorCode::InvalidTimestamp,
         ErrorCode::CorruptMessage,
         ErrorCode::MessageTooLarge,
         ErrorCode::OffsetOutOfRange,
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::InvalidRecord => "INVALID_RECORD",
+            ErrorCode::InvalidTimestamp => "INVALID_TIMESTAMP",
             ErrorCode::CorruptMessage => "CORRUPT_MESSAGE",
             ErrorCode::MessageTooLarge => "MESSAGE_TOO_LARGE",
             ErrorCode::OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
@@ -160,6 +163,7 @@ impl ErrorCode {
             | ErrorCode::InvalidReplicationFactor
             | ErrorCode::InvalidConfig
             | ErrorCode::InvalidRecord
+            | ErrorCode::InvalidTimestamp
             | ErrorCode::MessageTooLarge
             | ErrorCode::InvalidRequest => Code::InvalidArgument,
             ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId => {

@@ -746,13 +746,11 @@ fn first_at_or_after(
         if h.max_timestamp < timestamp_ms || h.last_offset() < min_offset {
             continue;
         }
-        let batch = data.slice(pos..pos + bytes.len());
-        let records = strata_log::records::decode_records(&batch).map_err(|e| e.to_string())?;
-        if let Some(r) = records
-            .into_iter()
-            .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
-        {
-            return Ok(Some((r.offset, r.timestamp)));
+        let batch = &data[pos..pos + bytes.len()];
+        let found = strata_log::framing::find_timestamp(batch, timestamp_ms, min_offset)
+            .map_err(|e| e.to_string())?;
+        if found.is_some() {
+            return Ok(found);
         }
     }
 }
