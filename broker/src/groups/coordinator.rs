@@ -33,6 +33,9 @@ pub struct GroupConfig {
     pub initial_rebalance_delay: Duration,
     pub min_session_timeout: Duration,
     pub max_session_timeout: Duration,
+    /// Longest rebalance timeout (max.poll.interval) a member may ask for: the longest a
+    /// rebalance waits for members that do not rejoin.
+    pub max_rebalance_timeout: Duration,
 }
 
 impl Default for GroupConfig {
@@ -41,6 +44,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_millis(500),
             min_session_timeout: Duration::from_secs(1),
             max_session_timeout: Duration::from_secs(30 * 60),
+            max_rebalance_timeout: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -237,30 +241,11 @@ impl GroupCoordinator {
         req: JoinRequest,
         snapshot: &ClusterSnapshot,
     ) -> Result<Joined> {
-        let c = &self.config;
-        if req.session_timeout < c.min_session_timeout
-            || req.session_timeout > c.max_session_timeout
-        {
-            return Err(BrokerError::InvalidRequest(format!(
-                "session timeout {:?} is outside the broker's allowed range {:?}..={:?}",
-                req.session_timeout, c.min_session_timeout, c.max_session_timeout
-            )));
-        }
-        if req.rebalance_timeout < Duration::from_secs(1) {
-            return Err(BrokerError::InvalidRequest(format!(
-                "rebalance timeout (max.poll.interval) {:?} is too short; give at least 1s",
-                req.rebalance_timeout
-            )));
-        }
-        if req.topics.is_empty() {
-            return Err(BrokerError::InvalidRequest(format!(
-                "a member of group {group} must subscribe to at least one topic"
-            )));
-        }
+        super::limits::check_join(group, &req, &self.config)?;
         let (_entry, mut g) = self.locked(group, snapshot).await?;
         // The generation is formed by `tick` (its own task: a cancelled request cannot leave a
         // half-done store write behind).
-        let rx = g.join(req, Instant::now(), c.initial_rebalance_delay)?;
+        let rx = g.join(req, Instant::now(), self.config.initial_rebalance_delay)?;
         drop(g);
         let rx = match rx {
             JoinWait::Wait(rx) => rx,
@@ -323,7 +308,8 @@ impl GroupCoordinator {
                 "cannot commit offset {o} for {t}/{p}: offsets are 0 or more"
             )));
         }
-        for ((t, p), _, _) in &offsets {
+        for ((t, p), _, metadata) in &offsets {
+            super::limits::check_offset_metadata(t, *p, metadata)?;
             snapshot.partition(t, *p)?;
         }
         let (entry, mut g) = self.locked(group, snapshot).await?;

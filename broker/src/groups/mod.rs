@@ -3,6 +3,7 @@
 //!
 //! - [`assign`]: range, round-robin and cooperative-sticky assignment (pure).
 //! - [`group`]: one group's state machine (pure; time is passed in).
+//! - [`limits`]: what a join or a commit may ask for (timeouts, subscription size, metadata).
 //! - [`store`]: the group's keys in etcd, every write fenced by the state key's revision.
 //! - [`coordinator`]: which broker coordinates which group, the groups it holds, periodic
 //!   work, and batched offset commits.
@@ -11,6 +12,7 @@
 pub mod assign;
 pub mod coordinator;
 pub mod group;
+pub mod limits;
 pub mod service;
 pub mod store;
 
