@@ -214,7 +214,8 @@ impl Faults {
     /// Starts every broker that should run and does not: one that exited by itself (started
     /// while etcd was frozen or its link cut, it could not reach etcd and gave up, as a process
     /// under systemd would before being restarted), or whose restart failed for that reason.
-    fn restart_exited(&mut self, cluster: &mut ServeCluster) {
+    /// The nemesis keeps calling it after healing, while it waits for the cluster to settle.
+    pub fn restart_exited(&mut self, cluster: &mut ServeCluster) {
         let down: Vec<usize> = self
             .active
             .iter()
