@@ -117,8 +117,11 @@ impl LogService {
             0 => cfg.max_fetch_bytes,
             n => (n as usize).min(cfg.max_fetch_bytes),
         };
+        // More than max_bytes can never be answered: waiting for it would hold the call for
+        // its whole max_wait and re-read on every new batch.
+        let min_bytes = (req.min_bytes as usize).min(max_bytes);
         let result = partition
-            .fetch(req.offset, max_wait, req.min_bytes as usize, max_bytes)
+            .fetch(req.offset, max_wait, min_bytes, max_bytes)
             .await?;
         Ok(pb::FetchResponse {
             high_watermark: result.high_watermark,
