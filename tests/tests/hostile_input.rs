@@ -91,6 +91,13 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     put_i64(&mut future, batch::MAX_TIMESTAMP_POS, later);
     let mut transactional = one.clone();
     transactional[batch::ATTRIBUTES_POS + 1] |= 0x10;
+    // Idempotent batches of many producers in one request: each would add producer state.
+    let mut producers = Vec::new();
+    for pid in 1000..1100 {
+        let mut b = BatchBuilder::new(Compression::None).producer(pid, 0, 0);
+        b.append(now_ms(), None, Some(b"p"), &[]);
+        producers.extend_from_slice(&b.build().unwrap());
+    }
     // 80 MiB of zeros in one record: a few KiB of zstd, past 64 x max.message.bytes.
     let bomb = zstd::bulk::compress(&record(80 << 20), 3).unwrap();
     assert!(bomb.len() < 64 * 1024, "the bomb is small: {}", bomb.len());
@@ -132,6 +139,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
             "message.timestamp.after.max.ms",
         ),
         ("a transactional batch", seal(transactional), "transactions"),
+        (
+            "100 producers in one request",
+            producers,
+            "idempotent batches of 100 producers",
+        ),
         (
             "a zstd batch past the decompression limit",
             declaring(1, &bomb, Compression::Zstd),

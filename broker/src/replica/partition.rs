@@ -358,6 +358,12 @@ impl Partition {
                         me.topic, me.index
                     )));
                 }
+                Check::MixedProducers { count } => {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "a request to {}/{} carries idempotent batches of {count} producers; each producer sends its own batches",
+                        me.topic, me.index
+                    )));
+                }
                 Check::MixedRetry => {
                     return Err(BrokerError::InvalidRequest(format!(
                         "a request to {}/{} mixes retried batches of producer {producer} with new ones; send retries alone",

@@ -70,6 +70,9 @@ pub enum Check {
     UnknownProducer { got: i32 },
     /// Some batches of one request are retries and others are not.
     MixedRetry,
+    /// One request carries idempotent batches of more than one producer (`count` of them):
+    /// a request may add state for one producer at most.
+    MixedProducers { count: usize },
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -146,8 +149,23 @@ impl ProducerState {
     }
 
     /// Checks every batch of a request in order, each as if the ones before it were appended.
-    /// A request whose batches are all retries is a `Duplicate` spanning them.
+    /// A request whose batches are all retries is a `Duplicate` spanning them. Idempotent
+    /// batches of one request must come from one producer (Kafka allows one batch per
+    /// partition per request), so no request can make the partition remember many producers.
     pub fn check_request(&self, headers: &[BatchHeader]) -> Check {
+        if let Some(first) = headers.iter().find(|h| idempotent(h)) {
+            if headers
+                .iter()
+                .any(|h| idempotent(h) && h.producer_id != first.producer_id)
+            {
+                let ids: std::collections::HashSet<i64> = headers
+                    .iter()
+                    .filter(|h| idempotent(h))
+                    .map(|h| h.producer_id)
+                    .collect();
+                return Check::MixedProducers { count: ids.len() };
+            }
+        }
         let mut scratch: Option<ProducerState> = None;
         let mut duplicate: Option<(i64, i64)> = None;
         let mut appends = 0;
@@ -468,6 +486,12 @@ mod tests {
             }
         );
         assert_eq!(s.check_request(&[good, good]), Check::MixedRetry);
+        // Batches of many producers in one request: refused before any state is made.
+        let many: Vec<BatchHeader> = (0..1000).map(|pid| header(pid, 0, 0, 1, -1)).collect();
+        assert_eq!(
+            s.check_request(&many),
+            Check::MixedProducers { count: 1000 }
+        );
         s.record(&header(1, 0, 5, 5, 5), 0);
         s.record(&header(1, 0, 10, 2, 10), 0);
         assert_eq!(
