@@ -56,6 +56,8 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         state.is_controller.store(true, Ordering::SeqCst);
         let mut changes = store.watch("", crate::metadata::NOT_METADATA).await.ok();
         let mut last_rebalance = tokio::time::Instant::now();
+        let mut history =
+            crate::history::History::new(crate::history::KEEP, crate::history::SAMPLE_EVERY);
         loop {
             let rebalance = last_rebalance.elapsed() >= state.config.leader_rebalance_interval;
             if rebalance {
@@ -67,6 +69,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             if let Err(e) = elect_leaders(&state, rebalance, &lease).await {
                 tracing::warn!(error = %e, "leader election pass failed");
             }
+            compact_history(&state, &mut history).await;
             let changed = async {
                 match changes.as_mut() {
                     Some(w) => w.changed().await.is_ok(),
@@ -99,6 +102,30 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             broker = me,
             "lost the controller election lease; campaigning again"
         );
+    }
+}
+
+/// Samples the store's revision when due and compacts the history older than about an hour.
+async fn compact_history(state: &BrokerState, history: &mut crate::history::History) {
+    let now = state.clock.now_ms();
+    if !history.due(now) {
+        return;
+    }
+    let store = state.metadata.store();
+    let target = match store.revision().await {
+        Ok(revision) => history.sample(now, revision),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the metadata store's revision");
+            return;
+        }
+    };
+    if let Some(revision) = target {
+        match store.compact(revision).await {
+            Ok(()) => tracing::info!(revision, "compacted the metadata store's history"),
+            Err(e) => {
+                tracing::warn!(revision, error = %e, "compacting the metadata store's history failed")
+            }
+        }
     }
 }
 

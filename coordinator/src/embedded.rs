@@ -259,6 +259,10 @@ impl Coordinator for EmbeddedCoordinator {
         Ok(self.inner.store.lock().get(key))
     }
 
+    async fn revision(&self) -> Result<i64> {
+        Ok(self.inner.store.lock().state.revision)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>> {
         let store = self.inner.store.lock();
         let mut keys: Vec<(String, Versioned)> = store

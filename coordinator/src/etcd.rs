@@ -215,6 +215,36 @@ impl Coordinator for EtcdCoordinator {
         }))
     }
 
+    async fn revision(&self) -> Result<i64> {
+        let mut kv = self.shared.client.kv_client();
+        let probe = kv.get(
+            self.shared.key(""),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        );
+        let resp = self
+            .shared
+            .call(EtcdOp::Get, "reading the current revision", probe)
+            .await?;
+        resp.header()
+            .map(|h| h.revision())
+            .ok_or_else(|| self.shared.unavailable("an answer had no header"))
+    }
+
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let mut kv = self.shared.client.kv_client();
+        let what = format!("compacting history before revision {revision}");
+        match self
+            .shared
+            .call(EtcdOp::Compact, &what, kv.compact(revision, None))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another controller (or an operator) compacted as far already.
+            Err(e) if e.to_string().contains("compacted") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>> {
         let mut kv = self.shared.client.kv_client();
         let what = format!("listing {prefix:?}");

@@ -138,4 +138,16 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
 
     /// The current leader's value of `election`, if any.
     async fn leader(&self, election: &str) -> Result<Option<Bytes>>;
+
+    /// The store's revision now: every commit raises it.
+    async fn revision(&self) -> Result<i64>;
+
+    /// Forgets the history of every revision before `revision` (etcd's compaction), so that a
+    /// steady stream of writes (offset commits, ISR changes) does not grow the store until it
+    /// hits its quota. The current value of every key stays. A store that keeps no history
+    /// does nothing.
+    async fn compact(&self, revision: i64) -> Result<()> {
+        let _ = revision;
+        Ok(())
+    }
 }

@@ -21,10 +21,12 @@ pub(crate) enum EtcdOp {
     LeaseKeepalive,
     ElectionLeader,
     ElectionResign,
+    /// A compaction of etcd's history.
+    Compact,
 }
 
 /// The `op` label of each [`EtcdOp`], in declaration order.
-const LABELS: [&[(&str, &str)]; 9] = [
+const LABELS: [&[(&str, &str)]; 10] = [
     &[("op", "get")],
     &[("op", "list")],
     &[("op", "txn")],
@@ -34,6 +36,7 @@ const LABELS: [&[(&str, &str)]; 9] = [
     &[("op", "lease_keepalive")],
     &[("op", "election_leader")],
     &[("op", "election_resign")],
+    &[("op", "compact")],
 ];
 
 struct OpMetrics {
@@ -41,12 +44,12 @@ struct OpMetrics {
     errors: Counter,
 }
 
-static METRICS: [OpMetrics; 9] = [const {
+static METRICS: [OpMetrics; 10] = [const {
     OpMetrics {
         duration: Histogram::new(DURATION_BUCKETS),
         errors: Counter::new(),
     }
-}; 9];
+}; 10];
 
 impl EtcdOp {
     fn metrics(self) -> &'static OpMetrics {

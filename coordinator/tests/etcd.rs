@@ -240,3 +240,44 @@ async fn a_deposed_leaders_fenced_writes_fail() {
         Bytes::from_static(b"3")
     );
 }
+
+/// Compaction forgets old revisions (etcd then refuses reads at them) and keeps every current
+/// value; compacting to the same revision again is not an error (two controllers may race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_forgets_old_revisions_and_keeps_current_values() {
+    let etcd = EtcdServer::start();
+    let store = connect(&etcd, EtcdOptions::default()).await;
+    let first = store
+        .put("k", Bytes::from_static(b"0"), Expect::Any)
+        .await
+        .unwrap();
+    for i in 1..=50 {
+        store
+            .put("k", Bytes::from(i.to_string()), Expect::Any)
+            .await
+            .unwrap();
+    }
+    let now = store.revision().await.unwrap();
+    assert!(now >= first + 50, "{now} after {first}");
+    store.compact(now).await.unwrap();
+    store.compact(now).await.unwrap();
+    assert_eq!(
+        store.get("k").await.unwrap().unwrap().value,
+        Bytes::from_static(b"50")
+    );
+    let old = std::process::Command::new("etcdctl")
+        .args([
+            "--endpoints",
+            &etcd.endpoint,
+            "get",
+            "/strata/test/k",
+            &format!("--rev={first}"),
+        ])
+        .output()
+        .expect("etcdctl");
+    let err = String::from_utf8_lossy(&old.stderr);
+    assert!(
+        !old.status.success() && err.contains("compacted"),
+        "a read at revision {first} after compacting to {now}: {err}"
+    );
+}
