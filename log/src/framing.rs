@@ -63,26 +63,64 @@ pub fn walk_records(
             },
             &mut each,
         ),
-        Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(section)
-                .map_err(|e| zstd_error(header, e))?;
-            decoder
-                .window_log_max(MAX_ZSTD_WINDOW_LOG)
-                .map_err(|e| zstd_error(header, e))?;
-            let mut stream = Stream {
-                header,
-                reader: decoder,
-                buf: vec![0u8; CHUNK].into_boxed_slice(),
-                start: 0,
-                end: 0,
-                eof: false,
-                consumed: 0,
-                decompressed: 0,
-                max: max_decompressed,
-            };
-            walk(header, &mut stream, &mut each)
-        }
+        Compression::Zstd => ZSTD.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut reused) => {
+                let (context, buf) = reused.get_or_insert_with(|| {
+                    (
+                        zstd::zstd_safe::DCtx::create(),
+                        vec![0u8; CHUNK].into_boxed_slice(),
+                    )
+                });
+                walk_zstd(header, section, context, buf, max_decompressed, &mut each)
+            }
+            // Only if a walk ever ran inside another on one thread.
+            Err(_) => {
+                let mut context = zstd::zstd_safe::DCtx::create();
+                let mut buf = vec![0u8; CHUNK];
+                walk_zstd(
+                    header,
+                    section,
+                    &mut context,
+                    &mut buf,
+                    max_decompressed,
+                    &mut each,
+                )
+            }
+        }),
     }
+}
+
+thread_local! {
+    /// One zstd decompression context and chunk buffer per thread, reused by every walk: a
+    /// context costs more to create than a small batch costs to decompress.
+    static ZSTD: std::cell::RefCell<Option<(zstd::zstd_safe::DCtx<'static>, Box<[u8]>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn walk_zstd(
+    header: &BatchHeader,
+    section: &[u8],
+    context: &mut zstd::zstd_safe::DCtx<'static>,
+    buf: &mut [u8],
+    max_decompressed: usize,
+    each: &mut impl FnMut(RecordInfo) -> bool,
+) -> Result<(), LogError> {
+    let mut decoder = zstd::stream::read::Decoder::with_context(section, context);
+    decoder
+        .window_log_max(MAX_ZSTD_WINDOW_LOG)
+        .map_err(|e| zstd_error(header, e))?;
+    let mut stream = Stream {
+        header,
+        reader: decoder,
+        buf,
+        start: 0,
+        end: 0,
+        eof: false,
+        consumed: 0,
+        decompressed: 0,
+        max: max_decompressed,
+    };
+    walk(header, &mut stream, each)
 }
 
 /// The produce path's check of one batch: [`walk_records`] plus the batch's timestamps. Every
@@ -239,10 +277,10 @@ impl Cursor for Slice<'_> {
 
 /// zstd records: decompressed a chunk at a time into one reused buffer; skipped bytes are
 /// never held, so memory stays at one chunk whatever a record's size.
-struct Stream<'h, R> {
+struct Stream<'h, 'b, R> {
     header: &'h BatchHeader,
     reader: R,
-    buf: Box<[u8]>,
+    buf: &'b mut [u8],
     /// Unconsumed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
@@ -253,7 +291,7 @@ struct Stream<'h, R> {
     max: usize,
 }
 
-impl<R: Read> Stream<'_, R> {
+impl<R: Read> Stream<'_, '_, R> {
     /// Makes at least `n` (at most a chunk) unconsumed bytes available, fewer only at the end.
     fn fill(&mut self, n: usize) -> Result<usize, LogError> {
         debug_assert!(n <= CHUNK);
@@ -287,7 +325,7 @@ impl<R: Read> Stream<'_, R> {
     }
 }
 
-impl<R: Read> Cursor for Stream<'_, R> {
+impl<R: Read> Cursor for Stream<'_, '_, R> {
     fn varint(&mut self) -> Result<Option<i64>, LogError> {
         let have = self.fill(MAX_VARINT)?;
         let mut pos = 0;
