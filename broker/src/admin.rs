@@ -36,6 +36,7 @@ impl BrokerState {
             )));
         }
         let overrides: BTreeMap<String, String> = req.configs.clone().into_iter().collect();
+        topic_config::check_floors(self.replicas.defaults(), &overrides)?;
         self.check_config(&overrides)?;
         if !self.is_controller.load(Ordering::SeqCst) {
             return self.forward_create(req, forwarded).await;
@@ -412,6 +413,7 @@ impl BrokerState {
                 }
                 record.config.remove(key);
             }
+            topic_config::check_floors(self.replicas.defaults(), &req.set)?;
             for (k, v) in &req.set {
                 record.config.insert(k.clone(), v.clone());
             }

@@ -198,6 +198,53 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Smallest `segment.bytes` a topic may set: below it a topic rolls every few batches, and
+/// each segment costs three files and two memory maps.
+pub const MIN_TOPIC_SEGMENT_BYTES: u64 = 16 * 1024;
+/// Smallest `segment.ms` a topic may set.
+pub const MIN_TOPIC_SEGMENT_MS: i64 = 1000;
+/// Smallest `segment.index.bytes` a topic may set: a full index rolls the segment, so a tiny
+/// index (12 bytes holds one entry) would roll on every batch.
+pub const MIN_TOPIC_SEGMENT_INDEX_BYTES: u32 = 4096;
+
+/// Refuses overrides being set now (a create or an alter) that would make the topic roll
+/// every few batches. Only new settings are checked: a topic stored before the floors existed
+/// keeps working.
+pub fn check_floors<'a>(
+    defaults: &TopicConfig,
+    set: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<()> {
+    for (key, value) in set {
+        let mut cfg = defaults.clone();
+        apply(&mut cfg, key, value)?;
+        floor(&cfg, key)?;
+    }
+    Ok(())
+}
+
+fn floor(cfg: &TopicConfig, key: &str) -> Result<()> {
+    let log = &cfg.log;
+    let (value, min) = match key {
+        "segment.bytes" => (log.segment_bytes as i64, MIN_TOPIC_SEGMENT_BYTES as i64),
+        "segment.ms" => match log.segment_ms {
+            Some(ms) => (ms, MIN_TOPIC_SEGMENT_MS),
+            None => return Ok(()),
+        },
+        "segment.index.bytes" => (
+            log.segment_index_bytes as i64,
+            MIN_TOPIC_SEGMENT_INDEX_BYTES as i64,
+        ),
+        _ => return Ok(()),
+    };
+    if value < min {
+        return Err(BrokerError::InvalidConfig(format!(
+            "{key} is {value}; a topic may not set it below {min} (it would roll a new segment \
+             every few batches)"
+        )));
+    }
+    Ok(())
+}
+
 fn boolean(key: &str, value: &str) -> Result<bool> {
     match value.trim() {
         "true" => Ok(true),
@@ -320,6 +367,35 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn overrides_that_would_roll_every_few_batches_are_refused() {
+        let d = TopicConfig::default();
+        for (key, value) in [
+            ("segment.index.bytes", "12"),
+            ("segment.bytes", "1024"),
+            ("segment.ms", "10"),
+        ] {
+            let set = overrides(&[(key, value)]);
+            let err = check_floors(&d, &set).unwrap_err().to_string();
+            assert!(
+                err.contains(key) && err.contains("may not set it below"),
+                "{err}"
+            );
+            // A topic stored with it before the floors existed still resolves.
+            resolve(&d, &set).unwrap();
+        }
+        check_floors(
+            &d,
+            &overrides(&[
+                ("segment.index.bytes", "4096"),
+                ("segment.bytes", "16384"),
+                ("segment.ms", "1000"),
+                ("index.interval.bytes", "1"),
+            ]),
+        )
+        .unwrap();
     }
 
     #[test]

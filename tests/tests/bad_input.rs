@@ -93,6 +93,20 @@ fn every_bad_input_gets_a_clear_error() {
     );
     fails_with(
         &broker,
+        &[
+            "topic",
+            "create",
+            "tiny-index",
+            "-c",
+            "segment.index.bytes=12",
+            "-c",
+            "index.interval.bytes=1",
+        ],
+        None,
+        "segment.index.bytes is 12; a topic may not set it below 4096",
+    );
+    fails_with(
+        &broker,
         &["topic", "alter-config", "t", "--set", "nonsense"],
         None,
         "key=value",
