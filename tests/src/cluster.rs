@@ -89,7 +89,24 @@ impl ServeCluster {
         for c in configs {
             args.extend(["-c", c]);
         }
-        self.any_live().cli_ok(&args, None);
+        // With the tests' short sessions (3 s) a broker's registration can lapse for a moment
+        // on a loaded machine (it registers again at once): retry while the controller counts
+        // fewer live brokers than replicas.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.any_live().cli(&args, None);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                stderr.contains("larger than the number of live brokers")
+                    && Instant::now() < deadline,
+                "strata {} failed: {stderr}",
+                args.join(" ")
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
         self.wait(Duration::from_secs(30), "every ISR full", || {
             self.partitions(topic)
                 .iter()
