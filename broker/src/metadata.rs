@@ -197,59 +197,61 @@ impl MetadataStore {
 
     /// The broker incarnations whose restart the controller has processed, by broker id.
     pub async fn processed_incarnations(&self) -> Result<BTreeMap<i32, i64>> {
-        let mut out = BTreeMap::new();
-        for (key, v) in self.store.list("incarnations/").await? {
-            let id = key.rsplit('/').next().and_then(|s| s.parse::<i32>().ok());
-            let inc = std::str::from_utf8(&v.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok());
-            match (id, inc) {
-                (Some(id), Some(inc)) => out.insert(id, inc),
-                _ => return Err(corrupt(&key, "expected incarnations/<id> holding a number")),
-            };
-        }
-        Ok(out)
+        self.per_broker("incarnations/", "a number", |s| s.parse().ok())
+            .await
     }
 
     /// Records that broker `id`'s restart into `incarnation` was processed (a CAS on the key).
     pub async fn set_processed_incarnation(&self, id: i32, incarnation: i64) -> Result<()> {
-        let key = incarnation_key(id);
-        let expect = match self.store.get(&key).await? {
-            Some(v) => Expect::Revision(v.revision),
-            None => Expect::Absent,
-        };
-        self.store
-            .put(&key, Bytes::from(incarnation.to_string()), expect)
-            .await?;
-        Ok(())
+        self.set_per_broker(&incarnation_key(id), incarnation.to_string())
+            .await
     }
 
     /// The data directory id the controller last saw each broker register with, by broker id.
     pub async fn recorded_disks(&self) -> Result<BTreeMap<i32, String>> {
+        self.per_broker("disks/", "a disk id", |s| Some(s.to_string()))
+            .await
+    }
+
+    /// Records the data directory id broker `id` registered with (a CAS on the key).
+    pub async fn set_recorded_disk(&self, id: i32, disk_id: &str) -> Result<()> {
+        self.set_per_broker(&disk_key(id), disk_id.to_string())
+            .await
+    }
+
+    /// Every `<prefix><broker id>` key holding one line of text, parsed by `parse`.
+    async fn per_broker<T>(
+        &self,
+        prefix: &str,
+        holding: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<BTreeMap<i32, T>> {
         let mut out = BTreeMap::new();
-        for (key, v) in self.store.list("disks/").await? {
+        for (key, v) in self.store.list(prefix).await? {
             let id = key.rsplit('/').next().and_then(|s| s.parse::<i32>().ok());
-            let disk = std::str::from_utf8(&v.value)
+            let value = std::str::from_utf8(&v.value)
                 .ok()
-                .map(|s| s.trim().to_string());
-            match (id, disk) {
-                (Some(id), Some(disk)) => out.insert(id, disk),
-                _ => return Err(corrupt(&key, "expected disks/<id> holding a disk id")),
+                .and_then(|s| parse(s.trim()));
+            match (id, value) {
+                (Some(id), Some(value)) => out.insert(id, value),
+                _ => {
+                    return Err(corrupt(
+                        &key,
+                        &format!("expected {prefix}<id> holding {holding}"),
+                    ))
+                }
             };
         }
         Ok(out)
     }
 
-    /// Records the data directory id broker `id` registered with (a CAS on the key).
-    pub async fn set_recorded_disk(&self, id: i32, disk_id: &str) -> Result<()> {
-        let key = disk_key(id);
-        let expect = match self.store.get(&key).await? {
+    /// Writes one per-broker text value, a CAS on the revision read.
+    async fn set_per_broker(&self, key: &str, value: String) -> Result<()> {
+        let expect = match self.store.get(key).await? {
             Some(v) => Expect::Revision(v.revision),
             None => Expect::Absent,
         };
-        self.store
-            .put(&key, Bytes::from(disk_id.to_string()), expect)
-            .await?;
+        self.store.put(key, Bytes::from(value), expect).await?;
         Ok(())
     }
 

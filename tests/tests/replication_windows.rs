@@ -143,6 +143,15 @@ fn a_leader_back_with_its_active_segment_tail_cut_before_the_controller_noticed_
     });
 }
 
+/// How many times broker `id` logged that it started (registered and serving).
+fn starts(cluster: &Cluster, id: i64) -> usize {
+    cluster
+        .broker(id)
+        .log_text()
+        .matches("broker started")
+        .count()
+}
+
 /// Kills the leader of a partition that is not the controller's, applies `damage` to its data
 /// directory (given the partition's index), restarts it, and freezes the controller until the
 /// restarted broker registered.
@@ -165,11 +174,7 @@ fn leader_back_with_less_before_the_controller_noticed(
         &["produce", TOPIC, "--acks", "all", "--partition", &partition],
         Some(&numbered_lines("a", 3000)),
     );
-    let started_before = cluster
-        .broker(leader)
-        .log_text()
-        .matches("broker started")
-        .count();
+    let started_before = starts(&cluster, leader);
     cluster.broker_mut(leader).kill9();
     let killed = Instant::now();
     let log_at_kill = cluster.broker(leader).log_text().len();
@@ -178,27 +183,14 @@ fn leader_back_with_less_before_the_controller_noticed(
     cluster.broker_mut(leader).restart();
     std::thread::sleep(Duration::from_secs(25).saturating_sub(killed.elapsed()));
     assert!(
-        cluster
-            .broker(leader)
-            .log_text()
-            .matches("broker started")
-            .count()
-            == started_before,
+        starts(&cluster, leader) == started_before,
         "registered again before its old lease could expire"
     );
     cluster.broker(controller).freeze(true);
     cluster.wait(
         Duration::from_secs(30),
         "the restarted broker registered",
-        || {
-            (cluster
-                .broker(leader)
-                .log_text()
-                .matches("broker started")
-                .count()
-                > started_before)
-                .then_some(())
-        },
+        || (starts(&cluster, leader) > started_before).then_some(()),
     );
     // The restarted broker and the third one run for a moment with the controller frozen.
     std::thread::sleep(Duration::from_secs(1));
@@ -300,24 +292,12 @@ fn the_only_in_sync_replica_back_on_a_new_disk_does_not_lead() {
         "the frozen followers out of the ISR",
         || (cluster.partitions(TOPIC)[0].1 == vec![leader]).then_some(()),
     );
-    let started_before = cluster
-        .broker(leader)
-        .log_text()
-        .matches("broker started")
-        .count();
+    let started_before = starts(&cluster, leader);
     cluster.broker_mut(leader).lose_disk();
     cluster.wait(
         Duration::from_secs(60),
         "the broker back on an empty disk registered",
-        || {
-            (cluster
-                .broker(leader)
-                .log_text()
-                .matches("broker started")
-                .count()
-                > started_before)
-                .then_some(())
-        },
+        || (starts(&cluster, leader) > started_before).then_some(()),
     );
     for f in &followers {
         cluster.broker(*f).freeze(false);
