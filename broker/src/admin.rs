@@ -1,19 +1,25 @@
 //! Topic administration: create, delete, list, describe, alter config, cluster info.
 //!
-//! Invariants: metadata is written first (one CAS commit), replicas follow it through
-//! [`BrokerState::sync`]; a request that fails validation writes nothing. Replica placement
-//! happens on the controller only: another broker forwards topic creation to it.
+//! Invariants: metadata is written first (CAS commits), replicas follow it through
+//! [`BrokerState::sync`]; a request that fails validation writes nothing. Creation, deletion
+//! and new partitions happen on the controller only (another broker forwards them to it), as
+//! claimed tasks that a crash leaves for the next controller to end (`topic_changes`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use strata_proto as pb;
 
 use crate::error::{BrokerError, Result};
-use crate::metadata::{validate_topic_name, PartitionState, TopicRecord};
+use crate::metadata::{
+    validate_topic_name, MetadataStore, PartitionState, Revisioned, TopicPhase, TopicRecord,
+};
 use crate::placement;
 use crate::snapshot::TopicState;
 use crate::state::BrokerState;
+use crate::topic_changes;
 use crate::topic_config;
+use strata_proto::v1::admin_client::AdminClient;
+use tonic::transport::Channel;
 
 /// How often a config change is retried when another writer changed the topic first.
 const CAS_ATTEMPTS: usize = 5;
@@ -39,7 +45,16 @@ impl BrokerState {
         topic_config::check_floors(self.replicas.defaults(), &overrides)?;
         self.check_config(&overrides)?;
         if !self.is_controller.load(Ordering::SeqCst) {
-            return self.forward_create(req, forwarded).await;
+            let mut admin = self.controller_admin(forwarded).await?;
+            let answer = admin
+                .create_topic(forwarded_request(req))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(BrokerError::Forwarded)?;
+            // Read-your-writes for the client that asked this broker: its next call here must
+            // see the topic, not wait for this broker's watch to catch up.
+            self.sync().await?;
+            return Ok(answer);
         }
         let brokers = self.metadata.brokers().await?;
         let rf = req.replication_factor.max(1);
@@ -58,8 +73,14 @@ impl BrokerState {
             replication_factor: rf,
             config: overrides,
             created_ms: self.clock.now_ms(),
+            phase: Default::default(),
         };
-        self.metadata.create_topic(&record, &states).await?;
+        let metadata = self.metadata.clone();
+        let (written, placed) = (record.clone(), states.clone());
+        topic_changes::run(&self.topic_changes, &req.name, async move {
+            metadata.create_topic(&written, &placed).await
+        })
+        .await?;
         tracing::info!(topic = %req.name, partitions = req.partitions, replication_factor = rf, "topic created");
         self.sync().await?;
         let topic = TopicState {
@@ -83,11 +104,9 @@ impl BrokerState {
         }
     }
 
-    async fn forward_create(
-        &self,
-        req: pb::CreateTopicRequest,
-        forwarded: bool,
-    ) -> Result<pb::TopicDescription> {
+    /// A client of the controller's Admin service, for a request this broker must forward
+    /// (never one that was forwarded here already).
+    async fn controller_admin(&self, forwarded: bool) -> Result<AdminClient<Channel>> {
         let controller = self.elected_controller().await?;
         let address = match controller {
             Some(id) if !forwarded => self
@@ -101,26 +120,11 @@ impl BrokerState {
         };
         let Some(address) = address else {
             return Err(BrokerError::NotController(
-                "no controller is available to place the topic's replicas; retry in a few seconds"
+                "no controller is available to change the topic; retry in a few seconds"
                     .to_string(),
             ));
         };
-        let mut request = tonic::Request::new(req);
-        request.metadata_mut().insert(
-            FORWARDED_KEY,
-            tonic::metadata::MetadataValue::from_static("1"),
-        );
-        let answer = self
-            .peers
-            .admin(&address)?
-            .create_topic(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(BrokerError::Forwarded)?;
-        // Read-your-writes for the client that asked this broker: its next call here must see
-        // the topic, not wait for this broker's watch to catch up.
-        self.sync().await?;
-        Ok(answer)
+        self.peers.admin(&address)
     }
 
     /// Validates overrides against what this cluster can do.
@@ -135,15 +139,31 @@ impl BrokerState {
         Ok(())
     }
 
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let topic = self
-            .metadata
-            .topic(name)
-            .await?
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        self.metadata.delete_topic(&topic).await?;
-        let t = &topic.value;
-        self.delete_remote_data(&t.name, &t.topic_id, t.partitions);
+    pub async fn delete_topic(&self, name: &str, forwarded: bool) -> Result<()> {
+        if !self.is_controller.load(Ordering::SeqCst) {
+            let request = pb::DeleteTopicRequest {
+                name: name.to_string(),
+            };
+            self.controller_admin(forwarded)
+                .await?
+                .delete_topic(forwarded_request(request))
+                .await
+                .map_err(BrokerError::Forwarded)?;
+            return self.sync().await;
+        }
+        let metadata = self.metadata.clone();
+        let topic_name = name.to_string();
+        let deleted = topic_changes::run(&self.topic_changes, name, async move {
+            for _ in 0..CAS_ATTEMPTS {
+                let topic = ready_topic(&metadata, &topic_name).await?;
+                if metadata.delete_topic(&topic).await? {
+                    return Ok(topic.value);
+                }
+            }
+            Err(kept_changing(&topic_name, "being deleted"))
+        })
+        .await?;
+        self.delete_remote_data(&deleted.name, &deleted.topic_id, deleted.partitions);
         tracing::info!(topic = %name, "topic deleted");
         self.sync().await
     }
@@ -344,49 +364,56 @@ impl BrokerState {
     pub async fn create_partitions(
         &self,
         req: pb::CreatePartitionsRequest,
+        forwarded: bool,
     ) -> Result<pb::TopicDescription> {
-        let max = self.config.max_partitions_per_topic;
-        for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .metadata
-                .topic(&req.name)
+        if !self.is_controller.load(Ordering::SeqCst) {
+            let name = req.name.clone();
+            self.controller_admin(forwarded)
                 .await?
-                .ok_or_else(|| BrokerError::UnknownTopic(req.name.clone()))?;
-            let old = current.value.partitions;
-            if req.total <= old || req.total > max {
-                return Err(BrokerError::InvalidPartitions(format!(
-                    "topic {:?} has {old} partitions; the new count must be more than that and at \
-                     most {max} (partitions can be added, never removed); {} was asked for",
-                    req.name, req.total
-                )));
-            }
-            let brokers = self.metadata.brokers().await?;
-            let rf = current.value.replication_factor;
-            let start = old as usize % brokers.len().max(1);
-            let placed = placement::place(&brokers, req.total, rf, start).ok_or_else(|| {
-                BrokerError::InvalidReplicationFactor(format!(
-                    "the topic's replication factor {rf} is larger than the number of live \
-                     brokers ({})",
-                    brokers.len()
-                ))
-            })?;
-            let mut record = current.value.clone();
-            record.partitions = req.total;
-            let added = &placed[old as usize..];
-            if self
-                .metadata
-                .add_partitions(&record, current.revision, old, added)
-                .await?
-            {
-                tracing::info!(topic = %req.name, from = old, to = req.total, "partitions added");
-                self.sync().await?;
-                return self.describe_topic(&req.name).await;
-            }
+                .create_partitions(forwarded_request(req))
+                .await
+                .map_err(BrokerError::Forwarded)?;
+            self.sync().await?;
+            return self.describe_topic(&name).await;
         }
-        Err(BrokerError::Internal(format!(
-            "topic {:?} kept changing while partitions were being added; try again",
-            req.name
-        )))
+        let max = self.config.max_partitions_per_topic;
+        let metadata = self.metadata.clone();
+        let name = req.name.clone();
+        let (old, total) = topic_changes::run(&self.topic_changes, &name.clone(), async move {
+            for _ in 0..CAS_ATTEMPTS {
+                let current = ready_topic(&metadata, &req.name).await?;
+                let old = current.value.partitions;
+                if req.total <= old || req.total > max {
+                    return Err(BrokerError::InvalidPartitions(format!(
+                        "topic {:?} has {old} partitions; the new count must be more than that \
+                         and at most {max} (partitions can be added, never removed); {} was \
+                         asked for",
+                        req.name, req.total
+                    )));
+                }
+                let brokers = metadata.brokers().await?;
+                let rf = current.value.replication_factor;
+                let start = old as usize % brokers.len().max(1);
+                let placed = placement::place(&brokers, req.total, rf, start).ok_or_else(|| {
+                    BrokerError::InvalidReplicationFactor(format!(
+                        "the topic's replication factor {rf} is larger than the number of live \
+                         brokers ({})",
+                        brokers.len()
+                    ))
+                })?;
+                if metadata
+                    .add_partitions(&current, &placed[old as usize..])
+                    .await?
+                {
+                    return Ok((old, req.total));
+                }
+            }
+            Err(kept_changing(&req.name, "getting partitions"))
+        })
+        .await?;
+        tracing::info!(topic = %name, from = old, to = total, "partitions added");
+        self.sync().await?;
+        self.describe_topic(&name).await
     }
 
     pub async fn alter_topic_config(
@@ -399,11 +426,7 @@ impl BrokerState {
             )));
         }
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .metadata
-                .topic(&req.name)
-                .await?
-                .ok_or_else(|| BrokerError::UnknownTopic(req.name.clone()))?;
+            let current = ready_topic(&self.metadata, &req.name).await?;
             let mut record = current.value.clone();
             for key in &req.delete {
                 if !topic_config::KEYS.iter().any(|(k, _)| k == key) {
@@ -428,10 +451,7 @@ impl BrokerState {
                 return self.describe_topic(&req.name).await;
             }
         }
-        Err(BrokerError::Internal(format!(
-            "topic {:?} kept changing while its config was being altered; try again",
-            req.name
-        )))
+        Err(kept_changing(&req.name, "getting its config altered"))
     }
 
     pub async fn cluster_info(&self) -> Result<pb::ClusterInfoResponse> {
@@ -465,4 +485,39 @@ impl BrokerState {
             under_replicated_partitions: snapshot.under_replicated_partitions(),
         })
     }
+}
+
+/// The topic's record, if it is part of the cluster with no change of its structure under way.
+async fn ready_topic(metadata: &MetadataStore, name: &str) -> Result<Revisioned<TopicRecord>> {
+    let topic = metadata
+        .topic(name)
+        .await?
+        .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+    match topic.value.phase {
+        TopicPhase::Ready => Ok(topic),
+        // Not part of the cluster, as clients see it.
+        TopicPhase::Creating | TopicPhase::Deleting => {
+            Err(BrokerError::UnknownTopic(name.to_string()))
+        }
+        TopicPhase::Growing { to } => Err(BrokerError::TopicChanging(format!(
+            "partitions are being added to topic {name:?} (to {to}, or an interrupted addition \
+             is being undone); retry once that has finished"
+        ))),
+    }
+}
+
+fn kept_changing(name: &str, what: &str) -> BrokerError {
+    BrokerError::Internal(format!(
+        "topic {name:?} kept changing while it was {what}; try again"
+    ))
+}
+
+/// `request` marked as forwarded by a broker to the controller (never forwarded again).
+fn forwarded_request<T>(request: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    request.metadata_mut().insert(
+        FORWARDED_KEY,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    request
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::error::Result;
-use crate::metadata::CONTROLLER_ELECTION;
+use crate::metadata::{TopicPhase, CONTROLLER_ELECTION};
 use crate::placement;
 use crate::state::BrokerState;
 use crate::topic_config;
@@ -68,6 +68,12 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             }
             if let Err(e) = elect_leaders(&state, rebalance, &lease).await {
                 tracing::warn!(error = %e, "leader election pass failed");
+            }
+            match state.metadata.topics().await {
+                Ok(topics) => crate::topic_changes::finish_interrupted(&state, &topics),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the topics to end interrupted changes")
+                }
             }
             compact_history(&state, &mut history).await;
             let changed = async {
@@ -190,6 +196,12 @@ async fn elect_leaders(
     }
     let mut complete = true;
     for topic in state.metadata.topics().await? {
+        if matches!(
+            topic.value.phase,
+            TopicPhase::Creating | TopicPhase::Deleting
+        ) {
+            continue; // not part of the cluster: see topic_changes
+        }
         let name = &topic.value.name;
         let config = topic_config::resolve(state.replicas.defaults(), &topic.value.config)?;
         for (index, current) in state
@@ -197,6 +209,7 @@ async fn elect_leaders(
             .partitions(name)
             .await?
             .into_iter()
+            .take(topic.value.partitions as usize)
             .enumerate()
         {
             let next = placement::elect(&current.value, &live, config.unclean_leader_election)

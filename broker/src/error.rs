@@ -22,8 +22,11 @@ pub enum BrokerError {
         broker: i32,
         leader: i32,
     },
-    #[error("topic {0:?} already exists")]
-    TopicExists(String),
+    #[error("topic {name:?} {detail}")]
+    TopicExists { name: String, detail: &'static str },
+    /// A change of the topic's structure (partitions being added) is under way.
+    #[error("{0}")]
+    TopicChanging(String),
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName { name: String, reason: String },
     #[error("{0}")]
@@ -117,7 +120,8 @@ impl BrokerError {
             }
             BrokerError::NotLeader { leader, .. } if *leader < 0 => ErrorCode::LeaderNotAvailable,
             BrokerError::NotLeader { .. } => ErrorCode::NotLeaderOrFollower,
-            BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+            BrokerError::TopicExists { .. } => ErrorCode::TopicAlreadyExists,
+            BrokerError::TopicChanging(_) => ErrorCode::InvalidRequest,
             BrokerError::InvalidTopicName { .. } => ErrorCode::InvalidTopic,
             BrokerError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
             BrokerError::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,

@@ -19,6 +19,9 @@
 //! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
 //! - [`topic_config`]: topic config keys, parsing, defaults.
+//! - [`topic_writes`]: the chunked steps of topic creation, deletion and new partitions.
+//! - [`topic_changes`]: who runs those changes (the controller, one per topic) and how an
+//!   interrupted one is finished or undone.
 //! - [`metrics`]: the broker's metrics, and the scrape-time gauges over its partitions.
 //! - [`metrics_http`]: the `GET /metrics` endpoint (Prometheus text format).
 //! - [`error`]: the crate's error and its single mapping to a gRPC status.
@@ -47,7 +50,9 @@ pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod tiered;
+pub mod topic_changes;
 pub mod topic_config;
+pub mod topic_writes;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;

@@ -13,8 +13,11 @@
 //!   written by the controller once it processed the broker's restart
 //! - `groups/<group>/...`: consumer groups, written by their coordinator (see `groups`)
 //!
-//! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent),
-//! and a topic's record and its partition states are created and deleted in one commit.
+//! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent).
+//! A topic's partition states are written and deleted in chunks under etcd's transaction
+//! limit (`topic_writes`), and only a topic whose record is neither being created nor deleted
+//! ([`TopicPhase`]) and whose
+//! states `0..partitions` are all present is part of the cluster ([`MetadataStore::snapshot`]).
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -57,6 +60,36 @@ pub struct TopicRecord {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     pub created_ms: i64,
+    /// Whether a change of the topic's structure is under way (`topic_writes`).
+    #[serde(default, skip_serializing_if = "TopicPhase::is_ready")]
+    pub phase: TopicPhase,
+}
+
+/// Where a topic is in a change that takes several commits (creation, deletion, new
+/// partitions). Only the controller moves a topic out of `Ready`; one that finds a topic in
+/// another phase with nobody working on it finishes the change or undoes it
+/// (`topic_changes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum TopicPhase {
+    /// Complete: part of the cluster.
+    #[default]
+    Ready,
+    /// The record is written, the partition states are being written; not yet part of the
+    /// cluster. Undone (deleted) when interrupted.
+    Creating,
+    /// States `partitions..to` are being written; the topic serves its `partitions` meanwhile.
+    /// Undone (the new states deleted) when interrupted.
+    Growing { to: u32 },
+    /// Gone for clients; the partition states, then the record, are being deleted. Finished
+    /// when interrupted.
+    Deleting,
+}
+
+impl TopicPhase {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, TopicPhase::Ready)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,8 +329,15 @@ impl MetadataStore {
         };
         for t in topics {
             let mut parts = all_partitions.remove(&t.value.name).unwrap_or_default();
+            if matches!(t.value.phase, TopicPhase::Creating | TopicPhase::Deleting) {
+                // Not (or no longer) part of the cluster. A growing topic serves its
+                // `partitions` meanwhile.
+                continue;
+            }
             parts.sort_by_key(|(i, _)| *i);
-            // A topic is complete only with every partition state (they are created together).
+            // States past the count belong to partitions being added (or to an interrupted
+            // addition the controller removes).
+            parts.retain(|(i, _)| *i < t.value.partitions);
             let complete = parts.len() == t.value.partitions as usize
                 && parts.iter().enumerate().all(|(i, (p, _))| i as u32 == *p);
             if !complete {
@@ -434,78 +474,6 @@ impl MetadataStore {
         }
         states.sort_by_key(|(i, _)| *i);
         Ok(states.into_iter().map(|(_, s)| s).collect())
-    }
-
-    /// Creates a topic and its partition states in one commit; fails if the name is taken.
-    pub async fn create_topic(
-        &self,
-        topic: &TopicRecord,
-        partitions: &[PartitionState],
-    ) -> Result<()> {
-        let mut writes = vec![Write::put(
-            topic_key(&topic.name),
-            encode(topic)?,
-            Expect::Absent,
-        )];
-        for (i, p) in partitions.iter().enumerate() {
-            writes.push(Write::put(
-                partition_key(&topic.name, i as u32),
-                encode(p)?,
-                Expect::Absent,
-            ));
-        }
-        match self.store.commit(writes).await {
-            Err(CoordinatorError::Conflict { .. }) => {
-                Err(BrokerError::TopicExists(topic.name.clone()))
-            }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
-    }
-
-    /// Replaces the topic record (at the revision read) with one counting more partitions and
-    /// creates the new partitions' states, in one commit. `Ok(false)` on a conflict.
-    pub async fn add_partitions(
-        &self,
-        topic: &TopicRecord,
-        revision: i64,
-        first: u32,
-        states: &[PartitionState],
-    ) -> Result<bool> {
-        let mut writes = vec![Write::put(
-            topic_key(&topic.name),
-            encode(topic)?,
-            Expect::Revision(revision),
-        )];
-        for (i, p) in states.iter().enumerate() {
-            writes.push(Write::put(
-                partition_key(&topic.name, first + i as u32),
-                encode(p)?,
-                Expect::Absent,
-            ));
-        }
-        match self.store.commit(writes).await {
-            Ok(_) => Ok(true),
-            Err(CoordinatorError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Deletes a topic record (at the revision read) and every partition state.
-    pub async fn delete_topic(&self, topic: &Revisioned<TopicRecord>) -> Result<()> {
-        let name = &topic.value.name;
-        let mut writes = vec![Write::delete(
-            topic_key(name),
-            Expect::Revision(topic.revision),
-        )];
-        for (key, _) in self.store.list(&format!("partitions/{name}/")).await? {
-            writes.push(Write::delete(key, Expect::Any));
-        }
-        match self.store.commit(writes).await {
-            Err(CoordinatorError::Conflict { .. }) => Err(BrokerError::Internal(format!(
-                "topic {name:?} changed while it was being deleted; try again"
-            ))),
-            other => other.map(|_| ()).map_err(Into::into),
-        }
     }
 
     /// Replaces a topic record if it is still at the revision read. `Ok(false)` on a conflict.

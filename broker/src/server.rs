@@ -96,6 +96,7 @@ impl Broker {
             sync_lock: tokio::sync::Mutex::new(()),
             fetchers: Default::default(),
             isr_joiners: Default::default(),
+            topic_changes: Default::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             tier,
             groups,

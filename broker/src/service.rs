@@ -223,7 +223,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        self.state.delete_topic(&request.into_inner().name).await?;
+        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
+        self.state
+            .delete_topic(&request.into_inner().name, forwarded)
+            .await?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
@@ -258,8 +261,11 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CreatePartitionsRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
         Ok(Response::new(
-            self.state.create_partitions(request.into_inner()).await?,
+            self.state
+                .create_partitions(request.into_inner(), forwarded)
+                .await?,
         ))
     }
 

@@ -37,6 +37,8 @@ pub struct BrokerState {
     pub tier: Option<crate::tiered::Tier>,
     /// The coordinator of the consumer groups this broker coordinates.
     pub groups: crate::groups::GroupCoordinator,
+    /// Topics this broker (as the controller) is creating, deleting or growing now.
+    pub topic_changes: crate::topic_changes::TopicChanges,
     /// Producer ids this broker may hand out: [next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }

@@ -25,6 +25,7 @@ pub async fn run_all(store: &dyn Coordinator) {
     atomic_commit(store).await;
     check_entries_condition_without_writing(store).await;
     list_by_prefix(store).await;
+    long_listing_is_whole_and_ordered(store).await;
     conditional_delete(store).await;
     watch_notifies(store).await;
     register_conflicts_and_releases(store).await;
@@ -164,6 +165,29 @@ pub async fn list_by_prefix(store: &dyn Coordinator) {
         .collect();
     assert_eq!(keys, vec!["lp/a", "lp/b", "lp/c/d"]);
     assert!(store.list("nothing/").await.unwrap().is_empty());
+}
+
+/// A listing longer than any page an implementation reads at once comes back whole, in key
+/// order, and ends before the next prefix (`ll/` sorts before `ll0`).
+pub async fn long_listing_is_whole_and_ordered(store: &dyn Coordinator) {
+    const KEYS: usize = 2_500;
+    let names: Vec<String> = (0..KEYS).map(|i| format!("ll/{i:05}")).collect();
+    for chunk in names.chunks(100) {
+        let writes = chunk
+            .iter()
+            .map(|k| Write::put(k.clone(), Bytes::from(k.clone()), Expect::Absent))
+            .collect();
+        store.commit(writes).await.unwrap();
+    }
+    store
+        .put("ll0", Bytes::from("after"), Expect::Absent)
+        .await
+        .unwrap();
+    let listed = store.list("ll/").await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), KEYS, "every key under the prefix is listed");
+    assert_eq!(keys, names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(listed.iter().all(|(k, v)| v.value == k.as_bytes()));
 }
 
 /// Deletes honour their condition.

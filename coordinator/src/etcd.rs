@@ -28,6 +28,8 @@ use crate::{
 /// How often an idle stream's connection is pinged. etcd refuses pings more often than every
 /// 5 s (`--grpc-keepalive-min-time`) with a GOAWAY.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Keys per page of a listing (a few hundred KiB of metadata; the client's answer limit is 4 MiB).
+const LIST_PAGE: i64 = 1000;
 
 /// How to reach etcd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,34 +248,50 @@ impl Coordinator for EtcdCoordinator {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>> {
+        // In pages, all at the first page's revision: one answer for every partition of a
+        // large cluster could pass the client's message size limit, and the pages together are
+        // still one consistent read.
         let mut kv = self.shared.client.kv_client();
         let what = format!("listing {prefix:?}");
-        let resp = self
-            .shared
-            .call(
-                EtcdOp::List,
-                &what,
-                kv.get(
-                    self.shared.key(prefix),
-                    Some(GetOptions::new().with_prefix()),
-                ),
-            )
-            .await?;
-        // etcd returns keys in byte order, which is the order of the stripped keys too.
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let key = self.shared.strip(kv.key())?;
-                Some((
-                    key.to_string(),
-                    Versioned {
-                        value: Bytes::copy_from_slice(kv.value()),
-                        revision: kv.mod_revision(),
-                    },
-                ))
-            })
-            .collect())
+        let full = self.shared.key(prefix);
+        let end = prefix_end(&full);
+        let mut from = full;
+        let mut at = 0;
+        let mut out = Vec::new();
+        loop {
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(LIST_PAGE);
+            if at > 0 {
+                options = options.with_revision(at);
+            }
+            let resp = self
+                .shared
+                .call(EtcdOp::List, &what, kv.get(from.clone(), Some(options)))
+                .await?;
+            if at == 0 {
+                at = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            // etcd returns keys in byte order, which is the order of the stripped keys too.
+            for kv in resp.kvs() {
+                if let Some(key) = self.shared.strip(kv.key()) {
+                    out.push((
+                        key.to_string(),
+                        Versioned {
+                            value: Bytes::copy_from_slice(kv.value()),
+                            revision: kv.mod_revision(),
+                        },
+                    ));
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<i64> {
@@ -394,6 +412,19 @@ impl Coordinator for EtcdCoordinator {
 }
 
 /// The conflict of a failed transaction, from the reads of its checked writes.
+/// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff (or the prefix was empty): to the end of the keyspace.
+    vec![0]
+}
+
 fn conflict(checked: &[&Write], reads: &[TxnOpResponse]) -> CoordinatorError {
     for (w, read) in checked.iter().zip(reads) {
         let TxnOpResponse::Get(read) = read else {
