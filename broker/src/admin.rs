@@ -124,7 +124,7 @@ impl BrokerState {
                     .to_string(),
             ));
         };
-        self.peers.admin(&address)
+        self.peers.controller_admin(&address)
     }
 
     /// Validates overrides against what this cluster can do.

@@ -1,5 +1,5 @@
 //! Connections from this broker to the others: one cached channel per address.
-//! Used to forward topic creation to the controller and to ask leaders for partition status.
+//! Used to forward topic changes to the controller and to ask leaders for partition status.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -11,36 +11,36 @@ use crate::error::{BrokerError, Result};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// For a topic change forwarded to the controller: a topic of thousands of partitions takes
+/// seconds to write and open (the client's own timeout is 30 s).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Default)]
 pub struct Peers {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<(String, Duration), Channel>>,
 }
 
 impl Peers {
-    fn channel(&self, address: &str) -> Result<Channel> {
-        if let Some(c) = self.channels.lock().get(address) {
+    fn channel(&self, address: &str, timeout: Duration) -> Result<Channel> {
+        let key = (address.to_string(), timeout);
+        if let Some(c) = self.channels.lock().get(&key) {
             return Ok(c.clone());
         }
         let channel = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|_| BrokerError::Internal(format!("broker address {address:?} is not valid")))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        Ok(self
-            .channels
-            .lock()
-            .entry(address.to_string())
-            .or_insert(channel)
-            .clone())
+        Ok(self.channels.lock().entry(key).or_insert(channel).clone())
     }
 
-    pub fn admin(&self, address: &str) -> Result<AdminClient<Channel>> {
-        Ok(AdminClient::new(self.channel(address)?))
+    /// The controller's Admin service, for a forwarded topic change (a longer timeout).
+    pub fn controller_admin(&self, address: &str) -> Result<AdminClient<Channel>> {
+        Ok(AdminClient::new(self.channel(address, FORWARD_TIMEOUT)?))
     }
 
     pub fn replica(&self, address: &str) -> Result<ReplicaClient<Channel>> {
-        Ok(ReplicaClient::new(self.channel(address)?))
+        Ok(ReplicaClient::new(self.channel(address, REQUEST_TIMEOUT)?))
     }
 }

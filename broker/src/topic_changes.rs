@@ -22,6 +22,7 @@ use std::sync::Arc;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{Revisioned, TopicRecord};
 use crate::state::BrokerState;
+use crate::topic_writes::Ended;
 
 /// The topics this broker is changing now.
 #[derive(Debug, Default, Clone)]
@@ -91,9 +92,14 @@ pub fn finish_interrupted(state: &Arc<BrokerState>, topics: &[Revisioned<TopicRe
             let _claim = claim;
             let name = topic.value.name.clone();
             let phase = topic.value.phase.clone();
-            match end_change(&state, topic).await {
-                Ok(()) => {
-                    tracing::info!(topic = %name, ?phase, "ended an interrupted topic change")
+            match state.metadata.end_interrupted(&topic).await {
+                Ok(Ended::Changed) => {}
+                Ok(Ended::Undone) => {
+                    tracing::warn!(topic = %name, ?phase, "undid an interrupted topic change")
+                }
+                Ok(Ended::Deleted(t)) => {
+                    state.delete_remote_data(&t.name, &t.topic_id, t.partitions);
+                    tracing::warn!(topic = %name, "finished an interrupted topic deletion");
                 }
                 Err(e) => {
                     tracing::warn!(topic = %name, ?phase, error = %e, "ending an interrupted topic change failed; the next pass retries")
@@ -101,15 +107,6 @@ pub fn finish_interrupted(state: &Arc<BrokerState>, topics: &[Revisioned<TopicRe
             }
         });
     }
-}
-
-/// Finishes (deletion) or undoes (creation, new partitions) one interrupted change, and
-/// deletes the remote data of a topic whose deletion it finished.
-async fn end_change(state: &BrokerState, topic: Revisioned<TopicRecord>) -> Result<()> {
-    if let Some(deleted) = state.metadata.end_interrupted(&topic).await? {
-        state.delete_remote_data(&deleted.name, &deleted.topic_id, deleted.partitions);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -25,9 +25,22 @@ use crate::metadata::{
 /// operations, and about 10 KiB, far under its 1.5 MiB request limit.
 pub const CHUNK: usize = 100;
 
-/// The failpoint after each chunk of partition states is written or deleted (`detail` names the
-/// topic and the chunk), so a test can SIGKILL the controller half-way through a change.
-pub const AFTER_CHUNK: &str = "topic.after_chunk";
+/// The failpoints after each chunk of partition states is written (creation, new partitions)
+/// or deleted (deletion, undoing), so a test can SIGKILL the controller half-way through.
+pub const AFTER_STATES_WRITTEN: &str = "topic.after_states_written";
+pub const AFTER_STATES_DELETED: &str = "topic.after_states_deleted";
+
+/// What [`MetadataStore::end_interrupted`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Nothing: the record changed since it was read (the change went on, or ended).
+    Changed,
+    /// The creation or the addition of partitions was undone.
+    Undone,
+    /// The deletion was finished; the record is the deleted topic's (its remote data is the
+    /// caller's to delete).
+    Deleted(TopicRecord),
+}
 
 impl MetadataStore {
     /// Writes `record` in phase `Creating` if no topic has its name; returns its revision.
@@ -88,7 +101,7 @@ impl MetadataStore {
                 "{name}: wrote partition states {start}..{}",
                 start as usize + chunk.len()
             );
-            strata_tiering::failpoint::reached(AFTER_CHUNK, &detail).await;
+            strata_tiering::failpoint::reached(AFTER_STATES_WRITTEN, &detail).await;
         }
         Ok(())
     }
@@ -123,7 +136,7 @@ impl MetadataStore {
             );
             self.chunk(name, writes).await?;
             let detail = format!("{name}: deleted chunk {n} of the partition states");
-            strata_tiering::failpoint::reached(AFTER_CHUNK, &detail).await;
+            strata_tiering::failpoint::reached(AFTER_STATES_DELETED, &detail).await;
         }
         Ok(())
     }
@@ -227,35 +240,35 @@ impl MetadataStore {
     /// Ends a change interrupted half-way (`topic` is its record as read, not `Ready`): a
     /// deletion is finished, a creation undone (the topic deleted), an addition of partitions
     /// undone (the new states deleted). The first write takes the record over, so the
-    /// interrupted writer's next chunk fails. Returns the record of a topic whose deletion it
-    /// finished (its remote data is the caller's to delete); `None` otherwise, also when the
-    /// record changed since it was read (the caller looks again later).
-    pub async fn end_interrupted(
-        &self,
-        topic: &Revisioned<TopicRecord>,
-    ) -> Result<Option<TopicRecord>> {
+    /// interrupted writer's next chunk fails.
+    pub async fn end_interrupted(&self, topic: &Revisioned<TopicRecord>) -> Result<Ended> {
         let name = &topic.value.name;
         match topic.value.phase {
-            TopicPhase::Ready => Ok(None),
+            TopicPhase::Ready => Ok(Ended::Changed),
             TopicPhase::Creating | TopicPhase::Deleting => {
                 let mut deleting = topic.value.clone();
                 deleting.phase = TopicPhase::Deleting;
                 let Some(revision) = self.replace_topic(&deleting, topic.revision).await? else {
-                    return Ok(None);
+                    return Ok(Ended::Changed);
                 };
                 self.finish_delete(name, revision).await?;
-                Ok((topic.value.phase == TopicPhase::Deleting).then(|| topic.value.clone()))
+                Ok(match topic.value.phase {
+                    TopicPhase::Deleting => Ended::Deleted(topic.value.clone()),
+                    _ => Ended::Undone,
+                })
             }
             TopicPhase::Growing { .. } => {
                 let Some(revision) = self.replace_topic(&topic.value, topic.revision).await? else {
-                    return Ok(None);
+                    return Ok(Ended::Changed);
                 };
                 self.delete_partition_states(name, revision, topic.value.partitions)
                     .await?;
                 let mut ready = topic.value.clone();
                 ready.phase = TopicPhase::Ready;
-                self.replace_topic(&ready, revision).await?;
-                Ok(None)
+                match self.replace_topic(&ready, revision).await? {
+                    Some(_) => Ok(Ended::Undone),
+                    None => Err(interrupted(name, "undoing of an addition of partitions")),
+                }
             }
         }
     }

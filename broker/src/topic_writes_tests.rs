@@ -160,7 +160,10 @@ async fn a_topic_being_created_is_not_part_of_the_cluster_and_an_interrupted_one
 
     let left = current(&metadata, "t").await;
     assert_eq!(left.value.phase, TopicPhase::Creating);
-    assert_eq!(metadata.end_interrupted(&left).await.unwrap(), None);
+    assert_eq!(
+        metadata.end_interrupted(&left).await.unwrap(),
+        Ended::Undone
+    );
     assert!(metadata.topic("t").await.unwrap().is_none(), "undone");
     assert_eq!(partition_keys(&metadata, "t").await, 0);
 
@@ -224,7 +227,10 @@ async fn an_interrupted_addition_of_partitions_is_undone_and_the_topic_keeps_ser
     );
 
     let left = current(&metadata, "t").await;
-    assert_eq!(metadata.end_interrupted(&left).await.unwrap(), None);
+    assert_eq!(
+        metadata.end_interrupted(&left).await.unwrap(),
+        Ended::Undone
+    );
     let after = current(&metadata, "t").await;
     assert_eq!(after.value.phase, TopicPhase::Ready);
     assert_eq!(after.value.partitions, 150);
@@ -275,8 +281,15 @@ async fn an_interrupted_deletion_is_finished() {
     metadata.store().commit(first).await.unwrap();
 
     let left = current(&metadata, "t").await;
-    let finished = metadata.end_interrupted(&left).await.unwrap();
-    assert_eq!(finished.map(|r| r.topic_id), Some("t-id".to_string()));
+    match metadata.end_interrupted(&left).await.unwrap() {
+        Ended::Deleted(record) => assert_eq!(record.topic_id, "t-id"),
+        other => panic!("the deletion is finished, not {other:?}"),
+    }
+    // A pass that read the record before that finds it changed and does nothing.
+    assert_eq!(
+        metadata.end_interrupted(&left).await.unwrap(),
+        Ended::Changed
+    );
     assert!(metadata.topic("t").await.unwrap().is_none());
     assert_eq!(partition_keys(&metadata, "t").await, 0);
 }

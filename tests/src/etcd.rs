@@ -155,6 +155,39 @@ impl EtcdServer {
             && answer.contains("\"health\":\"true\"")
     }
 
+    /// How many keys start with `prefix` (a full etcd key, e.g. `/strata/<cluster>/topics/`),
+    /// read through etcd's JSON gateway (`/v3/kv/range`, count only).
+    pub fn count_keys(&self, prefix: &str) -> u64 {
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut().expect("a non-empty prefix") += 1;
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}","count_only":true}}"#,
+            base64(prefix.as_bytes()),
+            base64(&end)
+        );
+        let request = format!(
+            "POST /v3/kv/range HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            self.client,
+            body.len()
+        );
+        let mut conn = TcpStream::connect_timeout(&self.client, Duration::from_secs(2))
+            .expect("connecting to etcd");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.write_all(request.as_bytes()).expect("asking etcd");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).expect("etcd's answer");
+        let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("etcd answered {answer:?}: {e}"));
+        // The gateway writes int64 as strings, and leaves out a zero count.
+        match &value["count"] {
+            serde_json::Value::String(n) => n.parse().expect("a count"),
+            serde_json::Value::Null => 0,
+            other => other.as_u64().expect("a count"),
+        }
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -165,5 +198,37 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Standard base64 with padding (what etcd's JSON gateway takes for byte fields).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(b"/strata/"), "L3N0cmF0YS8=");
     }
 }
