@@ -12,6 +12,7 @@
 //! - [`disk_id`]: the data directory's identity, sent in the registration.
 //! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
 //!   changes) and the follower's fetchers.
+//! - [`limits`]: the server's message sizes, deadlines, connection and stream limits.
 //! - [`history`]: how much etcd history the controller keeps (compaction, pure).
 //! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
 //! - [`tiered`]: the remote tier: uploads, remote retention, remote reads' plumbing.
@@ -36,6 +37,7 @@ pub mod disk_id;
 pub mod error;
 pub mod groups;
 pub mod history;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod metrics_http;

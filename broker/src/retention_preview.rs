@@ -64,8 +64,10 @@ impl BrokerState {
         overrides.extend(req.set.iter().map(|(k, v)| (k.clone(), v.clone())));
         let config = topic_config::resolve(self.replicas.defaults(), &overrides)?;
         let mut partitions = Vec::new();
+        // A set: a request naming a million partitions costs one pass, not one per partition.
+        let asked: std::collections::HashSet<u32> = req.partitions.iter().copied().collect();
         for index in 0..topic.record.partitions {
-            if !req.partitions.is_empty() && !req.partitions.contains(&index) {
+            if !asked.is_empty() && !asked.contains(&index) {
                 continue;
             }
             if let Ok(p) = self.replicas.leader(&req.topic, index) {

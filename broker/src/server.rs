@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
+use crate::limits::{self, Deadline};
 use crate::metadata::{BrokerRecord, MetadataStore};
 use crate::peers::Peers;
 use crate::replica::blocking;
@@ -140,15 +141,25 @@ impl Broker {
         .max_encoding_message_size(state.config.max_fetch_bytes + 1024 * 1024);
         let admin = AdminServer::new(AdminService {
             state: state.clone(),
-        });
+        })
+        .max_decoding_message_size(limits::MAX_CONTROL_REQUEST)
+        .max_encoding_message_size(limits::MAX_CONTROL_ANSWER);
+        // Replica fetches carry records like consumer fetches.
         let replica = ReplicaServer::new(ReplicaService {
             state: state.clone(),
-        });
+        })
+        .max_decoding_message_size(limits::MAX_CONTROL_REQUEST)
+        .max_encoding_message_size(state.config.max_fetch_bytes + 1024 * 1024);
         let group = strata_proto::v1::group_server::GroupServer::new(
             crate::groups::service::GroupService {
                 state: state.clone(),
             },
-        );
+        )
+        .max_decoding_message_size(limits::MAX_CONTROL_REQUEST)
+        .max_encoding_message_size(limits::MAX_CONTROL_ANSWER);
+        // A JoinGroup may wait its whole rebalance timeout.
+        let group_deadline = state.groups.config().max_rebalance_timeout + Duration::from_secs(60);
+        let slots = limits::ConnectionSlots::new(limits::MAX_CONNECTIONS);
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = [
             tokio::spawn(housekeeping(state.clone(), stop_rx.clone())),
@@ -168,22 +179,26 @@ impl Broker {
         wait_for_leaderships(&state).await;
         // The builder's tcp_nodelay covers only listeners tonic binds itself: set it on each
         // accepted socket, or Nagle delays small answers (acks=all, replica fetches) by ~40 ms.
-        let incoming = tokio_stream::StreamExt::map(
+        // Past the connection limit a connection is closed as it is accepted.
+        let incoming = tokio_stream::StreamExt::filter_map(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |conn| {
-                conn.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
+            move |conn| match conn {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    slots.admit(stream).map(Ok)
+                }
+                Err(e) => Some(Err(e)),
             },
         );
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .add_service(log)
-            .add_service(admin)
-            .add_service(replica)
-            .add_service(group)
+            .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+            .add_service(Deadline::new(log, limits::LOG_DEADLINE))
+            .add_service(Deadline::new(admin, limits::ADMIN_DEADLINE))
+            .add_service(Deadline::new(replica, limits::REPLICA_DEADLINE))
+            .add_service(Deadline::new(group, group_deadline))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let _ = stop_tx.send(true);

@@ -304,8 +304,16 @@ impl Replica for ReplicaService {
         request: Request<pb::PartitionStatusRequest>,
     ) -> Result<Response<pb::PartitionStatusResponse>, Status> {
         let req = request.into_inner();
+        // Each partition once, however often it was asked for: the answer is bounded by the
+        // topic's partitions, not by the request.
+        let partitions: Vec<u32> = req
+            .partitions
+            .into_iter()
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
+            .collect();
         Ok(Response::new(pb::PartitionStatusResponse {
-            partitions: self.state.partition_status(&req.topic, &req.partitions),
+            partitions: self.state.partition_status(&req.topic, &partitions),
         }))
     }
 

@@ -198,6 +198,33 @@ pub fn run_cli(brokers: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     out
 }
 
+/// Runs `command` to its end and returns its output; a process still running after `within`
+/// (a broker that should have refused to start, and did not) is killed and the test fails
+/// with what it printed, instead of hanging the suite.
+pub fn output_within(command: &mut Command, within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    let deadline = Instant::now() + within;
+    while child.try_wait().expect("polling the command").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child
+                .wait_with_output()
+                .expect("the killed command's output");
+            panic!(
+                "{command:?} still ran after {within:?}; it printed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("the command's output")
+}
+
 fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -283,7 +283,11 @@ fn brokers_keep_serving_while_etcd_is_down_for_ten_seconds() {
 #[test]
 fn cluster_bad_input_gets_clear_errors() {
     let etcd = EtcdServer::start();
-    let brokers = cluster(&etcd, "bad");
+    // Long sessions: the duplicate-id case below needs broker 1's registration to stay live
+    // (with 3 s ones, a loaded machine let it lapse and the duplicate took the id).
+    let brokers: Vec<ServeBroker> = (1..=3)
+        .map(|id| ServeBroker::start_with(id, &etcd.endpoint, "bad", &["--session-timeout", "20s"]))
+        .collect();
     wait_for(
         &brokers[0],
         Duration::from_secs(20),
@@ -305,7 +309,8 @@ fn cluster_bad_input_gets_clear_errors() {
 
     // A second process claiming a live broker's id is refused, and says by whom.
     let other_dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(strata_tests::strata_bin())
+    let mut duplicate = std::process::Command::new(strata_tests::strata_bin());
+    duplicate
         .args([
             "serve",
             "--id",
@@ -322,9 +327,8 @@ fn cluster_bad_input_gets_clear_errors() {
             "3s",
             "--data-dir",
         ])
-        .arg(other_dir.path())
-        .output()
-        .expect("running a duplicate broker");
+        .arg(other_dir.path());
+    let out = strata_tests::output_within(&mut duplicate, Duration::from_secs(60));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -335,7 +339,8 @@ fn cluster_bad_input_gets_clear_errors() {
     // An unreachable etcd is named.
     let port = strata_tests::free_port();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(strata_tests::strata_bin())
+    let mut unreachable = std::process::Command::new(strata_tests::strata_bin());
+    unreachable
         .args([
             "serve",
             "--id",
@@ -346,9 +351,8 @@ fn cluster_bad_input_gets_clear_errors() {
             &format!("127.0.0.1:{port}"),
         ])
         .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+        .arg(dir.path());
+    let out = strata_tests::output_within(&mut unreachable, Duration::from_secs(60));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,15 +1,24 @@
 //! Hostile input over raw gRPC against a real `strata dev`: batches whose record framing lies
 //! (the hostile-input issue's cases). Each is refused with a status that names the problem,
 //! nothing is stored (the log end offset does not move), the broker stays up with its memory
-//! bounded, and `strata consume` still reads the partition.
+//! bounded, and `strata consume` still reads the partition. And requests that ask for too
+//! much (a million repeated partitions, endless waits, huge metadata, a million producers):
+//! each answered within bounds or refused with a status that names the limit.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use strata_log::batch::{self, Compression, HEADER_LEN, LOG_OVERHEAD};
 use strata_log::records::BatchBuilder;
 use strata_log::varint::put_varint;
+use strata_proto::admin_client::AdminClient;
+use strata_proto::group_client::GroupClient;
 use strata_proto::log_client::LogClient;
-use strata_proto::{list_offsets_request::Spec, Acks, ListOffsetsRequest, ProduceRequest};
+use strata_proto::replica_client::ReplicaClient;
+use strata_proto::{
+    list_offsets_request::Spec, Acks, CommitOffsetsRequest, FetchRequest, JoinGroupRequest,
+    ListOffsetsRequest, OffsetCommit, PartitionStatusRequest, ProduceRequest,
+    RetentionPreviewRequest,
+};
 use strata_tests::DevBroker;
 
 const TOPIC: &str = "hostile";
@@ -239,4 +248,186 @@ async fn batches_whose_framing_lies_are_refused_and_nothing_is_stored() {
         None,
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), ["a", "b", "c", "v0", "v1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
+    const T: &str = "greedy";
+    let broker = DevBroker::start();
+    broker.cli_ok(&["topic", "create", T, "-p", "2"], None);
+    broker.cli_ok(&["produce", T, "--partition", "0"], Some(b"a\nb\n"));
+    let url = format!("http://{}", broker.addr);
+    let pid = broker.child.as_ref().unwrap().id();
+    let rss_before = rss_peak_kib(pid);
+
+    // A million repeated partitions: each answered once.
+    let mut replica = ReplicaClient::connect(url.clone()).await.unwrap();
+    let status = replica
+        .partition_status(PartitionStatusRequest {
+            topic: T.into(),
+            partitions: vec![0; 1_000_000],
+        })
+        .await
+        .expect("a status of repeated partitions")
+        .into_inner();
+    assert_eq!(status.partitions.len(), 1, "partition 0, once");
+    // A million partitions to preview: the topic's two.
+    let million: Vec<u32> = (0..1_000_000).collect();
+    let preview = replica
+        .retention_preview(RetentionPreviewRequest {
+            topic: T.into(),
+            set: Default::default(),
+            partitions: million.clone(),
+        })
+        .await
+        .expect("a preview of a million partitions")
+        .into_inner();
+    assert_eq!(preview.partitions.len(), 2);
+    let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+    let preview = admin
+        .retention_preview(RetentionPreviewRequest {
+            topic: T.into(),
+            set: Default::default(),
+            partitions: million,
+        })
+        .await
+        .expect("an admin preview naming a million partitions")
+        .into_inner();
+    assert_eq!(preview.partitions.len(), 2);
+
+    // A rebalance timeout of 49 days.
+    let mut groups = GroupClient::connect(url.clone()).await.unwrap();
+    let join = groups
+        .join_group(JoinGroupRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            client_id: "hostile".into(),
+            topics: vec![T.into()],
+            protocols: vec!["range".into()],
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: u32::MAX,
+            owned: vec![],
+        })
+        .await
+        .expect_err("a rebalance timeout of u32::MAX ms");
+    assert_eq!(join.code(), tonic::Code::InvalidArgument, "{join:?}");
+    assert!(join.message().contains("rebalance timeout"), "{join:?}");
+
+    // 1.4 MB of offset metadata.
+    let commit = groups
+        .commit_offsets(CommitOffsetsRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: vec![OffsetCommit {
+                topic: T.into(),
+                partition: 0,
+                offset: 1,
+                metadata: "m".repeat(1_400_000),
+            }],
+        })
+        .await
+        .expect_err("1.4 MB of commit metadata");
+    assert!(
+        commit.message().contains("offset.metadata.max.bytes"),
+        "{commit:?}"
+    );
+
+    // Half a million producers in one request.
+    let mut many = Vec::new();
+    for id in 0..500_000i64 {
+        let mut b = BatchBuilder::new(Compression::None).producer(1_000 + id, 0, 0);
+        b.append(now_ms(), None, Some(b"p"), &[]);
+        many.extend_from_slice(&b.build().unwrap());
+    }
+    let mut log = LogClient::connect(url.clone())
+        .await
+        .unwrap()
+        .max_encoding_message_size(usize::MAX);
+    let refused = log
+        .produce(
+            ProduceRequest {
+                partition: 1,
+                ..produce(many)
+            }
+            .with_topic(T),
+        )
+        .await
+        .expect_err("half a million producers in one request");
+    assert!(
+        refused.message().contains("500000 producers"),
+        "{refused:?}"
+    );
+
+    // 50 fetches that want 4 GiB before answering, while records arrive: each answers by
+    // its wait, with what there is.
+    let producing = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut log = LogClient::connect(url).await.unwrap();
+            for _ in 0..20 {
+                log.produce(produce(valid(10, Compression::None)).with_topic(T))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let fetches: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut log = LogClient::connect(url).await.unwrap();
+                log.fetch(FetchRequest {
+                    topic: T.into(),
+                    partition: 0,
+                    offset: 0,
+                    max_wait_ms: 2_000,
+                    min_bytes: u32::MAX,
+                    max_bytes: 1024 * 1024,
+                })
+                .await
+                .map(|r| r.into_inner().high_watermark)
+            })
+        })
+        .collect();
+    for f in fetches {
+        let hw = f.await.unwrap().expect("a fetch that waits its max_wait");
+        assert!(hw >= 2, "the fetch answered with the partition's records");
+    }
+    producing.await.unwrap();
+
+    let rss_after = rss_peak_kib(pid);
+    println!("broker RSS peak: {rss_before} KiB before, {rss_after} KiB after");
+    assert!(
+        rss_after < rss_before + 256 * 1024,
+        "the broker's RSS peak rose from {rss_before} to {rss_after} KiB"
+    );
+    let out = broker.cli_ok(
+        &[
+            "consume",
+            T,
+            "--partition",
+            "0",
+            "--offset",
+            "start",
+            "-n",
+            "2",
+            "--timeout",
+            "3s",
+        ],
+        None,
+    );
+    assert_eq!(out.lines().take(2).collect::<Vec<_>>(), ["a", "b"]);
+}
+
+trait WithTopic {
+    fn with_topic(self, topic: &str) -> Self;
+}
+
+impl WithTopic for ProduceRequest {
+    fn with_topic(mut self, topic: &str) -> Self {
+        self.topic = topic.into();
+        self
+    }
 }

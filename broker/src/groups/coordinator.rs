@@ -159,6 +159,11 @@ fn partition_counts(snapshot: &ClusterSnapshot) -> BTreeMap<String, u32> {
 }
 
 impl GroupCoordinator {
+    /// The group settings (timeouts and their bounds).
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
     pub fn new(
         broker_id: i32,
         store: Arc<dyn strata_coordinator::Coordinator>,

@@ -1,0 +1,205 @@
+//! The gRPC server's resource limits: how large a message each service takes and sends, how
+//! long any call may run, how many connections the broker holds and how many calls each
+//! carries at once. A client past a limit gets a status that says which one, never a broker
+//! that runs out of memory, threads or file handles.
+//!
+//! Invariant: every service is served through [`Deadline`] and every connection through
+//! [`Counted`], so no call outlives its service's deadline and no connection is accepted past
+//! [`MAX_CONNECTIONS`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::codegen::Service;
+use tonic::server::NamedService;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Requests to the Admin, Replica and Group services: all are small (a topic's partition
+/// list, a group's subscriptions); Log requests carry records and take `max_request_bytes`.
+pub const MAX_CONTROL_REQUEST: usize = 4 * 1024 * 1024;
+/// Answers of the Admin and Group services (a 10,000-partition topic described with every
+/// partition's offsets is about 1 MiB; a JoinGroup answer lists every member's metadata).
+pub const MAX_CONTROL_ANSWER: usize = 32 * 1024 * 1024;
+/// Connections the broker holds at once; the next is closed at once, with a warning.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Calls in flight on one connection (HTTP/2 concurrent streams). A follower long-polls one
+/// stream per partition it follows from a leader, so this stays above the partitions a
+/// broker may host.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16_384;
+
+/// Deadlines: the longest a call of each service may take, beyond the longest wait a request
+/// may ask for (produce 120 s, fetch 30 s; a JoinGroup its rebalance timeout).
+pub const LOG_DEADLINE: Duration = Duration::from_secs(180);
+/// A topic of 10,000 partitions takes seconds to write to etcd and open.
+pub const ADMIN_DEADLINE: Duration = Duration::from_secs(180);
+pub const REPLICA_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A service whose calls end with DEADLINE_EXCEEDED after `limit`.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> Deadline<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Deadline { inner, limit }
+    }
+}
+
+impl<S: NamedService> NamedService for Deadline<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Deadline<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        let call = self.inner.call(request);
+        let limit = self.limit;
+        Box::pin(async move {
+            match tokio::time::timeout(limit, call).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(call = %path, limit_ms = limit.as_millis() as u64, "a call passed its deadline");
+                    let status = tonic::Status::deadline_exceeded(format!(
+                        "{path} did not finish within the broker's deadline of {} s for it",
+                        limit.as_secs()
+                    ));
+                    Ok(status.into_http())
+                }
+            }
+        })
+    }
+}
+
+/// An accepted connection holding one of the broker's connection slots until it closes.
+#[derive(Debug)]
+pub struct Counted {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The slots connections take.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlots(Arc<Semaphore>);
+
+impl ConnectionSlots {
+    pub fn new(max: usize) -> Self {
+        ConnectionSlots(Arc::new(Semaphore::new(max)))
+    }
+
+    /// The connection with a slot, or `None` (and the connection closed) when every slot is
+    /// taken.
+    pub fn admit(&self, stream: TcpStream) -> Option<Counted> {
+        match self.0.clone().try_acquire_owned() {
+            Ok(slot) => Some(Counted {
+                stream,
+                _slot: slot,
+            }),
+            Err(_) => {
+                tracing::warn!(
+                    peer = ?stream.peer_addr().ok(),
+                    limit = MAX_CONNECTIONS,
+                    "refusing a connection: the broker holds as many as it allows"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Connected for Counted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_and_slots_come_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slots = ConnectionSlots::new(2);
+        let mut held = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            let (stream, _) = listener.accept().await.unwrap();
+            held.push(slots.admit(stream));
+        }
+        assert!(held[0].is_some() && held[1].is_some());
+        assert!(held[2].is_none(), "the third connection is refused");
+        held.remove(0);
+        clients.push(TcpStream::connect(addr).await.unwrap());
+        let (stream, _) = listener.accept().await.unwrap();
+        assert!(
+            slots.admit(stream).is_some(),
+            "a closed connection frees its slot"
+        );
+    }
+}
