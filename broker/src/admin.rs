@@ -66,6 +66,7 @@ impl BrokerState {
                 brokers.len()
             ))
         })?;
+        crate::capacity::check(&brokers, &self.replicas.snapshot(), &states)?;
         let record = TopicRecord {
             name: req.name.clone(),
             topic_id: topic_id.simple().to_string(),
@@ -379,6 +380,7 @@ impl BrokerState {
         let max = self.config.max_partitions_per_topic;
         let metadata = self.metadata.clone();
         let name = req.name.clone();
+        let snapshot = self.replicas.snapshot();
         let (old, total) = topic_changes::run(&self.topic_changes, &name.clone(), async move {
             for _ in 0..CAS_ATTEMPTS {
                 let current = ready_topic(&metadata, &req.name).await?;
@@ -401,10 +403,9 @@ impl BrokerState {
                         brokers.len()
                     ))
                 })?;
-                if metadata
-                    .add_partitions(&current, &placed[old as usize..])
-                    .await?
-                {
+                let added = &placed[old as usize..];
+                crate::capacity::check(&brokers, &snapshot, added)?;
+                if metadata.add_partitions(&current, added).await? {
                     return Ok((old, req.total));
                 }
             }

@@ -26,6 +26,9 @@ pub struct BrokerConfig {
     pub max_fetch_wait: Duration,
     /// Most partitions one topic may have.
     pub max_partitions_per_topic: u32,
+    /// Most partition replicas this broker hosts (lowered at start to what its open-files
+    /// and memory-map limits allow: `capacity`).
+    pub max_partitions_per_broker: u32,
     /// Lease of the broker's registration and of the controller election: a broker that dies
     /// is noticed after this long.
     pub session_ttl: Duration,
@@ -38,6 +41,8 @@ pub struct BrokerConfig {
     /// A producer id not heard from for this long is forgotten by each partition
     /// (producer.id.expiration.ms).
     pub producer_id_expiration: Duration,
+    /// How much of etcd's history the controller keeps before compacting it (about an hour).
+    pub metadata_history: Duration,
     /// The object store of the remote tier; `None`: no tiered storage.
     pub tier: Option<crate::tiered::TierConfig>,
     /// Consumer-group limits and defaults.
@@ -62,6 +67,7 @@ impl BrokerConfig {
             max_fetch_bytes: 64 * 1024 * 1024,
             max_fetch_wait: Duration::from_secs(30),
             max_partitions_per_topic: 10_000,
+            max_partitions_per_broker: crate::capacity::DEFAULT_MAX_PARTITIONS,
             session_ttl: Duration::from_secs(6),
             metadata_resync_interval: Duration::from_secs(5),
             replica_lag_time_max: Duration::from_secs(30),
@@ -69,6 +75,7 @@ impl BrokerConfig {
             producer_id_expiration: Duration::from_millis(
                 crate::replica::producers::DEFAULT_EXPIRATION_MS as u64,
             ),
+            metadata_history: crate::history::KEEP,
             tier: None,
             groups: Default::default(),
         }

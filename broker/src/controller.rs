@@ -56,8 +56,10 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         state.is_controller.store(true, Ordering::SeqCst);
         let mut changes = store.watch("", crate::metadata::NOT_METADATA).await.ok();
         let mut last_rebalance = tokio::time::Instant::now();
+        // Sampled a dozen times per history kept: the compaction lags the target by a twelfth.
+        let keep = state.config.metadata_history;
         let mut history =
-            crate::history::History::new(crate::history::KEEP, crate::history::SAMPLE_EVERY);
+            crate::history::History::new(keep, (keep / 12).min(crate::history::SAMPLE_EVERY));
         loop {
             let rebalance = last_rebalance.elapsed() >= state.config.leader_rebalance_interval;
             if rebalance {

@@ -8,6 +8,7 @@
 //! - [`replicas`]: the replicas this broker hosts, kept in line with the metadata.
 //! - [`cluster`]: following the metadata (watch + periodic resync).
 //! - [`controller`]: the elected broker that places replicas and moves leadership.
+//! - [`capacity`]: how many replicas a broker can host (its limits), checked on topic changes.
 //! - [`placement`]: placement and leader election rules (pure).
 //! - [`disk_id`]: the data directory's identity, sent in the registration.
 //! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
@@ -30,6 +31,7 @@
 //! Invariant: the produce path validates and stamps batch headers only; it never decodes records.
 
 pub mod admin;
+pub mod capacity;
 pub mod cluster;
 pub mod config;
 pub mod controller;

@@ -48,6 +48,12 @@ pub struct BrokerRecord {
     /// controller last saw came back on a disk that holds none of its records.
     #[serde(default)]
     pub disk_id: String,
+    /// How many partition replicas the broker can host (`capacity`); 0: not said.
+    #[serde(default)]
+    pub max_partitions: u32,
+    /// The limit that sets `max_partitions`, for the refusal that names it.
+    #[serde(default)]
+    pub max_partitions_why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -235,6 +235,8 @@ mod tests {
                 rack: rack.map(str::to_string),
                 incarnation: 100 + *id as i64,
                 disk_id: String::new(),
+                max_partitions: 0,
+                max_partitions_why: String::new(),
             })
             .collect()
     }

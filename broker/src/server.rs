@@ -52,12 +52,16 @@ impl Broker {
         let lock = lock_data_dir(&config)?;
         let metadata = MetadataStore::new(coordinator);
         let incarnation = new_incarnation();
+        let capacity = crate::capacity::of_this_process(config.max_partitions_per_broker);
+        tracing::info!(partitions = capacity.replicas, set_by = %capacity.set_by, "partition replicas this broker can host");
         let me = BrokerRecord {
             id: config.broker_id,
             address: config.advertised_address.clone(),
             rack: config.rack.clone(),
             incarnation,
             disk_id: crate::disk_id::load_or_create(&config.data_dir)?,
+            max_partitions: capacity.replicas,
+            max_partitions_why: capacity.set_by.clone(),
         };
         tracing::info!(broker = config.broker_id, incarnation, disk_id = %me.disk_id, "registering");
         let registration = register(&metadata, &me, config.session_ttl).await?;

@@ -55,6 +55,10 @@ pub fn strata_bin() -> PathBuf {
     .clone()
 }
 
+/// The shortest group session the tests' brokers allow: their members use 3 s sessions to
+/// fail over quickly, below Kafka's default minimum of 6 s (which production keeps).
+pub const TEST_GROUP_MIN_SESSION_TIMEOUT: &str = "1s";
+
 /// A free port on loopback (bound, read, released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -116,6 +120,10 @@ impl DevBroker {
             .args(["dev", "--listen", &self.addr.to_string(), "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.extra)
+            .env(
+                "STRATA_GROUP_MIN_SESSION_TIMEOUT",
+                TEST_GROUP_MIN_SESSION_TIMEOUT,
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -154,6 +154,10 @@ impl ServeBroker {
         let child = self
             .command()
             .env("STRATA_LOG", "info")
+            .env(
+                "STRATA_GROUP_MIN_SESSION_TIMEOUT",
+                crate::TEST_GROUP_MIN_SESSION_TIMEOUT,
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

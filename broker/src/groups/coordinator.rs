@@ -42,7 +42,8 @@ impl Default for GroupConfig {
     fn default() -> Self {
         GroupConfig {
             initial_rebalance_delay: Duration::from_millis(500),
-            min_session_timeout: Duration::from_secs(1),
+            // Kafka's group.min.session.timeout.ms.
+            min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
             max_rebalance_timeout: Duration::from_secs(60 * 60),
         }
@@ -658,6 +659,8 @@ mod tests {
                     rack: None,
                     incarnation: 0,
                     disk_id: String::new(),
+                    max_partitions: 0,
+                    max_partitions_why: String::new(),
                 },
             );
         }

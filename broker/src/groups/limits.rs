@@ -26,7 +26,8 @@ pub fn check_join(group: &str, req: &JoinRequest, c: &GroupConfig) -> Result<()>
     if req.session_timeout < c.min_session_timeout || req.session_timeout > c.max_session_timeout {
         return invalid(format!(
             "session timeout {:?} is outside the broker's allowed range {:?}..={:?} \
-             (group.min.session.timeout.ms, group.max.session.timeout.ms)",
+             (group.min.session.timeout.ms, set by --group-min-session-timeout; \
+             group.max.session.timeout.ms)",
             req.session_timeout, c.min_session_timeout, c.max_session_timeout
         ));
     }
@@ -132,7 +133,8 @@ mod tests {
 
     #[test]
     fn session_timeouts_outside_the_range_are_refused() {
-        for ms in [10, 31 * 60 * 1000] {
+        // Kafka's defaults: 6 s to 30 min.
+        for ms in [10, 5_999, 31 * 60 * 1000] {
             refused(
                 JoinRequest {
                     session_timeout: Duration::from_millis(ms),

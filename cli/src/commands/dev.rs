@@ -31,6 +31,8 @@ pub struct DevArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
     #[arg(long, env = "STRATA_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    #[command(flatten)]
+    pub limits: super::serve::LimitArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +68,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     config.tier = Some(tier);
     config.topic_defaults.remote_storage = true;
     config.retention_check_interval = args.retention_check_interval;
+    if let Some(max) = args.limits.max_partitions_per_broker {
+        config.max_partitions_per_broker = max;
+    }
+    if let Some(min) = args.limits.group_min_session_timeout {
+        config.groups.min_session_timeout = min;
+    }
+    if let Some(keep) = args.limits.metadata_history {
+        config.metadata_history = keep;
+    }
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;

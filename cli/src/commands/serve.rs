@@ -73,9 +73,27 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given).
     #[arg(long, env = "STRATA_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// The limits `strata serve` and `strata dev` share.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct LimitArgs {
+    /// Most partition replicas this broker hosts; lowered at start to what its open-files
+    /// limit and vm.max_map_count allow (default 10000).
+    #[arg(long, env = "STRATA_MAX_PARTITIONS_PER_BROKER")]
+    pub max_partitions_per_broker: Option<u32>,
+    /// Shortest session timeout a group member may ask for (Kafka's
+    /// group.min.session.timeout.ms), e.g. 6s.
+    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT", value_parser = parse::duration)]
+    pub group_min_session_timeout: Option<Duration>,
+    /// How much metadata history the controller keeps before compacting etcd, e.g. 1h.
+    #[arg(long, env = "STRATA_METADATA_HISTORY", value_parser = parse::duration)]
+    pub metadata_history: Option<Duration>,
 }
 
 /// The file form of [`ServeArgs`].
@@ -100,6 +118,9 @@ struct ServeFile {
     remote_scrub_grace: Option<String>,
     remote_scrub_interval: Option<String>,
     metrics: Option<String>,
+    max_partitions_per_broker: Option<u32>,
+    group_min_session_timeout: Option<String>,
+    metadata_history: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -123,6 +144,9 @@ pub struct ServeSettings {
     pub remote_scrub_grace: Duration,
     pub remote_scrub_interval: Duration,
     pub metrics: Option<String>,
+    pub max_partitions_per_broker: u32,
+    pub group_min_session_timeout: Duration,
+    pub metadata_history: Duration,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -186,6 +210,23 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         "producer_id_expiration",
         24 * 60 * 60,
     )?;
+    let group_min_session_timeout = duration(
+        args.limits.group_min_session_timeout,
+        file.group_min_session_timeout,
+        "group_min_session_timeout",
+        6,
+    )?;
+    let metadata_history = duration(
+        args.limits.metadata_history,
+        file.metadata_history,
+        "metadata_history",
+        60 * 60,
+    )?;
+    let max_partitions_per_broker = args
+        .limits
+        .max_partitions_per_broker
+        .or(file.max_partitions_per_broker)
+        .unwrap_or(strata_broker::capacity::DEFAULT_MAX_PARTITIONS);
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -232,6 +273,9 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         remote_scrub_grace,
         remote_scrub_interval,
         metrics: args.metrics.or(file.metrics),
+        max_partitions_per_broker,
+        group_min_session_timeout,
+        metadata_history,
     })
 }
 
@@ -260,6 +304,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.leader_rebalance_interval = s.leader_rebalance_interval;
     config.producer_id_expiration = s.producer_id_expiration;
     config.retention_check_interval = s.retention_check_interval;
+    config.max_partitions_per_broker = s.max_partitions_per_broker;
+    config.groups.min_session_timeout = s.group_min_session_timeout;
+    config.metadata_history = s.metadata_history;
     if let Some(url) = &s.object_store {
         let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
         tier.options.endpoint = s.s3_endpoint.clone();
