@@ -165,8 +165,33 @@ impl EtcdServer {
             base64(prefix.as_bytes()),
             base64(&end)
         );
+        int(&self.post("/v3/kv/range", &body)["count"])
+    }
+
+    /// etcd's (revision, database size, database size in use), in bytes.
+    pub fn status(&self) -> (u64, u64, u64) {
+        let v = self.post("/v3/maintenance/status", "{}");
+        (
+            int(&v["header"]["revision"]),
+            int(&v["dbSize"]),
+            int(&v["dbSizeInUse"]),
+        )
+    }
+
+    /// Whether etcd still holds the history at `revision` (not compacted away).
+    pub fn has_revision(&self, revision: u64) -> bool {
+        let body = format!(
+            r#"{{"key":"{}","revision":"{revision}","count_only":true}}"#,
+            base64(b"/")
+        );
+        let v = self.post("/v3/kv/range", &body);
+        v.get("error").is_none() && v.get("code").is_none()
+    }
+
+    /// POSTs `body` to etcd's JSON gateway at `path`.
+    fn post(&self, path: &str, body: &str) -> serde_json::Value {
         let request = format!(
-            "POST /v3/kv/range HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
             self.client,
             body.len()
@@ -178,14 +203,7 @@ impl EtcdServer {
         let mut answer = String::new();
         conn.read_to_string(&mut answer).expect("etcd's answer");
         let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-        let value: serde_json::Value =
-            serde_json::from_str(json).unwrap_or_else(|e| panic!("etcd answered {answer:?}: {e}"));
-        // The gateway writes int64 as strings, and leaves out a zero count.
-        match &value["count"] {
-            serde_json::Value::String(n) => n.parse().expect("a count"),
-            serde_json::Value::Null => 0,
-            other => other.as_u64().expect("a count"),
-        }
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("etcd answered {answer:?}: {e}"))
     }
 
     fn log_tail(&self) -> String {
@@ -198,6 +216,15 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An int64 of etcd's JSON gateway (written as a string; left out when zero).
+fn int(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::String(n) => n.parse().expect("a number"),
+        serde_json::Value::Null => 0,
+        other => other.as_u64().expect("a number"),
     }
 }
 

@@ -431,3 +431,30 @@ impl WithTopic for ProduceRequest {
         self
     }
 }
+
+#[test]
+fn a_topic_past_the_brokers_partition_capacity_is_refused_naming_the_limit() {
+    let broker = DevBroker::start_with(&["--max-partitions-per-broker", "50"]);
+    let out = broker.cli(&["topic", "create", "wide", "-p", "60"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("broker 0 would host 60 partition replicas")
+            && stderr.contains("--max-partitions-per-broker 50"),
+        "{stderr}"
+    );
+    broker.cli_ok(&["topic", "create", "fits", "-p", "40"], None);
+    let out = broker.cli(&["topic", "add-partitions", "fits", "--total", "51"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("would host 51 partition replicas (11 of them new)"),
+        "{stderr}"
+    );
+    broker.cli_ok(&["topic", "add-partitions", "fits", "--total", "50"], None);
+    let listed = broker.cli_ok(&["topic", "list"], None);
+    assert!(
+        !listed.contains("wide") && listed.contains("fits"),
+        "{listed}"
+    );
+}
