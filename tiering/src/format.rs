@@ -72,6 +72,13 @@ pub const SUGGESTED_TAIL_LEN: usize = 64 * 1024;
 pub const DEFAULT_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
 const FRAME_INFO_LEN: usize = 44;
+/// The largest footer a reader fetches: 1.5 million frames, far more than a segment of
+/// `segment.bytes` in frames of [`DEFAULT_FRAME_BYTES`] has. A larger claim is corrupt, so a
+/// bad trailer cannot make a reader fetch and hold gigabytes.
+pub const MAX_FOOTER_LEN: u32 = 64 * 1024 * 1024;
+/// The most a frame may claim to decompress to: a frame holds whole batches, none larger than
+/// a produce request (64 MiB by default), so a larger claim is corrupt and never allocated.
+pub const MAX_FRAME_UNCOMPRESSED: u32 = 128 * 1024 * 1024;
 const FOOTER_FIXED_LEN: usize = 4 + 40;
 
 /// Why a segment object could not be built or read.
@@ -367,6 +374,12 @@ fn read_trailer(tail: &[u8]) -> Result<(u32, u16)> {
         });
     }
     let footer_len = u32::from_be_bytes(t[0..4].try_into().expect("4 bytes"));
+    if footer_len > MAX_FOOTER_LEN {
+        return Err(FormatError::Corrupt(format!(
+            "the trailer claims a footer of {footer_len} bytes, more than the {MAX_FOOTER_LEN} \
+             any segment object has"
+        )));
+    }
     Ok((footer_len, version))
 }
 
@@ -494,6 +507,13 @@ pub fn decode_frame(frame: &[u8], info: &FrameInfo) -> Result<Bytes> {
         return Err(FormatError::Corrupt(format!(
             "CRC-32C mismatch in the frame at offset {at}: stored {:#010x}, computed {crc:#010x}",
             info.crc
+        )));
+    }
+    if info.uncompressed_len > MAX_FRAME_UNCOMPRESSED {
+        return Err(FormatError::Corrupt(format!(
+            "the frame at offset {at} claims {} bytes uncompressed, more than the {} any frame \
+             holds",
+            info.uncompressed_len, MAX_FRAME_UNCOMPRESSED
         )));
     }
     let data = zstd::bulk::decompress(frame, info.uncompressed_len as usize).map_err(|e| {

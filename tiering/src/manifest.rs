@@ -166,6 +166,9 @@ impl Manifest {
     }
 }
 
+/// The largest manifest a broker loads: about 300,000 segments' entries.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+
 /// `<prefix>/<cluster>`: the root under which every partition of a cluster lives.
 pub fn root_path(prefix: &Path, cluster: &str) -> Path {
     prefix.clone().join(cluster)
@@ -279,11 +282,22 @@ impl ManifestStore {
     /// One stored version.
     pub async fn load(&self, version: u64) -> Result<Manifest> {
         let key = self.paths.manifest_key(version);
-        let bytes = self
+        let object = self
             .store
             .get(&key)
             .await
-            .map_err(|e| TieringError::store(&key, e))?
+            .map_err(|e| TieringError::store(&key, e))?;
+        // Checked before the body is read: a manifest object of gigabytes is not loaded.
+        if object.meta.size > MAX_MANIFEST_BYTES {
+            return Err(TieringError::CorruptManifest {
+                key: key.to_string(),
+                reason: format!(
+                    "it is {} bytes, more than the {MAX_MANIFEST_BYTES} any manifest has",
+                    object.meta.size
+                ),
+            });
+        }
+        let bytes = object
             .bytes()
             .await
             .map_err(|e| TieringError::store(&key, e))?;
@@ -428,6 +442,55 @@ mod tests {
         let tampered = text.replace("\"records\":10", "\"records\":11");
         let err = Manifest::from_bytes("k", tampered.as_bytes()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Random bytes, and a valid manifest with bytes overwritten or cut: a clear error or
+        /// the manifest, never a panic.
+        #[test]
+        fn mutated_manifests_never_panic(
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..6),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let _ = Manifest::from_bytes("k", &random);
+            let mut m = with_epoch(2);
+            m.segments.push(SegmentMeta {
+                key: "k".into(),
+                base_offset: 0,
+                next_offset: 10,
+                max_timestamp: 5,
+                object_bytes: 100,
+                segment_bytes: 300,
+                records: 10,
+                leader_epoch: 2,
+            });
+            let mut bytes = m.to_bytes().to_vec();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            bytes.truncate(bytes.len() - cut.index(bytes.len() / 2 + 1));
+            if let Err(e) = Manifest::from_bytes("k", &bytes) {
+                proptest::prop_assert_eq!(e.kind(), ErrorKind::Corrupt);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_manifest_object_is_refused_unread() {
+        let s = store();
+        let key = s.paths.manifest_key(1);
+        let big = vec![b' '; MAX_MANIFEST_BYTES as usize + 1];
+        s.store.put(&key, big.into()).await.unwrap();
+        let err = s.load(1).await.unwrap_err().to_string();
+        assert!(
+            err.contains("more than the 67108864 any manifest has"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -72,6 +72,91 @@ proptest! {
     }
 }
 
+// Fuzzing: random and mutated objects into the parsers. Nothing panics, and nothing allocates
+// from a claimed size (a claimed footer or frame size past the caps is refused up front).
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_tails_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+        let _ = tail_len_needed(&bytes);
+        let _ = parse_footer(&bytes);
+    }
+
+    #[test]
+    fn mutated_objects_never_panic(specs in prop::collection::vec(spec(), 1..6),
+                                   edits in prop::collection::vec(
+                                       (any::<prop::sample::Index>(), any::<u8>()), 1..8),
+                                   cut in any::<prop::sample::Index>()) {
+        let (input, _) = make_segment(&specs, 10, 1, 5);
+        let seg = encode_segment(&input, 10, 500, 1).unwrap();
+        let mut bytes = seg.bytes.to_vec();
+        for (at, value) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        let keep = bytes.len() - cut.index(bytes.len() / 4 + 1);
+        bytes.truncate(keep);
+        if let Ok(footer) = parse_footer(&bytes) {
+            for f in &footer.frames {
+                let range = f.range();
+                if range.end <= bytes.len() as u64 {
+                    let _ = decode_frame(&bytes[range.start as usize..range.end as usize], f);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_with_any_claims_never_panic(frame in prop::collection::vec(any::<u8>(), 0..2048),
+                                          uncompressed_len in any::<u32>(),
+                                          first in any::<i64>(),
+                                          last in any::<i64>()) {
+        let info = FrameInfo {
+            first_offset: first,
+            last_offset: last,
+            max_timestamp: 0,
+            position: 0,
+            compressed_len: frame.len() as u32,
+            uncompressed_len,
+            // A matching CRC, so decompression and the batch walk are reached.
+            crc: crc32c::crc32c(&frame),
+        };
+        let _ = decode_frame(&frame, &info);
+    }
+}
+
+#[test]
+fn claims_past_the_caps_are_refused_before_anything_is_allocated() {
+    let (input, _) = make_segment(
+        &[BatchSpec {
+            records: 3,
+            value_len: 10,
+            compressed: false,
+        }],
+        0,
+        1,
+        5,
+    );
+    let seg = encode_segment(&input, 0, 1000, 1).unwrap();
+    let mut info = seg.footer.frames[0];
+    info.uncompressed_len = u32::MAX;
+    let frame = &seg.bytes[info.range().start as usize..info.range().end as usize];
+    let err = decode_frame(frame, &info).unwrap_err().to_string();
+    assert!(
+        err.contains("more than the 134217728 any frame holds"),
+        "{err}"
+    );
+    let mut bytes = seg.bytes.to_vec();
+    let trailer = bytes.len() - TRAILER_LEN;
+    bytes[trailer..trailer + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let err = tail_len_needed(&bytes).unwrap_err().to_string();
+    assert!(
+        err.contains("more than the 67108864 any segment object has"),
+        "{err}"
+    );
+}
+
 #[test]
 fn big_batch_is_a_frame_alone_and_frames_respect_the_target() {
     let specs = [
