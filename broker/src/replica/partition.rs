@@ -358,6 +358,12 @@ impl Partition {
                         me.topic, me.index
                     )));
                 }
+                Check::TooManyProducers { limit } => {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "{}/{} already remembers {limit} idempotent producers, the most it tracks; producer {producer} can write once others have been idle for producer.id.expiration.ms",
+                        me.topic, me.index
+                    )));
+                }
                 Check::MixedProducers { count } => {
                     return Err(BrokerError::InvalidRequest(format!(
                         "a request to {}/{} carries idempotent batches of {count} producers; each producer sends its own batches",

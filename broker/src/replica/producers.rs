@@ -28,6 +28,11 @@ use strata_log::BatchHeader;
 
 /// Batches remembered per producer (Kafka's max.in.flight bound for idempotence).
 pub const RECENT_BATCHES: usize = 5;
+/// The most producers one partition remembers. A new one past it is refused until others
+/// expire (`producer.id.expiration.ms`): refused rather than evicting the oldest, so that a
+/// client inventing producer ids cannot make the partition forget a real producer's state
+/// (and with it the duplicates it would catch). About 200 bytes each: 2 MB per partition.
+pub const MAX_PRODUCERS: usize = 10_000;
 /// Kafka's default `producer.id.expiration.ms`: one day.
 pub const DEFAULT_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -73,6 +78,8 @@ pub enum Check {
     /// One request carries idempotent batches of more than one producer (`count` of them):
     /// a request may add state for one producer at most.
     MixedProducers { count: usize },
+    /// A new producer while the partition remembers [`MAX_PRODUCERS`] already.
+    TooManyProducers { limit: usize },
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,7 +111,11 @@ impl ProducerState {
             return Check::Append;
         }
         let Some(p) = self.producers.get(&h.producer_id) else {
-            return if h.base_sequence == 0 {
+            return if h.base_sequence == 0 && self.producers.len() >= MAX_PRODUCERS {
+                Check::TooManyProducers {
+                    limit: MAX_PRODUCERS,
+                }
+            } else if h.base_sequence == 0 {
                 Check::Append
             } else {
                 Check::UnknownProducer {
@@ -504,6 +515,34 @@ mod tests {
         assert_eq!(
             s.check_request(&[next, header(1, 0, 12, 1, -1)]),
             Check::MixedRetry
+        );
+    }
+
+    #[test]
+    fn a_new_producer_past_the_limit_is_refused_and_known_ones_go_on() {
+        let mut s = ProducerState::default();
+        for id in 0..MAX_PRODUCERS as i64 {
+            s.record(&header(id, 0, 0, 1, id), 1_000);
+        }
+        assert_eq!(
+            s.check(&header(MAX_PRODUCERS as i64, 0, 0, 1, -1)),
+            Check::TooManyProducers {
+                limit: MAX_PRODUCERS
+            }
+        );
+        assert_eq!(
+            s.check(&header(7, 0, 1, 1, -1)),
+            Check::Append,
+            "a known producer goes on"
+        );
+        assert_eq!(
+            s.expire(1_000 + DEFAULT_EXPIRATION_MS + 1, DEFAULT_EXPIRATION_MS),
+            MAX_PRODUCERS
+        );
+        assert_eq!(
+            s.check(&header(MAX_PRODUCERS as i64, 0, 0, 1, -1)),
+            Check::Append,
+            "room again once they expire"
         );
     }
 
