@@ -98,3 +98,51 @@ fn a_fetcher_cannot_append_once_this_replica_leads() {
     assert!(p.append_replica(2, 3, &leader_batch(3, 2), 2).is_err());
     assert_eq!(p.log_end_offset(), 0);
 }
+
+fn one_record(value: &str) -> bytes::Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    b.append(0, None, Some(value.as_bytes()), &[]);
+    b.build().unwrap()
+}
+
+/// A long poll that wakes on every new batch reads only what came since its last read, and
+/// answers every batch once, in order, as one contiguous run from the offset asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_reads_each_new_batch_once_and_answers_them_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = partition(dir.path(), state(ME, 0, &[ME]), 1);
+    let size = one_record("v0").len();
+    p.append(one_record("v0"), None, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let writer = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            for i in 1..6 {
+                tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                p.append(
+                    one_record(&format!("v{i}")),
+                    None,
+                    std::time::Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let got = p
+        .fetch(0, std::time::Duration::from_secs(20), 6 * size, 1024 * 1024)
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    let records = strata_log::records::decode_all(&got.records).unwrap();
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, ["v0", "v1", "v2", "v3", "v4", "v5"]);
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (0..6).collect::<Vec<i64>>());
+    assert_eq!(got.records.len(), 6 * size, "each batch once");
+    assert_eq!(got.high_watermark, 6);
+}

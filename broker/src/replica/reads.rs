@@ -24,6 +24,26 @@ pub struct FetchResult {
     pub log_end_offset: i64,
 }
 
+/// The offset after the last whole batch of `records` (`None` for no batch).
+fn next_offset_after(records: &Bytes) -> Option<i64> {
+    strata_log::batch::BatchIter::new(records)
+        .filter_map(|item| item.ok())
+        .last()
+        .map(|(header, _)| header.last_offset() + 1)
+}
+
+/// The parts of a fetch as one buffer (one part, the common case, is not copied).
+fn join(mut parts: Vec<Bytes>, len: usize) -> Bytes {
+    if parts.len() <= 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut out = bytes::BytesMut::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
+}
+
 /// How far behind the log end a read may start and still be done inline (records).
 const INLINE_READ_RECORDS: i64 = 4096;
 
@@ -42,19 +62,40 @@ impl Partition {
     ) -> Result<FetchResult> {
         let deadline = Instant::now() + max_wait;
         let mut hw_rx = self.high_watermark.subscribe();
+        let want = min_bytes.max(1);
+        // What was read so far, and where the next read starts: a wait that wakes on a new
+        // high watermark reads only what came since, never again what it holds (50 fetches
+        // waiting for 4 GiB while records arrive read each byte once, not once per append).
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut held = 0usize;
+        let mut next = offset;
         loop {
             if !self.is_leader() {
                 return Err(self.not_leader());
             }
             let hw = *hw_rx.borrow_and_update();
-            let result = self.read(offset, max_bytes, hw).await?;
-            if result.records.len() >= min_bytes.max(1) || Instant::now() >= deadline {
-                return Ok(result);
+            let mut result = self.read(next, max_bytes.saturating_sub(held), hw).await?;
+            held += result.records.len();
+            let done = held >= want || held >= max_bytes || Instant::now() >= deadline;
+            if !result.records.is_empty() {
+                if !done {
+                    // Only a fetch that waits on walks its batch headers.
+                    next = next_offset_after(&result.records).unwrap_or(next);
+                }
+                parts.push(std::mem::take(&mut result.records));
             }
-            match tokio::time::timeout_at(deadline, hw_rx.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(self.closed()),
-                Err(_) => return Ok(result),
+            let waited = if done {
+                None
+            } else {
+                Some(tokio::time::timeout_at(deadline, hw_rx.changed()).await)
+            };
+            match waited {
+                Some(Ok(Ok(()))) => continue,
+                Some(Ok(Err(_))) => return Err(self.closed()),
+                None | Some(Err(_)) => {
+                    result.records = join(parts, held);
+                    return Ok(result);
+                }
             }
         }
     }
