@@ -16,7 +16,7 @@ use strata_proto::log_client::LogClient;
 use strata_proto::replica_client::ReplicaClient;
 use strata_proto::{
     list_offsets_request::Spec, Acks, CommitOffsetsRequest, FetchRequest, JoinGroupRequest,
-    ListOffsetsRequest, OffsetCommit, PartitionStatusRequest, ProduceRequest,
+    ListOffsetsRequest, OffsetCommit, PartitionStatusRequest, ProduceRequest, ReplicaFetchRequest,
     RetentionPreviewRequest,
 };
 use strata_tests::DevBroker;
@@ -260,6 +260,48 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
     let pid = broker.child.as_ref().unwrap().id();
     let rss_before = rss_peak_kib(pid);
 
+    // A zstd batch that decompresses to 32 MiB (within 64 x max.message.bytes) and 4
+    // concurrent timestamp lookups over it: each streams through one small buffer.
+    let mut big = BatchBuilder::new(Compression::Zstd);
+    big.append(now_ms(), None, Some(&vec![0u8; 32 * 1024 * 1024]), &[]);
+    let mut log = LogClient::connect(url.clone())
+        .await
+        .unwrap()
+        .max_encoding_message_size(usize::MAX);
+    log.produce(
+        ProduceRequest {
+            partition: 1,
+            ..produce(big.build().unwrap().to_vec())
+        }
+        .with_topic(T),
+    )
+    .await
+    .expect("a 32 MiB record, compressed to a few KiB");
+    let rss_lookups = rss_peak_kib(pid);
+    let lookups: Vec<_> = (0..4)
+        .map(|_| {
+            let mut log = log.clone();
+            tokio::spawn(async move {
+                log.list_offsets(ListOffsetsRequest {
+                    topic: T.into(),
+                    partition: 1,
+                    spec: Some(Spec::TimestampMs(now_ms() + 60_000)),
+                })
+                .await
+                .map(|r| r.into_inner().offset)
+            })
+        })
+        .collect();
+    for l in lookups {
+        l.await.unwrap().expect("a timestamp lookup");
+    }
+    let rss_after_lookups = rss_peak_kib(pid);
+    println!("4 timestamp lookups over a 32 MiB batch: RSS peak {rss_lookups} -> {rss_after_lookups} KiB");
+    assert!(
+        rss_after_lookups < rss_lookups + 32 * 1024,
+        "4 lookups over a 32 MiB batch raised the RSS peak from {rss_lookups} to {rss_after_lookups} KiB"
+    );
+
     // A million repeated partitions: each answered once.
     let mut replica = ReplicaClient::connect(url.clone()).await.unwrap();
     let status = replica
@@ -333,17 +375,13 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
         "{commit:?}"
     );
 
-    // Half a million producers in one request.
+    // A hundred thousand producers in one request.
     let mut many = Vec::new();
-    for id in 0..500_000i64 {
+    for id in 0..100_000i64 {
         let mut b = BatchBuilder::new(Compression::None).producer(1_000 + id, 0, 0);
         b.append(now_ms(), None, Some(b"p"), &[]);
         many.extend_from_slice(&b.build().unwrap());
     }
-    let mut log = LogClient::connect(url.clone())
-        .await
-        .unwrap()
-        .max_encoding_message_size(usize::MAX);
     let refused = log
         .produce(
             ProduceRequest {
@@ -353,9 +391,9 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
             .with_topic(T),
         )
         .await
-        .expect_err("half a million producers in one request");
+        .expect_err("a hundred thousand producers in one request");
     assert!(
-        refused.message().contains("500000 producers"),
+        refused.message().contains("100000 producers"),
         "{refused:?}"
     );
 
@@ -396,6 +434,47 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
         assert!(hw >= 2, "the fetch answered with the partition's records");
     }
     producing.await.unwrap();
+
+    // A follower claiming to hold offset 2^63-1 (with the right epoch): refused before its
+    // progress is recorded; the high watermark does not move.
+    let latest = |client: &mut LogClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_offsets(ListOffsetsRequest {
+                    topic: T.into(),
+                    partition: 0,
+                    spec: Some(Spec::Latest(true)),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .offset
+        }
+    };
+    let hw_before = latest(&mut log).await;
+    let far = replica
+        .replica_fetch(ReplicaFetchRequest {
+            topic: T.into(),
+            partition: 0,
+            replica_id: 0,
+            fetch_offset: i64::MAX,
+            leader_epoch: 0,
+            max_wait_ms: 0,
+            max_bytes: 1024,
+        })
+        .await
+        .expect_err("a replica fetch from offset 2^63-1");
+    assert!(
+        far.message()
+            .contains("offset 9223372036854775807 is outside the log"),
+        "{far:?}"
+    );
+    assert_eq!(
+        latest(&mut log).await,
+        hw_before,
+        "the high watermark did not move"
+    );
 
     let rss_after = rss_peak_kib(pid);
     println!("broker RSS peak: {rss_before} KiB before, {rss_after} KiB after");
