@@ -21,9 +21,9 @@ use crate::metadata::{
     TopicRecord,
 };
 
-/// Partition states per commit: with the record check, well under etcd's default 128
-/// operations, and about 10 KiB, far under its 1.5 MiB request limit.
-pub const CHUNK: usize = 100;
+/// Partition states per commit (with the record check, under etcd's default 128 operations;
+/// about 10 KiB, far under its 1.5 MiB request limit).
+pub const CHUNK: usize = strata_coordinator::MAX_WRITES_PER_COMMIT;
 
 /// The failpoints after each chunk of partition states is written (creation, new partitions)
 /// or deleted (deletion, undoing), so a test can SIGKILL the controller half-way through.

@@ -30,6 +30,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::Duration;
 
+/// The most keys a caller writes in one [`Coordinator::commit`]: etcd refuses a transaction
+/// of more than 128 operations by default (`--max-txn-ops`), and a commit adds a check or two
+/// to its writes. Callers that write more (a topic's partition states, a group's offsets)
+/// split them into commits of this many.
+pub const MAX_WRITES_PER_COMMIT: usize = 100;
+
 /// A value and the revision of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {

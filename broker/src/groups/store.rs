@@ -12,14 +12,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use strata_coordinator::{Coordinator, CoordinatorError, Expect, Write};
+use strata_coordinator::{Coordinator, CoordinatorError, Expect, Write, MAX_WRITES_PER_COMMIT};
 
 use super::assign::TopicPartition;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{decode, encode};
-
-/// etcd refuses transactions of more than 128 operations by default; stay below.
-const MAX_TXN_OPS: usize = 100;
 
 /// What the coordinator persists of a group: enough for a new coordinator to carry on with the
 /// same generation and assignment, without a rebalance.
@@ -104,14 +101,14 @@ impl GroupStore {
     }
 
     /// Writes offsets if the state key is still at `revision`, in transactions of at most
-    /// [`MAX_TXN_OPS`] operations (one for the usual commit). `None`: the group changed.
+    /// [`MAX_WRITES_PER_COMMIT`] operations (one for the usual commit). `None`: the group changed.
     pub async fn commit_offsets(
         &self,
         group: &str,
         revision: i64,
         offsets: &[(TopicPartition, OffsetRecord)],
     ) -> Result<Option<()>> {
-        for chunk in offsets.chunks(MAX_TXN_OPS) {
+        for chunk in offsets.chunks(MAX_WRITES_PER_COMMIT) {
             let mut writes = vec![Write::check(state_key(group), expect(revision))];
             for ((topic, partition), record) in chunk {
                 writes.push(Write::put(
@@ -168,7 +165,7 @@ impl GroupStore {
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        for chunk in keys.chunks(MAX_TXN_OPS) {
+        for chunk in keys.chunks(MAX_WRITES_PER_COMMIT) {
             let mut writes = vec![Write::check(state_key(group), expect(revision))];
             writes.extend(chunk.iter().map(|k| Write::delete(k.clone(), Expect::Any)));
             if fenced(self.store.commit(writes).await)?.is_none() {
