@@ -397,6 +397,20 @@ mod tests {
         )
     }
 
+    /// One segment of offsets 0..10 written at `epoch`.
+    fn segment(epoch: i32) -> SegmentMeta {
+        SegmentMeta {
+            key: "k".into(),
+            base_offset: 0,
+            next_offset: 10,
+            max_timestamp: 5,
+            object_bytes: 100,
+            segment_bytes: 300,
+            records: 10,
+            leader_epoch: epoch,
+        }
+    }
+
     fn with_epoch(epoch: i32) -> Manifest {
         Manifest {
             leader_epoch: epoch,
@@ -426,16 +440,7 @@ mod tests {
     fn bytes_round_trip_and_crc_is_checked() {
         let mut m = with_epoch(4);
         m.version = 9;
-        m.segments.push(SegmentMeta {
-            key: "k".into(),
-            base_offset: 0,
-            next_offset: 10,
-            max_timestamp: 5,
-            object_bytes: 100,
-            segment_bytes: 300,
-            records: 10,
-            leader_epoch: 4,
-        });
+        m.segments.push(segment(4));
         let bytes = m.to_bytes();
         assert_eq!(Manifest::from_bytes("k", &bytes).unwrap(), m);
         let text = String::from_utf8(bytes.to_vec()).unwrap();
@@ -458,16 +463,7 @@ mod tests {
         ) {
             let _ = Manifest::from_bytes("k", &random);
             let mut m = with_epoch(2);
-            m.segments.push(SegmentMeta {
-                key: "k".into(),
-                base_offset: 0,
-                next_offset: 10,
-                max_timestamp: 5,
-                object_bytes: 100,
-                segment_bytes: 300,
-                records: 10,
-                leader_epoch: 2,
-            });
+            m.segments.push(segment(2));
             let mut bytes = m.to_bytes().to_vec();
             for (at, value) in edits {
                 let i = at.index(bytes.len());
