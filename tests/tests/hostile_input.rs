@@ -375,13 +375,8 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
         "{commit:?}"
     );
 
-    // A hundred thousand producers in one request.
-    let mut many = Vec::new();
-    for id in 0..100_000i64 {
-        let mut b = BatchBuilder::new(Compression::None).producer(1_000 + id, 0, 0);
-        b.append(now_ms(), None, Some(b"p"), &[]);
-        many.extend_from_slice(&b.build().unwrap());
-    }
+    // A hundred thousand producers in one request: refused by the one-producer rule.
+    let many = batches_of_producers(100_000);
     let refused = log
         .produce(
             ProduceRequest {
@@ -395,6 +390,21 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
     assert!(
         refused.message().contains("100000 producers"),
         "{refused:?}"
+    );
+    // A million: 69 MB, refused by the Log service's decode limit before it is looked at.
+    let million = log
+        .produce(
+            ProduceRequest {
+                partition: 1,
+                ..produce(batches_of_producers(1_000_000))
+            }
+            .with_topic(T),
+        )
+        .await
+        .expect_err("a million producers in one request");
+    assert!(
+        million.message().contains("message length too large"),
+        "{million:?}"
     );
 
     // 50 fetches that want 4 GiB before answering, while records arrive: each answers by
@@ -498,6 +508,20 @@ async fn requests_that_ask_for_too_much_are_bounded_or_refused() {
         None,
     );
     assert_eq!(out.lines().take(2).collect::<Vec<_>>(), ["a", "b"]);
+}
+
+/// `n` one-record idempotent batches, each of its own producer id (1000, 1001, ...).
+fn batches_of_producers(n: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new(Compression::None).producer(1_000, 0, 0);
+    b.append(now_ms(), None, Some(b"p"), &[]);
+    let template = b.build().unwrap().to_vec();
+    let mut out = Vec::with_capacity(template.len() * n as usize);
+    for id in 0..n {
+        let mut one = template.clone();
+        put_i64(&mut one, batch::PRODUCER_ID_POS, 1_000 + id);
+        out.extend_from_slice(&seal(one));
+    }
+    out
 }
 
 trait WithTopic {
