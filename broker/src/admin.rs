@@ -381,7 +381,7 @@ impl BrokerState {
         let metadata = self.metadata.clone();
         let name = req.name.clone();
         let snapshot = self.replicas.snapshot();
-        let (old, total) = topic_changes::run(&self.topic_changes, &name.clone(), async move {
+        let (old, total) = topic_changes::run(&self.topic_changes, &name, async move {
             for _ in 0..CAS_ATTEMPTS {
                 let current = ready_topic(&metadata, &req.name).await?;
                 let old = current.value.partitions;

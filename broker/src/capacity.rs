@@ -36,34 +36,31 @@ pub struct Capacity {
 
 /// The capacity given the configured maximum and the process's limits (`None`: unknown).
 pub fn capacity(configured: u32, open_files: Option<u64>, max_map_count: Option<u64>) -> Capacity {
-    let mut best = Capacity {
+    let by_files = open_files.map(|files| Capacity {
+        replicas: fit(files, RESERVED_FILES, FILES_PER_REPLICA),
+        set_by: format!(
+            "its open-files limit of {files} (ulimit -n) at {FILES_PER_REPLICA} files per partition"
+        ),
+    });
+    let by_maps = max_map_count.map(|maps| Capacity {
+        replicas: fit(maps, RESERVED_MAPS, MAPS_PER_REPLICA),
+        set_by: format!("vm.max_map_count {maps} at {MAPS_PER_REPLICA} mappings per partition"),
+    });
+    let configured = Capacity {
         replicas: configured,
         set_by: format!("--max-partitions-per-broker {configured}"),
     };
-    if let Some(files) = open_files {
-        let fit = files.saturating_sub(RESERVED_FILES) / FILES_PER_REPLICA;
-        if fit < best.replicas as u64 {
-            best = Capacity {
-                replicas: fit as u32,
-                set_by: format!(
-                    "its open-files limit of {files} (ulimit -n) at {FILES_PER_REPLICA} files \
-                     per partition"
-                ),
-            };
-        }
-    }
-    if let Some(maps) = max_map_count {
-        let fit = maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_REPLICA;
-        if fit < best.replicas as u64 {
-            best = Capacity {
-                replicas: fit as u32,
-                set_by: format!(
-                    "vm.max_map_count {maps} at {MAPS_PER_REPLICA} mappings per partition"
-                ),
-            };
-        }
-    }
-    best
+    // The lowest wins; on a tie, the first named (the configured value).
+    [Some(configured), by_files, by_maps]
+        .into_iter()
+        .flatten()
+        .reduce(|best, c| if c.replicas < best.replicas { c } else { best })
+        .expect("the configured capacity is always there")
+}
+
+/// Replicas that fit in `limit` after `reserved`, at `each` per replica.
+fn fit(limit: u64, reserved: u64, each: u64) -> u32 {
+    (limit.saturating_sub(reserved) / each).min(u32::MAX as u64) as u32
 }
 
 /// The capacity of this process: `configured`, bounded by the soft open-files limit (read

@@ -73,13 +73,15 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let path = request.uri().path().to_string();
+        // A cheap clone (shared bytes): the path is only formatted when a call times out.
+        let uri = request.uri().clone();
         let call = self.inner.call(request);
         let limit = self.limit;
         Box::pin(async move {
             match tokio::time::timeout(limit, call).await {
                 Ok(answer) => answer,
                 Err(_) => {
+                    let path = uri.path();
                     tracing::warn!(call = %path, limit_ms = limit.as_millis() as u64, "a call passed its deadline");
                     let status = tonic::Status::deadline_exceeded(format!(
                         "{path} did not finish within the broker's deadline of {} s for it",
