@@ -206,6 +206,11 @@ pub const MIN_TOPIC_SEGMENT_MS: i64 = 1000;
 /// Smallest `segment.index.bytes` a topic may set: a full index rolls the segment, so a tiny
 /// index (12 bytes holds one entry) would roll on every batch.
 pub const MIN_TOPIC_SEGMENT_INDEX_BYTES: u32 = 4096;
+/// Smallest `index.interval.bytes` a topic may set. An index entry per 256 bytes fills the
+/// smallest index (4096 bytes, 341 entries) only after ~87 KB of batches, so the index cannot
+/// roll a segment before it holds five times the smallest `segment.bytes`; below it, a topic
+/// of small batches would index every batch and roll every few hundred.
+pub const MIN_TOPIC_INDEX_INTERVAL_BYTES: u32 = 256;
 
 /// Refuses overrides being set now (a create or an alter) that would make the topic roll
 /// every few batches. Only new settings are checked: a topic stored before the floors existed
@@ -233,6 +238,10 @@ fn floor(cfg: &TopicConfig, key: &str) -> Result<()> {
         "segment.index.bytes" => (
             log.segment_index_bytes as i64,
             MIN_TOPIC_SEGMENT_INDEX_BYTES as i64,
+        ),
+        "index.interval.bytes" => (
+            log.index_interval_bytes as i64,
+            MIN_TOPIC_INDEX_INTERVAL_BYTES as i64,
         ),
         _ => return Ok(()),
     };
@@ -376,6 +385,7 @@ mod tests {
             ("segment.index.bytes", "12"),
             ("segment.bytes", "1024"),
             ("segment.ms", "10"),
+            ("index.interval.bytes", "1"),
         ] {
             let set = overrides(&[(key, value)]);
             let err = check_floors(&d, &set).unwrap_err().to_string();
@@ -392,7 +402,7 @@ mod tests {
                 ("segment.index.bytes", "4096"),
                 ("segment.bytes", "16384"),
                 ("segment.ms", "1000"),
-                ("index.interval.bytes", "1"),
+                ("index.interval.bytes", "256"),
             ]),
         )
         .unwrap();

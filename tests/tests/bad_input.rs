@@ -107,6 +107,18 @@ fn every_bad_input_gets_a_clear_error() {
     );
     fails_with(
         &broker,
+        &[
+            "topic",
+            "create",
+            "dense-index",
+            "-c",
+            "index.interval.bytes=1",
+        ],
+        None,
+        "index.interval.bytes is 1; a topic may not set it below 256",
+    );
+    fails_with(
+        &broker,
         &["topic", "alter-config", "t", "--set", "nonsense"],
         None,
         "key=value",
