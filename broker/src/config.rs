@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     /// Most partition replicas this broker hosts (lowered at start to what its open-files
     /// and memory-map limits allow: `capacity`).
     pub max_partitions_per_broker: u32,
+    /// Most connections the broker holds at once (clients and peers alike).
+    pub max_connections: usize,
     /// Lease of the broker's registration and of the controller election: a broker that dies
     /// is noticed after this long.
     pub session_ttl: Duration,
@@ -68,6 +70,7 @@ impl BrokerConfig {
             max_fetch_wait: Duration::from_secs(30),
             max_partitions_per_topic: 10_000,
             max_partitions_per_broker: crate::capacity::DEFAULT_MAX_PARTITIONS,
+            max_connections: crate::limits::MAX_CONNECTIONS,
             session_ttl: Duration::from_secs(6),
             metadata_resync_interval: Duration::from_secs(5),
             replica_lag_time_max: Duration::from_secs(30),

@@ -28,7 +28,8 @@ pub const MAX_CONTROL_REQUEST: usize = 4 * 1024 * 1024;
 /// Answers of the Admin and Group services (a 10,000-partition topic described with every
 /// partition's offsets is about 1 MiB; a JoinGroup answer lists every member's metadata).
 pub const MAX_CONTROL_ANSWER: usize = 32 * 1024 * 1024;
-/// Connections the broker holds at once; the next is closed at once, with a warning.
+/// Connections the broker holds at once by default (`--max-connections`); the next is closed
+/// at once, with a warning.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Calls in flight on one connection (HTTP/2 concurrent streams). A follower long-polls one
 /// stream per partition it follows from a leader, so this stays above the partitions a
@@ -103,17 +104,23 @@ pub struct Counted {
 
 /// The slots connections take.
 #[derive(Debug, Clone)]
-pub struct ConnectionSlots(Arc<Semaphore>);
+pub struct ConnectionSlots {
+    free: Arc<Semaphore>,
+    max: usize,
+}
 
 impl ConnectionSlots {
     pub fn new(max: usize) -> Self {
-        ConnectionSlots(Arc::new(Semaphore::new(max)))
+        ConnectionSlots {
+            free: Arc::new(Semaphore::new(max)),
+            max,
+        }
     }
 
     /// The connection with a slot, or `None` (and the connection closed) when every slot is
     /// taken.
     pub fn admit(&self, stream: TcpStream) -> Option<Counted> {
-        match self.0.clone().try_acquire_owned() {
+        match self.free.clone().try_acquire_owned() {
             Ok(slot) => Some(Counted {
                 stream,
                 _slot: slot,
@@ -121,7 +128,7 @@ impl ConnectionSlots {
             Err(_) => {
                 tracing::warn!(
                     peer = ?stream.peer_addr().ok(),
-                    limit = MAX_CONNECTIONS,
+                    limit = self.max,
                     "refusing a connection: the broker holds as many as it allows"
                 );
                 None

@@ -163,7 +163,7 @@ impl Broker {
         .max_encoding_message_size(limits::MAX_CONTROL_ANSWER);
         // A JoinGroup may wait its whole rebalance timeout.
         let group_deadline = state.groups.config().max_rebalance_timeout + Duration::from_secs(60);
-        let slots = limits::ConnectionSlots::new(limits::MAX_CONNECTIONS);
+        let slots = limits::ConnectionSlots::new(state.config.max_connections);
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = [
             tokio::spawn(housekeeping(state.clone(), stop_rx.clone())),

@@ -77,6 +77,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     if let Some(keep) = args.limits.metadata_history {
         config.metadata_history = keep;
     }
+    if let Some(max) = args.limits.max_connections {
+        if max == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
+        config.max_connections = max;
+    }
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;

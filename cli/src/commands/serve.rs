@@ -94,6 +94,10 @@ pub struct LimitArgs {
     /// How much metadata history the controller keeps before compacting etcd, e.g. 1h.
     #[arg(long, env = "STRATA_METADATA_HISTORY", value_parser = parse::duration)]
     pub metadata_history: Option<Duration>,
+    /// Most client and peer connections the broker holds at once (Kafka's max.connections);
+    /// the next is closed as it is accepted, with a warning in the log (default 4096).
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The file form of [`ServeArgs`].
@@ -121,6 +125,7 @@ struct ServeFile {
     max_partitions_per_broker: Option<u32>,
     group_min_session_timeout: Option<String>,
     metadata_history: Option<String>,
+    max_connections: Option<usize>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -147,6 +152,7 @@ pub struct ServeSettings {
     pub max_partitions_per_broker: u32,
     pub group_min_session_timeout: Duration,
     pub metadata_history: Duration,
+    pub max_connections: usize,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -227,6 +233,14 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         .max_partitions_per_broker
         .or(file.max_partitions_per_broker)
         .unwrap_or(strata_broker::capacity::DEFAULT_MAX_PARTITIONS);
+    let max_connections = args
+        .limits
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(strata_broker::limits::MAX_CONNECTIONS);
+    if max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -276,6 +290,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         max_partitions_per_broker,
         group_min_session_timeout,
         metadata_history,
+        max_connections,
     })
 }
 
@@ -307,6 +322,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_partitions_per_broker = s.max_partitions_per_broker;
     config.groups.min_session_timeout = s.group_min_session_timeout;
     config.metadata_history = s.metadata_history;
+    config.max_connections = s.max_connections;
     if let Some(url) = &s.object_store {
         let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
         tier.options.endpoint = s.s3_endpoint.clone();
