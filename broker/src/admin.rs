@@ -297,6 +297,18 @@ impl BrokerState {
                     (Some(_), Some(r)) => p.local_bytes_above(r.end).ok()?,
                     (Some(_), None) => s.size_bytes,
                 };
+                // The oldest record waiting for upload is at most as old as the last uploaded
+                // one (or, with nothing uploaded, the first local segment's records).
+                let since = remote.map(|r| r.last_timestamp).or_else(|| {
+                    p.with_log(|log| Ok(log.segments().first().map_or(-1, |s| s.max_timestamp)))
+                        .ok()
+                });
+                let lag_seconds = match since {
+                    Some(ts) if lag > 0 && ts >= 0 => {
+                        (self.clock.now_ms().saturating_sub(ts).max(0) / 1000) as u64
+                    }
+                    _ => 0,
+                };
                 Some(pb::PartitionStatus {
                     partition: p.index,
                     log_start_offset: s.log_start_offset,
@@ -310,6 +322,8 @@ impl BrokerState {
                     remote_segments: remote.map_or(0, |r| r.segments),
                     remote_bytes: remote.map_or(0, |r| r.bytes),
                     upload_lag_bytes: lag,
+                    manifest_version: p.remote_summary().map_or(0, |r| r.version),
+                    upload_lag_seconds: lag_seconds,
                 })
             })
             .collect()

@@ -46,7 +46,7 @@ pub struct BrokerConfig {
     /// How much of etcd's history the controller keeps before compacting it (about an hour).
     pub metadata_history: Duration,
     /// The object store of the remote tier; `None`: no tiered storage.
-    pub tier: Option<crate::tiered::TierConfig>,
+    pub tier: Option<crate::tier::TierConfig>,
     /// Consumer-group limits and defaults.
     pub groups: crate::groups::GroupConfig,
 }

@@ -16,7 +16,7 @@
 //! - [`limits`]: the server's message sizes, deadlines, connection and stream limits.
 //! - [`history`]: how much etcd history the controller keeps (compaction, pure).
 //! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
-//! - [`tiered`]: the remote tier: uploads, remote retention, remote reads' plumbing.
+//! - [`tier`]: the remote tier: uploads, remote retention, scrub, remote reads' plumbing.
 //! - [`snapshot`]: one consistent view of the cluster metadata.
 //! - [`peers`]: connections to the other brokers.
 //! - [`metadata`]: typed metadata over the coordinator's CAS key-value store.
@@ -53,7 +53,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod state;
-pub mod tiered;
+pub mod tier;
 pub mod topic_changes;
 pub mod topic_config;
 pub mod topic_writes;

@@ -111,7 +111,7 @@ impl BrokerState {
         );
         let remote_deletion = match (config.remote_storage, p.remote_log()) {
             (true, Some(remote)) => {
-                let manifest = remote.latest_manifest().await.ok().flatten();
+                let manifest = remote.manifest().await.ok();
                 let segments: Vec<Seg> = manifest
                     .map(|m| {
                         m.segments

@@ -66,7 +66,7 @@ impl Broker {
         tracing::info!(broker = config.broker_id, incarnation, disk_id = %me.disk_id, "registering");
         let registration = register(&metadata, &me, config.session_ttl).await?;
         let tier = match &config.tier {
-            Some(t) => Some(crate::tiered::Tier::open(
+            Some(t) => Some(crate::tier::Tier::open(
                 t.clone(),
                 metadata.cluster(),
                 config.data_dir.join("remote-cache"),
@@ -172,7 +172,7 @@ impl Broker {
                 stop_rx.clone(),
             )),
             tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
-            tokio::spawn(crate::tiered::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::tier::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::groups::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::replication::manage_isr(
                 state.clone(),

@@ -34,7 +34,7 @@ pub struct BrokerState {
     /// Followers that caught up and should join the ISR: (topic, partition, follower).
     pub isr_joiners: Mutex<HashSet<(String, u32, i32)>>,
     /// The remote tier, when the broker has an object store.
-    pub tier: Option<crate::tiered::Tier>,
+    pub tier: Option<crate::tier::Tier>,
     /// The coordinator of the consumer groups this broker coordinates.
     pub groups: crate::groups::GroupCoordinator,
     /// Topics this broker (as the controller) is creating, deleting or growing now.

@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod faults;
 pub mod history;
 pub mod localstack;
+pub mod metrics;
 pub mod netns;
 pub mod procs;
 pub mod replicas;

@@ -24,7 +24,26 @@ pub struct LocalStack {
     running: bool,
 }
 
+/// Credentials LocalStack accepts, for brokers and the CLI.
+pub const AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
 impl LocalStack {
+    /// Makes the bucket of `url` (`s3://BUCKET/PREFIX`) with `strata tier init`; panics with
+    /// its output unless it succeeds.
+    pub fn tier_init(&self, url: &str) {
+        let out = Command::new(crate::strata_bin())
+            .args(["tier", "init", "--object-store", url])
+            .args(["--s3-endpoint", &self.endpoint])
+            .envs(AWS_ENV)
+            .output()
+            .expect("running strata tier init");
+        assert!(out.status.success(), "strata tier init {url}: {out:?}");
+    }
+
     /// Starts LocalStack on a free port and a fresh data directory, and waits until S3 is ready
     /// (installing LocalStack first if needed). Panics if it does not come up.
     pub fn start() -> LocalStack {

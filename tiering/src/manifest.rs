@@ -319,6 +319,36 @@ impl ManifestStore {
         }
     }
 
+    /// The highest stored version, found from `hint` (a version known to exist or to have
+    /// existed; 0: none had been written) without listing: GET the hint, then GET the next
+    /// versions until one is missing. A new leader learns the hint from its replica fetches,
+    /// so taking over costs two GETs in the common case. Without a hint, or when the hint was
+    /// scrubbed away (older than the versions kept), it falls back to [`Self::latest`] (one
+    /// LIST). A wrong answer here cannot lose data: writes are create-if-absent, so a writer
+    /// that missed a newer version is refused and re-reads.
+    pub async fn latest_from(&self, hint: Option<u64>) -> Result<Option<Manifest>> {
+        let Some(hint) = hint else {
+            return self.latest().await;
+        };
+        let mut found = if hint == 0 {
+            None
+        } else {
+            match self.load(hint).await {
+                Ok(m) => Some(m),
+                Err(TieringError::NotFound { .. }) => return self.latest().await,
+                Err(e) => return Err(e),
+            }
+        };
+        loop {
+            let next = found.as_ref().map_or(1, |m| m.version + 1);
+            match self.load(next).await {
+                Ok(m) => found = Some(m),
+                Err(TieringError::NotFound { .. }) => return Ok(found),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Writes `next` as version `current.version + 1`, where `current` is the latest version
     /// the caller read (or [`Manifest::empty`]). Returns what was written.
     ///
@@ -363,7 +393,17 @@ impl ManifestStore {
             }
             Err(e) => return Err(TieringError::store(&key, e)),
         }
-        if current.version > 0 {
+        if current.version == 0 {
+            // The first version: no predecessor to check, so make sure no later versions exist
+            // (a writer whose "nothing written yet" was wrong, their early versions scrubbed).
+            // One LIST in a partition's life.
+            if self.versions().await?.last().is_some_and(|(v, _)| *v > 1) {
+                let _ = self.store.delete(&key).await;
+                return Err(TieringError::ManifestConflict {
+                    key: key.to_string(),
+                });
+            }
+        } else {
             let prev = self.paths.manifest_key(current.version);
             if let Err(object_store::Error::NotFound { .. }) = self.store.head(&prev).await {
                 let _ = self.store.delete(&key).await;

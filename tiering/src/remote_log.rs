@@ -108,6 +108,10 @@ pub struct RemoteLog {
     clock: Arc<dyn Clock>,
     /// The latest manifest this instance has seen.
     cached: Mutex<Option<Arc<Manifest>>>,
+    /// The leader epoch at which this instance read the store as the partition's leader
+    /// ([`RemoteLog::lead`]); while set, `cached` is the manifest in force (this instance
+    /// writes every change itself) and no read goes to the store to find it.
+    leading: Mutex<Option<i32>>,
     prefetch: Arc<Semaphore>,
     inflight: Arc<Mutex<HashSet<(String, u64)>>>,
 }
@@ -132,6 +136,7 @@ impl RemoteLog {
             upload: UploadConfig::default(),
             clock: strata_log::clock::system(),
             cached: Mutex::new(None),
+            leading: Mutex::new(None),
             inflight: Arc::default(),
         }
     }
@@ -172,6 +177,42 @@ impl RemoteLog {
         }
     }
 
+    /// Takes the partition's lead at `epoch`: the first call at an epoch finds the latest
+    /// manifest from `hint` ([`ManifestStore::latest_from`]: GETs, no LIST when the hint is
+    /// good); later calls at the same epoch return the manifest in memory, with no request.
+    /// An empty manifest (version 0) stands for "nothing uploaded yet".
+    pub async fn lead(&self, epoch: i32, hint: Option<u64>) -> Result<Arc<Manifest>> {
+        if *self.leading.lock() == Some(epoch) {
+            if let Some(m) = self.cached.lock().clone() {
+                return Ok(m);
+            }
+        }
+        let found = self.manifests.latest_from(hint).await?;
+        let m = Arc::new(found.unwrap_or_else(Manifest::empty));
+        *self.cached.lock() = Some(m.clone());
+        *self.leading.lock() = Some(epoch);
+        Ok(m)
+    }
+
+    /// Gives up the lead: the manifest in memory is no longer known to be the latest.
+    pub fn follow(&self) {
+        *self.leading.lock() = None;
+    }
+
+    fn is_leading(&self) -> bool {
+        self.leading.lock().is_some()
+    }
+
+    /// The manifest in force: the one in memory while leading, else the store's latest.
+    pub async fn manifest(&self) -> Result<Arc<Manifest>> {
+        if self.is_leading() {
+            if let Some(m) = self.cached.lock().clone() {
+                return Ok(m);
+            }
+        }
+        Ok(Arc::new(self.fresh().await?))
+    }
+
     fn remember(&self, m: &Manifest) {
         *self.cached.lock() = Some(Arc::new(m.clone()));
     }
@@ -208,7 +249,7 @@ impl RemoteLog {
     ) -> Result<Manifest> {
         let start = std::time::Instant::now();
         let segment_len = segment.len() as u64;
-        let mut current = self.fresh().await?;
+        let mut current = (*self.manifest().await?).clone();
         if let Some(done) = self.upload_check(&current, base_offset, leader_epoch)? {
             return Ok(done);
         }
@@ -257,6 +298,7 @@ impl RemoteLog {
                     return Ok(written);
                 }
                 Err(TieringError::ManifestConflict { .. }) => {
+                    self.follow();
                     current = self.fresh().await?;
                     match self.upload_check(&current, base_offset, leader_epoch) {
                         Ok(None) => continue,
@@ -273,10 +315,15 @@ impl RemoteLog {
                     }
                 }
                 Err(e @ TieringError::Fenced { .. }) => {
+                    self.follow();
                     self.discard(&key).await;
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The write may have landed: re-read before the next decision.
+                    self.follow();
+                    return Err(e);
+                }
             }
         }
         Err(TieringError::Unavailable(format!(
@@ -340,7 +387,7 @@ impl RemoteLog {
     async fn read_once(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>> {
         let mut manifest = self.known().await?;
         let beyond = manifest.end_offset().is_none_or(|end| offset >= end);
-        if beyond || offset < manifest.remote_log_start_offset {
+        if (beyond || offset < manifest.remote_log_start_offset) && !self.is_leading() {
             manifest = Arc::new(self.fresh().await?);
         }
         let Some(seg) = manifest.segment_for(offset).cloned() else {
@@ -349,7 +396,7 @@ impl RemoteLog {
         match self.read_segment(&seg, offset, max_bytes).await {
             Err(TieringError::NotFound { .. }) => {
                 // Retention may have removed it since our manifest was read.
-                let fresh = self.fresh().await?;
+                let fresh = self.manifest().await?;
                 match fresh.segment_for(offset) {
                     None => Ok(None),
                     Some(s) if s.key != seg.key => {
@@ -369,7 +416,7 @@ impl RemoteLog {
     /// timestamp (in the manifest) is older are skipped without a GET; in a candidate segment
     /// the footer's time index names the first frame to decode.
     pub async fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
-        let manifest = self.fresh().await?;
+        let manifest = self.manifest().await?;
         let start = manifest.remote_log_start_offset;
         for seg in manifest
             .segments
@@ -557,8 +604,8 @@ impl RemoteLog {
         policy: &RetentionPolicy,
         leader_epoch: i32,
     ) -> Result<(Manifest, Vec<Path>)> {
+        let mut current = (*self.manifest().await?).clone();
         for _ in 0..MANIFEST_WRITE_ATTEMPTS {
-            let current = self.fresh().await?;
             if current.leader_epoch > leader_epoch {
                 return Err(TieringError::Fenced {
                     partition: self.paths.describe(),
@@ -597,8 +644,14 @@ impl RemoteLog {
                     }
                     return Ok((written, deleted));
                 }
-                Err(TieringError::ManifestConflict { .. }) => continue,
-                Err(e) => return Err(e),
+                Err(TieringError::ManifestConflict { .. }) => {
+                    self.follow();
+                    current = self.fresh().await?;
+                }
+                Err(e) => {
+                    self.follow();
+                    return Err(e);
+                }
             }
         }
         Err(TieringError::Unavailable(format!(
@@ -631,6 +684,7 @@ impl RemoteLog {
             }
         }
         *self.cached.lock() = None;
+        self.follow();
         Ok(n)
     }
 
@@ -642,19 +696,31 @@ impl RemoteLog {
         let cutoff = self.clock.now_ms() - grace.as_millis() as i64;
         let old = |m: &object_store::ObjectMeta| m.last_modified.timestamp_millis() < cutoff;
         let mut report = ScrubReport::default();
-        let versions = self.manifests.versions().await?;
+        // One LIST of the partition's prefix finds both the manifest versions and the objects.
+        let prefix = self.paths.partition_prefix();
+        let listing: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| TieringError::store(&prefix, e))?;
+        let (mut versions, objects): (Vec<_>, Vec<_>) = listing
+            .into_iter()
+            .partition(|m| PartitionPaths::manifest_version(&m.location).is_some());
+        versions.sort_by_key(|m| PartitionPaths::manifest_version(&m.location));
         let keep_from = versions.len().saturating_sub(KEEP_MANIFEST_VERSIONS);
         let mut remaining = Vec::new();
-        for (i, (v, meta)) in versions.iter().enumerate() {
+        for (i, meta) in versions.iter().enumerate() {
+            let v = PartitionPaths::manifest_version(&meta.location).unwrap_or_default();
             if i < keep_from && old(meta) {
                 match self.store.delete(&meta.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                        report.deleted_manifests.push(*v)
+                        report.deleted_manifests.push(v)
                     }
                     Err(e) => return Err(TieringError::store(&meta.location, e)),
                 }
             } else {
-                remaining.push(*v);
+                remaining.push(v);
             }
         }
         let mut listed = HashSet::new();
@@ -665,13 +731,6 @@ impl RemoteLog {
                 Err(e) => return Err(e),
             }
         }
-        let prefix = self.paths.partition_prefix();
-        let objects: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::store(&prefix, e))?;
         for meta in objects {
             let key = meta.location.as_ref();
             if !key.ends_with(".seg") || listed.contains(key) {

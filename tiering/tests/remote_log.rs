@@ -463,3 +463,59 @@ both_stores!(
     reads_prefetch_the_next_frame,
     racing_uploads_of_one_segment_list_it_once,
 );
+
+/// The leader's manifest lives in memory: after `lead` at an epoch, uploads, reads and
+/// retention checks make no request to find it; a new leader finds it from the version it was
+/// told (GETs, no LIST), and the store's truth wins over a stale hint.
+#[tokio::test]
+async fn a_leader_keeps_its_manifest_in_memory_and_a_new_leader_finds_it_from_a_hint() {
+    let env = memory();
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+    let a = env.log_with(faulty.clone(), false);
+    let first = a.lead(1, Some(0)).await.unwrap();
+    assert_eq!(first.version, 0, "nothing uploaded yet");
+    let mut version = 0;
+    for (seg, base) in three_segments(now_ms()) {
+        version = a.upload(seg, base, 1).await.unwrap().version;
+    }
+    assert_eq!(version, 3);
+    let calls = faulty.calls();
+    for _ in 0..10 {
+        assert_eq!(a.lead(1, Some(3)).await.unwrap().version, 3);
+        assert_eq!(a.manifest().await.unwrap().version, 3);
+        let policy = RetentionPolicy {
+            start_offset: None,
+            retention_ms: None,
+            retention_bytes: None,
+        };
+        let (m, deleted) = a.apply_retention(&policy, 1).await.unwrap();
+        assert!(deleted.is_empty() && m.version == 3);
+    }
+    assert_eq!(faulty.calls(), calls, "the idle leader made requests");
+
+    // A new leader told version 2 (its last fetch answer) reads 2, then 3, then finds no 4.
+    let b = env.log_with(faulty.clone(), false);
+    let calls = faulty.calls();
+    assert_eq!(b.lead(2, Some(2)).await.unwrap().version, 3);
+    assert_eq!(faulty.calls() - calls, 3, "GET 2, GET 3, GET 4 (missing)");
+    // Without a hint it lists (one LIST, one GET).
+    let c = env.log_with(faulty.clone(), false);
+    let calls = faulty.calls();
+    assert_eq!(c.lead(2, None).await.unwrap().version, 3);
+    assert_eq!(faulty.calls() - calls, 2);
+    // A hint to a version that is gone falls back to the listing.
+    env.store.delete(&a.paths().manifest_key(1)).await.unwrap();
+    let d = env.log_with(faulty.clone(), false);
+    assert_eq!(d.lead(2, Some(1)).await.unwrap().version, 3);
+    // A stale "nothing yet" is caught at the first write: version 1 is free again, but later
+    // versions exist, so the write is refused and the uploader re-reads.
+    let e = env.log_with(faulty.clone(), false);
+    assert_eq!(e.lead(2, Some(0)).await.unwrap().version, 0);
+    let (seg, base) = three_segments(now_ms()).remove(0);
+    let after = e.upload(seg, base, 2).await.unwrap();
+    assert_eq!(
+        after.version, 3,
+        "the segment was already listed at version 3"
+    );
+    assert_eq!(b.manifest().await.unwrap().version, 3);
+}

@@ -18,6 +18,10 @@ pub struct RemoteSummary {
     pub end: i64,
     pub segments: u32,
     pub bytes: u64,
+    /// The manifest version it comes from (0: nothing uploaded yet).
+    pub version: u64,
+    /// Max timestamp of the last uploaded segment (-1: none).
+    pub last_timestamp: i64,
 }
 
 impl RemoteSummary {
@@ -30,6 +34,32 @@ impl RemoteSummary {
             end: m.end_offset().unwrap_or(start),
             segments: m.segments.len() as u32,
             bytes: m.segments.iter().map(|s| s.object_bytes).sum(),
+            version: m.version,
+            last_timestamp: m.segments.last().map_or(-1, |s| s.max_timestamp),
+        }
+    }
+
+    /// As sent to followers in replica-fetch answers.
+    pub fn to_proto(self) -> strata_proto::RemoteTierBounds {
+        strata_proto::RemoteTierBounds {
+            start_offset: self.start,
+            end_offset: self.end,
+            segments: self.segments,
+            bytes: self.bytes,
+            manifest_version: self.version,
+            last_timestamp: self.last_timestamp,
+        }
+    }
+
+    /// As a follower learns it from its leader.
+    pub fn from_proto(b: &strata_proto::RemoteTierBounds) -> RemoteSummary {
+        RemoteSummary {
+            start: b.start_offset,
+            end: b.end_offset,
+            segments: b.segments,
+            bytes: b.bytes,
+            version: b.manifest_version,
+            last_timestamp: b.last_timestamp,
         }
     }
 

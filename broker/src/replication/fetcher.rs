@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use crate::error::{BrokerError, Result};
 use crate::replica::truncation::{self, OutOfRange, OwnLog, Step};
-use crate::replica::{blocking, Partition};
+use crate::replica::{blocking, Partition, RemoteSummary};
 use crate::state::BrokerState;
 
 const FETCH_WAIT_MS: u32 = 500;
@@ -148,6 +148,10 @@ async fn follow(
         match client.replica_fetch(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
+                if let Some(remote) = &resp.remote {
+                    // The leader's view of the remote tier: no follower reads the bucket for it.
+                    p.set_remote_summary(Some(RemoteSummary::from_proto(remote)));
+                }
                 let target = p.clone();
                 let own_end = p.log_end_offset();
                 let appended = if resp.records.is_empty()

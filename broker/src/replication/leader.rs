@@ -65,6 +65,7 @@ impl BrokerState {
                 log_start_offset: local_start,
                 log_end_offset: end,
                 records: Default::default(),
+                remote: p.remote_summary().map(|s| s.to_proto()),
             });
         }
         if req.fetch_offset == end {
@@ -78,6 +79,7 @@ impl BrokerState {
             log_start_offset: read.log_start_offset,
             log_end_offset: read.log_end_offset,
             records: read.records,
+            remote: p.remote_summary().map(|s| s.to_proto()),
         })
     }
 

@@ -62,7 +62,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
             format!("file://{}", std::fs::canonicalize(&dir)?.display())
         }
     };
-    let mut tier = strata_broker::tiered::TierConfig::new(store);
+    let mut tier = strata_broker::tier::TierConfig::new(store);
     tier.options.endpoint = args.s3_endpoint;
     tier.options.region = args.s3_region;
     config.tier = Some(tier);

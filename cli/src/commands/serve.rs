@@ -324,7 +324,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.metadata_history = s.metadata_history;
     config.max_connections = s.max_connections;
     if let Some(url) = &s.object_store {
-        let mut tier = strata_broker::tiered::TierConfig::new(url.clone());
+        let mut tier = strata_broker::tier::TierConfig::new(url.clone());
         tier.options.endpoint = s.s3_endpoint.clone();
         tier.options.region = s.s3_region.clone();
         tier.scrub_grace = s.remote_scrub_grace;

@@ -63,6 +63,8 @@ pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
                     "remote_segments": p.remote_segments,
                     "remote_bytes": p.remote_bytes,
                     "upload_lag_bytes": p.upload_lag_bytes,
+                    "upload_lag_seconds": p.upload_lag_seconds,
+                    "manifest_version": p.manifest_version,
                 })).collect::<Vec<_>>(),
             }))?
         ),
@@ -88,6 +90,8 @@ pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
                         p.remote_segments.to_string(),
                         p.remote_bytes.to_string(),
                         p.upload_lag_bytes.to_string(),
+                        p.upload_lag_seconds.to_string(),
+                        p.manifest_version.to_string(),
                     ]
                 })
                 .collect();
@@ -109,7 +113,9 @@ pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
                         "REMOTE-END",
                         "REMOTE-SEGMENTS",
                         "REMOTE-BYTES",
-                        "UPLOAD-LAG-BYTES"
+                        "UPLOAD-LAG-BYTES",
+                        "UPLOAD-LAG-S",
+                        "MANIFEST"
                     ],
                     &rows
                 )

@@ -1,5 +1,6 @@
 //! The broker's side of tiered storage: which object store, one [`RemoteLog`] per hosted
-//! partition, and the background work that moves sealed segments there.
+//! partition, and the background work that moves sealed segments there ([`work`], with the
+//! upload rule in [`plan`]).
 //!
 //! Invariants:
 //! - only the leader uploads, only sealed segments wholly below the high watermark, in offset
@@ -17,13 +18,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_log::Clock;
-use strata_tiering::{ChunkCache, ReadContext, RemoteLog, RetentionPolicy, StoreOptions};
-use tokio::sync::watch;
+use strata_tiering::{ChunkCache, ReadContext, RemoteLog, StoreOptions};
 
 use crate::error::{BrokerError, Result};
-use crate::replica::{blocking, Partition, RemoteSummary};
-use crate::replicas::TopicHandle;
 use crate::state::BrokerState;
+
+pub mod plan;
+mod work;
+
+pub use work::run;
 
 /// How the broker reaches its object store.
 #[derive(Debug, Clone)]
@@ -188,133 +191,4 @@ impl BrokerState {
             }
         });
     }
-}
-
-/// Uploads, remote retention and scrub, until `stop`.
-pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
-    let Some(tier) = state.tier.as_ref() else {
-        return;
-    };
-    let interval = tier.config.upload_interval;
-    let mut pass: u64 = 0;
-    let mut last_scrub = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        pass += 1;
-        let scrub = last_scrub.elapsed() >= tier.config.scrub_interval;
-        if scrub {
-            last_scrub = tokio::time::Instant::now();
-        }
-        for topic in state
-            .replicas
-            .local_topics()
-            .into_iter()
-            .filter(|t| t.config.remote_storage)
-        {
-            for p in topic.partitions.values() {
-                let outcome = if p.is_leader() {
-                    lead_partition(tier, &topic, p, scrub).await
-                } else if pass.is_multiple_of(10) {
-                    // Followers learn where the remote tier ends, to bound their local retention.
-                    refresh(p).await.map(|_| ())
-                } else {
-                    Ok(())
-                };
-                if let Err(e) = outcome {
-                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "tiered storage work failed; retrying");
-                }
-            }
-        }
-    }
-}
-
-/// Reads the latest manifest into the partition's summary.
-async fn refresh(p: &Arc<Partition>) -> Result<Option<strata_tiering::Manifest>> {
-    let Some(remote) = p.remote_log() else {
-        return Ok(None);
-    };
-    let manifest = remote
-        .latest_manifest()
-        .await
-        .map_err(|e| p.tier_error(e))?;
-    p.set_remote_summary(manifest.as_ref().map(RemoteSummary::of));
-    Ok(manifest)
-}
-
-/// Leader: upload what is sealed and committed, then apply total retention to the remote tier.
-async fn lead_partition(
-    tier: &Tier,
-    topic: &TopicHandle,
-    p: &Arc<Partition>,
-    scrub: bool,
-) -> Result<()> {
-    let Some(remote) = p.remote_log() else {
-        return Ok(());
-    };
-    let epoch = p.leader_epoch();
-    let counted = |e: BrokerError| {
-        strata_tiering::metrics::upload_failed_before_store();
-        e
-    };
-    let mut manifest = refresh(p).await.map_err(counted)?;
-    let hw = p.high_watermark();
-    let segments = p.with_log(|log| Ok(log.segments()))?;
-    for seg in segments.iter().filter(|s| s.sealed && s.next_offset <= hw) {
-        let end = manifest.as_ref().and_then(|m| m.end_offset());
-        if end.is_some_and(|e| seg.base_offset < e) {
-            continue; // already uploaded
-        }
-        if let Some(e) = end.filter(|e| seg.base_offset > *e) {
-            return Err(counted(BrokerError::Internal(format!(
-                "{}/{}: the remote tier ends at {e} but the next local segment starts at {}; not uploading out of order",
-                p.topic, p.index, seg.base_offset
-            ))));
-        }
-        let path = seg.path.clone();
-        let bytes = blocking(move || {
-            std::fs::read(&path)
-                .map_err(|e| BrokerError::Internal(format!("reading {}: {e}", path.display())))
-        })
-        .await
-        .map_err(counted)?;
-        let next = remote
-            .upload(bytes::Bytes::from(bytes), seg.base_offset, epoch)
-            .await
-            .map_err(|e| p.tier_error(e))?;
-        tracing::debug!(topic = %p.topic, partition = p.index, base = seg.base_offset, next = seg.next_offset, "segment uploaded");
-        p.set_remote_summary(Some(RemoteSummary::of(&next)));
-        manifest = Some(next);
-    }
-    // Total retention over both tiers: time on the remote segments, size on remote + local-only.
-    let Some(current) = manifest.filter(|m| !m.segments.is_empty()) else {
-        return Ok(());
-    };
-    let cfg = &topic.config.log;
-    let local_only = p.local_bytes_above(current.end_offset().unwrap_or(0))?;
-    let policy = RetentionPolicy {
-        start_offset: None,
-        retention_ms: cfg.retention_ms,
-        retention_bytes: cfg.retention_bytes.map(|b| b.saturating_sub(local_only)),
-    };
-    let (after, deleted) = remote
-        .apply_retention(&policy, epoch)
-        .await
-        .map_err(|e| p.tier_error(e))?;
-    if !deleted.is_empty() {
-        tracing::info!(topic = %p.topic, partition = p.index, objects = deleted.len(), remote_log_start = after.remote_log_start_offset, "remote retention deleted segments");
-        p.set_remote_summary(Some(RemoteSummary::of(&after)));
-    }
-    if scrub {
-        let report = remote
-            .scrub(tier.config.scrub_grace)
-            .await
-            .map_err(|e| p.tier_error(e))?;
-        if !report.deleted_objects.is_empty() {
-            tracing::info!(topic = %p.topic, partition = p.index, objects = report.deleted_objects.len(), "scrub removed unlisted objects");
-        }
-    }
-    Ok(())
 }

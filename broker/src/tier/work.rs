@@ -1,0 +1,203 @@
+//! The leader's and followers' periodic tiered-storage work: upload sealed, committed
+//! segments; apply total retention to the remote tier; scrub objects no manifest lists.
+//!
+//! Invariant: the three steps are independent. An upload that fails (a store error, a gap in
+//! the history) is logged and retried on the next pass, and never keeps remote retention or the
+//! scrub from running: a stalled upload must not also stop the bucket from being trimmed.
+
+use std::sync::Arc;
+use tokio::sync::watch;
+
+use super::plan::{self, Step};
+use super::Tier;
+use crate::error::{BrokerError, Result};
+use crate::replica::{blocking, Partition, RemoteSummary};
+use crate::replicas::TopicHandle;
+use crate::state::BrokerState;
+use strata_tiering::{Manifest, RetentionPolicy};
+
+/// Uploads, remote retention and scrub, until `stop`.
+pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
+    let interval = tier.config.upload_interval;
+    let mut last_scrub = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let scrub = last_scrub.elapsed() >= tier.config.scrub_interval;
+        if scrub {
+            last_scrub = tokio::time::Instant::now();
+        }
+        for topic in state
+            .replicas
+            .local_topics()
+            .into_iter()
+            .filter(|t| t.config.remote_storage)
+        {
+            for p in topic.partitions.values() {
+                let outcome = if p.is_leader() {
+                    lead_partition(tier, &topic, p, scrub).await
+                } else {
+                    // Followers learn the remote tier's bounds from their leader's answers.
+                    if let Some(remote) = p.remote_log() {
+                        remote.follow();
+                    }
+                    Ok(())
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "tiered storage work failed; retrying");
+                }
+            }
+        }
+    }
+}
+
+/// The manifest in force for the leader: read from the store once per leader epoch (from the
+/// version its replica fetches taught it, with no LIST), then kept in memory.
+async fn manifest_for_leader(
+    p: &Arc<Partition>,
+    remote: &strata_tiering::RemoteLog,
+) -> Result<Arc<Manifest>> {
+    let hint = p.remote_summary().map(|s| s.version);
+    let m = remote
+        .lead(p.leader_epoch(), hint)
+        .await
+        .map_err(|e| p.tier_error(e))?;
+    p.set_remote_summary(Some(RemoteSummary::of(&m)));
+    Ok(m)
+}
+
+/// Leader: the three steps, each on its own (see the module's invariant).
+async fn lead_partition(
+    tier: &Tier,
+    topic: &TopicHandle,
+    p: &Arc<Partition>,
+    scrub: bool,
+) -> Result<()> {
+    let Some(remote) = p.remote_log() else {
+        return Ok(());
+    };
+    let manifest = manifest_for_leader(p, &remote).await.inspect_err(|_| {
+        strata_tiering::metrics::upload_failed_before_store();
+    })?;
+    let (manifest, uploaded) = upload_segments(p, &remote, manifest).await;
+    if let Err(e) = &uploaded {
+        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "uploading failed; retrying next pass (retention and scrub go on)");
+    }
+    let retained = apply_remote_retention(topic, p, &remote, manifest).await;
+    if let Err(e) = &retained {
+        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "remote retention failed; retrying next pass");
+    }
+    if scrub {
+        let report = remote
+            .scrub(tier.config.scrub_grace)
+            .await
+            .map_err(|e| p.tier_error(e))?;
+        if !report.deleted_objects.is_empty() {
+            tracing::info!(topic = %p.topic, partition = p.index, objects = report.deleted_objects.len(), "scrub removed unlisted objects");
+        }
+    }
+    Ok(())
+}
+
+/// Uploads every sealed segment wholly below the high watermark that the remote log does not
+/// hold yet, in offset order, each from the remote end ([`plan::step`]). Returns the manifest
+/// as it stands after the uploads that succeeded, and the first failure.
+async fn upload_segments(
+    p: &Arc<Partition>,
+    remote: &strata_tiering::RemoteLog,
+    mut manifest: Arc<Manifest>,
+) -> (Arc<Manifest>, Result<()>) {
+    let counted = |e: BrokerError| {
+        strata_tiering::metrics::upload_failed_before_store();
+        e
+    };
+    let epoch = p.leader_epoch();
+    let hw = p.high_watermark();
+    let segments = match p.with_log(|log| Ok(log.segments())) {
+        Ok(s) => s,
+        Err(e) => return (manifest, Err(counted(e))),
+    };
+    for seg in segments.iter().filter(|s| s.sealed && s.next_offset <= hw) {
+        let end = manifest.end_offset();
+        let from = match plan::step(seg.base_offset, seg.next_offset, end) {
+            Step::Skip => continue,
+            Step::Upload { from } => from,
+            Step::Gap { remote_end, base } => {
+                let e = BrokerError::Internal(format!(
+                    "{}/{}: the remote tier ends at {remote_end} but this leader's oldest \
+                     unuploaded segment starts at {base}; offsets {remote_end}..{base} are in \
+                     neither tier here, so nothing is uploaded past them",
+                    p.topic, p.index
+                ));
+                return (manifest, Err(counted(e)));
+            }
+        };
+        if from > seg.base_offset {
+            tracing::info!(topic = %p.topic, partition = p.index, segment_base = seg.base_offset, from,
+                "uploading from the remote end inside a local segment (replicas rolled at different batches)");
+        }
+        let path = seg.path.clone();
+        let (topic, index) = (p.topic.clone(), p.index);
+        let bytes = blocking(move || {
+            let all = std::fs::read(&path)
+                .map_err(|e| BrokerError::Internal(format!("reading {}: {e}", path.display())))?;
+            let at = plan::position_of(&all, from).ok_or_else(|| {
+                BrokerError::Internal(format!(
+                    "{topic}/{index}: the remote tier ends at offset {from}, which is no batch \
+                     boundary of local segment {}; its history differs from the uploaded one",
+                    path.display()
+                ))
+            })?;
+            let mut all = bytes::Bytes::from(all);
+            Ok(all.split_off(at))
+        })
+        .await;
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => return (manifest, Err(counted(e))),
+        };
+        match remote.upload(bytes, from, epoch).await {
+            Ok(next) => {
+                tracing::debug!(topic = %p.topic, partition = p.index, from, next = seg.next_offset, "segment uploaded");
+                p.set_remote_summary(Some(RemoteSummary::of(&next)));
+                manifest = Arc::new(next);
+            }
+            Err(e) => return (manifest, Err(p.tier_error(e))),
+        }
+    }
+    (manifest, Ok(()))
+}
+
+/// Total retention over both tiers: time on the remote segments, size on remote plus
+/// local-only bytes. Writes the new manifest before deleting objects.
+async fn apply_remote_retention(
+    topic: &TopicHandle,
+    p: &Arc<Partition>,
+    remote: &strata_tiering::RemoteLog,
+    current: Arc<Manifest>,
+) -> Result<()> {
+    if current.segments.is_empty() {
+        return Ok(());
+    }
+    let cfg = &topic.config.log;
+    let local_only = p.local_bytes_above(current.end_offset().unwrap_or(0))?;
+    let policy = RetentionPolicy {
+        start_offset: None,
+        retention_ms: cfg.retention_ms,
+        retention_bytes: cfg.retention_bytes.map(|b| b.saturating_sub(local_only)),
+    };
+    let (after, deleted) = remote
+        .apply_retention(&policy, p.leader_epoch())
+        .await
+        .map_err(|e| p.tier_error(e))?;
+    if !deleted.is_empty() {
+        tracing::info!(topic = %p.topic, partition = p.index, objects = deleted.len(), remote_log_start = after.remote_log_start_offset, "remote retention deleted segments");
+        p.set_remote_summary(Some(RemoteSummary::of(&after)));
+    }
+    Ok(())
+}
