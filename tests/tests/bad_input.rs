@@ -103,19 +103,19 @@ fn every_bad_input_gets_a_clear_error() {
             "index.interval.bytes=1",
         ],
         None,
-        "segment.index.bytes is 12; a topic may not set it below 4096",
+        "index.interval.bytes is 1; a topic may not set it below 256",
     );
     fails_with(
         &broker,
         &[
             "topic",
             "create",
-            "dense-index",
+            "small-index",
             "-c",
-            "index.interval.bytes=1",
+            "segment.index.bytes=12",
         ],
         None,
-        "index.interval.bytes is 1; a topic may not set it below 256",
+        "segment.index.bytes is 12; a topic may not set it below 4096",
     );
     fails_with(
         &broker,
