@@ -58,21 +58,29 @@ fn try_describe(brokers: &[ServeBroker], group: &str) -> Option<Value> {
 }
 
 /// A six-partition topic, replicated three times, acks=all needing two replicas.
+/// Creates `topic` (6 partitions, RF 3) once all three brokers have registered: a broker
+/// serves its port a moment before etcd lists it as live.
 fn create_topic(brokers: &[ServeBroker], topic: &str) {
-    brokers[0].cli_ok(
-        &[
-            "topic",
-            "create",
-            topic,
-            "-p",
-            "6",
-            "-r",
-            "3",
-            "-c",
-            "min.insync.replicas=2",
-        ],
-        None,
-    );
+    let args = [
+        "topic",
+        "create",
+        topic,
+        "-p",
+        "6",
+        "-r",
+        "3",
+        "-c",
+        "min.insync.replicas=2",
+    ];
+    wait_for(Duration::from_secs(30), "three live brokers", || {
+        let out = brokers[0].cli(&args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || stderr.contains("number of live brokers"),
+            "topic create {topic}: {stderr}"
+        );
+        out.status.success().then_some(())
+    });
 }
 
 /// `n` members `member-<i>` of `group` reading `topic` from the start when nothing is
