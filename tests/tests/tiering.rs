@@ -261,23 +261,36 @@ fn three_brokers_tier_to_s3_and_replay_a_million_records() {
         })
         .collect();
     let b = &brokers[0];
-    b.cli_ok(
-        &[
-            "topic",
-            "create",
-            "replay",
-            "-p",
-            "3",
-            "-r",
-            "3",
-            "-c",
-            "segment.bytes=1048576",
-            "-c",
-            "local.retention.bytes=1",
-            "-c",
-            "min.insync.replicas=2",
-        ],
-        None,
+    let create = [
+        "topic",
+        "create",
+        "replay",
+        "-p",
+        "3",
+        "-r",
+        "3",
+        "-c",
+        "segment.bytes=1048576",
+        "-c",
+        "local.retention.bytes=1",
+        "-c",
+        "min.insync.replicas=2",
+    ];
+    // Once a controller is elected and all three brokers have registered.
+    strata_tests::wait_for(
+        Duration::from_secs(30),
+        "a controller and three brokers",
+        || {
+            let out = b.cli(&create, None);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success()
+                    || stderr.contains("no controller is available")
+                    || stderr.contains("number of live brokers"),
+                "topic create replay: {stderr}"
+            );
+            out.status.success().then_some(())
+        },
     );
     let input: Vec<u8> = (0..N)
         .flat_map(|i| format!("{i:08}-abcdefghijklmnop\n").into_bytes())
