@@ -107,8 +107,10 @@ fn a_leader_killed_mid_upload_is_finished_by_the_next_and_the_scrub_removes_its_
         &localstack.endpoint,
         "--retention-check-interval",
         "500ms",
+        // An upload abandons its manifest write 3 s after its object PUT (half the grace):
+        // room enough for a loaded machine.
         "--remote-scrub-grace",
-        "3s",
+        "6s",
         "--remote-scrub-interval",
         "1s",
     ];

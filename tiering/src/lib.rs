@@ -7,6 +7,7 @@
 //! - [`remote_log`]: upload, read, retention, deletion and scrub of one partition's remote log.
 //! - [`cache`]: the bounded chunk cache and footer cache.
 //! - [`store`]: building an `ObjectStore` from a URL, and the retry / fault decorators.
+//! - [`store_clock`]: the store's own time, by which scrubs judge object age.
 //! - [`metered`]: the decorator that counts and times object store calls.
 //! - [`metrics`]: the remote tier's metrics (object store, uploads, remote reads, cache).
 //! - [`bucket`]: bucket administration (`strata tier init`) and the conditional-PUT check.
@@ -23,6 +24,7 @@ pub mod metered;
 pub mod metrics;
 pub mod remote_log;
 pub mod store;
+pub mod store_clock;
 pub mod testing;
 
 /// The object_store crate, for callers that hold stores and paths.

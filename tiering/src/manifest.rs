@@ -198,6 +198,11 @@ impl PartitionPaths {
         }
     }
 
+    /// `<prefix>/<cluster>`, which holds every partition of the cluster.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// `<root>/<topic>-<topic_id>/<partition>`
     pub fn partition_prefix(&self) -> Path {
         self.root

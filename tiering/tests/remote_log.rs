@@ -11,7 +11,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use strata_log::batch::BatchIter;
 use strata_log::{ErrorKind, ManualClock};
-use strata_tiering::testing::uniform_segment;
+use strata_tiering::testing::{uniform_segment, ClockedStore};
 use strata_tiering::{
     root_path, ChunkCache, FaultyStore, ReadContext, RemoteLog, RetentionPolicy, RetryConfig,
     RetryingStore, UploadConfig,
@@ -59,6 +59,7 @@ impl Env {
         .with_upload_config(UploadConfig {
             frame_bytes: 4096,
             zstd_level: 1,
+            ..Default::default()
         })
     }
 
@@ -237,8 +238,13 @@ pub async fn retention_moves_the_start_then_deletes(env: Env) {
 }
 
 pub async fn scrub_removes_garbage_only_past_the_grace_period(env: Env) {
-    let clock = ManualClock::new(now_ms());
-    let log = env.log().with_clock(clock.clone());
+    // Ages are judged by the store's clock; the broker's clock stays where it is.
+    let store_clock = ManualClock::new(now_ms());
+    let store: Arc<dyn ObjectStore> = Arc::new(ClockedStore::new(
+        Arc::clone(&env.store),
+        store_clock.clone(),
+    ));
+    let log = env.log_with(Arc::clone(&store), true);
     let segs = three_segments(0);
     upload_all(&log, &segs, 1).await;
     for _ in 0..3 {
@@ -251,7 +257,7 @@ pub async fn scrub_removes_garbage_only_past_the_grace_period(env: Env) {
         log.apply_retention(&policy, 1).await.unwrap();
     }
     let garbage = log.paths().segment_key(999, 1, uuid::Uuid::new_v4());
-    env.store
+    store
         .put(&garbage, PutPayload::from_static(b"orphan"))
         .await
         .unwrap();
@@ -260,7 +266,7 @@ pub async fn scrub_removes_garbage_only_past_the_grace_period(env: Env) {
     assert!(report.deleted_objects.is_empty());
     assert!(report.deleted_manifests.is_empty());
     assert_eq!(report.young_unlisted, 1);
-    clock.advance_ms(2 * 3_600_000);
+    store_clock.advance_ms(2 * 3_600_000);
     let report = log.scrub(grace).await.unwrap();
     assert_eq!(report.deleted_objects, vec![garbage]);
     assert_eq!(report.deleted_manifests, vec![1, 2, 3]);
@@ -269,6 +275,95 @@ pub async fn scrub_removes_garbage_only_past_the_grace_period(env: Env) {
     let latest = log.latest_manifest().await.unwrap().unwrap();
     assert_eq!(latest.version, 6);
     assert!(log.read(segs[2].1, 1).await.unwrap().is_some());
+}
+
+/// Two writers over one store whose own clock a test moves: `a` uploads and is held between
+/// its object PUT and its manifest write; `b`, whose broker clock is `b_skew_ms` off, scrubs.
+struct PausedWriter {
+    store: Arc<dyn ObjectStore>,
+    store_clock: Arc<ManualClock>,
+    a_clock: Arc<ManualClock>,
+    b: RemoteLog,
+    hold: Arc<strata_tiering::testing::Hold>,
+    upload: tokio::task::JoinHandle<strata_tiering::Result<strata_tiering::Manifest>>,
+    segment: Bytes,
+}
+
+const GRACE: Duration = Duration::from_secs(600);
+
+async fn paused_writer(env: &Env, b_skew_ms: i64) -> PausedWriter {
+    let store_clock = ManualClock::new(now_ms());
+    let clocked = Arc::new(ClockedStore::new(
+        Arc::clone(&env.store),
+        store_clock.clone(),
+    ));
+    let store: Arc<dyn ObjectStore> = clocked.clone();
+    let a_clock = ManualClock::new(now_ms());
+    let a = Arc::new(
+        env.log_with(Arc::clone(&store), false)
+            .with_clock(a_clock.clone()),
+    );
+    let b = env
+        .log_with(Arc::clone(&store), false)
+        .with_clock(ManualClock::new(now_ms() + b_skew_ms));
+    let (segment, _) = uniform_segment(10, 5, 100, 0, 1, 0);
+    let hold = clocked.hold_next_put(".seg");
+    let upload = tokio::spawn({
+        let segment = segment.clone();
+        async move { a.upload(segment, 0, 1).await }
+    });
+    hold.reached().await;
+    PausedWriter {
+        store,
+        store_clock,
+        a_clock,
+        b,
+        hold,
+        upload,
+        segment,
+    }
+}
+
+/// `b`'s clock runs two hours fast. Judged by the store's clock, `a`'s object is seconds old:
+/// the scrub keeps it, `a` lists it, and it reads back.
+pub async fn a_fast_broker_clock_cannot_scrub_a_paused_writers_object(env: Env) {
+    let w = paused_writer(&env, 2 * 3_600_000).await;
+    w.store_clock.advance_ms(5_000);
+    w.a_clock.advance_ms(5_000);
+    let report = w.b.scrub(GRACE).await.unwrap();
+    assert!(report.deleted_objects.is_empty(), "{report:?}");
+    assert_eq!(report.young_unlisted, 1);
+    w.hold.release();
+    let m = w.upload.await.unwrap().unwrap();
+    assert_eq!(m.segments.len(), 1);
+    let reader = env.log_with(Arc::clone(&w.store), false);
+    assert!(reader.read(0, 1).await.unwrap().is_some());
+}
+
+/// `a` is held past the grace while `b` (its clock an hour slow) scrubs: by the store's clock
+/// the object is 650 s old and unlisted, so the scrub deletes it. When `a` goes on it must
+/// not list the deleted object: it abandons the manifest write (more than half the grace has
+/// passed since its PUT), the manifest stays empty, and the next attempt uploads afresh.
+pub async fn a_writer_held_past_half_the_grace_abandons_its_manifest_write(env: Env) {
+    let w = paused_writer(&env, -3_600_000).await;
+    w.store_clock.advance_ms(650_000);
+    w.a_clock.advance_ms(650_000);
+    let report = w.b.scrub(GRACE).await.unwrap();
+    assert_eq!(report.deleted_objects.len(), 1, "{report:?}");
+    w.hold.release();
+    let err = w.upload.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("abandoned"), "{err}");
+    let reader = env.log_with(Arc::clone(&w.store), false);
+    let listed = reader.latest_manifest().await.unwrap();
+    assert!(
+        listed.as_ref().is_none_or(|m| m.segments.is_empty()),
+        "no manifest lists the scrubbed object: {listed:?}"
+    );
+    assert_eq!(reader.read(0, 1).await.unwrap(), None);
+    let again = env.log_with(Arc::clone(&w.store), false);
+    let m = again.upload(w.segment.clone(), 0, 1).await.unwrap();
+    assert_eq!(m.segments.len(), 1);
+    assert!(reader.read(0, 1).await.unwrap().is_some());
 }
 
 pub async fn corrupt_frames_are_errors_never_records(env: Env) {
@@ -388,6 +483,7 @@ pub async fn reads_prefetch_the_next_frame(env: Env) {
     .with_upload_config(UploadConfig {
         frame_bytes: 4096,
         zstd_level: 1,
+        ..Default::default()
     });
     let segs = three_segments(0);
     let m = log.upload(segs[0].0.clone(), segs[0].1, 1).await.unwrap();
@@ -456,6 +552,8 @@ both_stores!(
     uploads_are_idempotent_contiguous_and_fenced,
     retention_moves_the_start_then_deletes,
     scrub_removes_garbage_only_past_the_grace_period,
+    a_fast_broker_clock_cannot_scrub_a_paused_writers_object,
+    a_writer_held_past_half_the_grace_abandons_its_manifest_write,
     corrupt_frames_are_errors_never_records,
     retrying_store_recovers_from_transient_failures,
     delete_all_removes_the_partition,

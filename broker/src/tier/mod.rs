@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_log::Clock;
-use strata_tiering::{ChunkCache, ReadContext, RemoteLog, StoreOptions};
+use strata_tiering::{ChunkCache, ReadContext, RemoteLog, StoreOptions, UploadConfig};
 
 use crate::error::{BrokerError, Result};
 use crate::state::BrokerState;
@@ -40,7 +40,8 @@ pub struct TierConfig {
     pub max_concurrent_gets: usize,
     /// How often leaders look for segments to upload.
     pub upload_interval: Duration,
-    /// Objects no manifest lists are deleted once older than this.
+    /// Objects no manifest lists are deleted once older than this, by the store's clock; an
+    /// uploader abandons a manifest write later than half of it after its object PUT.
     pub scrub_grace: Duration,
     /// How often leaders scrub their partitions.
     pub scrub_interval: Duration,
@@ -142,10 +143,22 @@ impl Tier {
                         partition,
                         self.ctx.clone(),
                     )
-                    .with_clock(self.clock.clone()),
+                    .with_clock(self.clock.clone())
+                    .with_upload_config(UploadConfig {
+                        manifest_deadline: self.config.scrub_grace / 2,
+                        ..UploadConfig::default()
+                    }),
                 )
             })
             .clone()
+    }
+
+    /// A lower bound on the store's time, by which scrubs judge object age (one PUT and one
+    /// HEAD of a probe under the cluster's root).
+    pub async fn store_now_ms(&self) -> Result<i64> {
+        strata_tiering::store_clock::now_ms(self.store.as_ref(), &self.root)
+            .await
+            .map_err(|e| BrokerError::Internal(format!("object store {}: {e}", self.config.url)))
     }
 
     /// Forgets the remote logs of a topic id (after deletion).

@@ -28,9 +28,16 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let scrub = last_scrub.elapsed() >= tier.config.scrub_interval;
-        if scrub {
+        let mut scrub = None;
+        if last_scrub.elapsed() >= tier.config.scrub_interval {
             last_scrub = tokio::time::Instant::now();
+            // One read of the store's clock serves every partition of this pass.
+            match tier.store_now_ms().await {
+                Ok(now) => scrub = Some(now),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the object store's clock; scrubbing at the next interval")
+                }
+            }
         }
         for topic in state
             .replicas
@@ -76,7 +83,7 @@ async fn lead_partition(
     tier: &Tier,
     topic: &TopicHandle,
     p: &Arc<Partition>,
-    scrub: bool,
+    scrub: Option<i64>,
 ) -> Result<()> {
     let Some(remote) = p.remote_log() else {
         return Ok(());
@@ -92,9 +99,9 @@ async fn lead_partition(
     if let Err(e) = &retained {
         tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "remote retention failed; retrying next pass");
     }
-    if scrub {
+    if let Some(store_now_ms) = scrub {
         let report = remote
-            .scrub(tier.config.scrub_grace)
+            .scrub_at(tier.config.scrub_grace, store_now_ms)
             .await
             .map_err(|e| p.tier_error(e))?;
         if !report.deleted_objects.is_empty() {

@@ -63,8 +63,8 @@ pub struct ServeArgs {
     /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", value_parser = parse::duration)]
     pub retention_check_interval: Option<Duration>,
-    /// Unlisted segment objects (a crashed upload's leftovers) are deleted once this old, e.g.
-    /// 10m; it must exceed the longest upload.
+    /// Unlisted segment objects (a crashed upload's leftovers) are deleted once this old by the
+    /// store's clock, e.g. 10m; an upload abandons its manifest write after half of it.
     #[arg(long, env = "STRATA_REMOTE_SCRUB_GRACE", value_parser = parse::duration)]
     pub remote_scrub_grace: Option<Duration>,
     /// How often leaders scrub their partitions' remote logs, e.g. 10m.

@@ -1,5 +1,10 @@
 //! Helpers for tests in this crate and its users: builds valid, stamped segments of
-//! RecordBatch v2 batches. Not used by library code.
+//! RecordBatch v2 batches, and [`ClockedStore`], a store with its own clock that can hold a
+//! PUT. Not used by library code.
+
+pub mod clocked_store;
+
+pub use clocked_store::{ClockedStore, Hold};
 
 use bytes::{Bytes, BytesMut};
 use strata_log::batch::stamp_all;
