@@ -17,7 +17,7 @@ use crate::placement;
 use crate::snapshot::TopicState;
 use crate::state::BrokerState;
 use crate::topic_changes;
-use crate::topic_config;
+use crate::topic_config::{self, DELETE_ON_DISABLE};
 use strata_proto::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
 
@@ -154,17 +154,18 @@ impl BrokerState {
         }
         let metadata = self.metadata.clone();
         let topic_name = name.to_string();
-        let deleted = topic_changes::run(&self.topic_changes, name, async move {
+        // The record's removal also records the tombstone of the topic's remote data.
+        let remote_at = self.tier.is_some().then(|| self.clock.now_ms());
+        topic_changes::run(&self.topic_changes, name, async move {
             for _ in 0..CAS_ATTEMPTS {
                 let topic = ready_topic(&metadata, &topic_name).await?;
-                if metadata.delete_topic(&topic).await? {
+                if metadata.delete_topic(&topic, remote_at).await? {
                     return Ok(topic.value);
                 }
             }
             Err(kept_changing(&topic_name, "being deleted"))
         })
         .await?;
-        self.delete_remote_data(&deleted.name, &deleted.topic_id, deleted.partitions);
         tracing::info!(topic = %name, "topic deleted");
         self.sync().await
     }
@@ -433,13 +434,26 @@ impl BrokerState {
 
     pub async fn alter_topic_config(
         &self,
-        req: pb::AlterTopicConfigRequest,
+        mut req: pb::AlterTopicConfigRequest,
     ) -> Result<pb::TopicDescription> {
         if let Some(key) = req.delete.iter().find(|k| req.set.contains_key(*k)) {
             return Err(BrokerError::InvalidConfig(format!(
                 "config key {key:?} is both set and deleted in one request"
             )));
         }
+        // Not a stored key: it says what turning the remote tier off does (KIP-950).
+        let delete_on_disable = match req.set.remove(DELETE_ON_DISABLE) {
+            None => false,
+            Some(v) => match v.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "{DELETE_ON_DISABLE}={v:?} is not valid: expected true or false"
+                    )))
+                }
+            },
+        };
         for _ in 0..CAS_ATTEMPTS {
             let current = ready_topic(&self.metadata, &req.name).await?;
             let mut record = current.value.clone();
@@ -456,17 +470,72 @@ impl BrokerState {
                 record.config.insert(k.clone(), v.clone());
             }
             self.check_config(&record.config)?;
+            let also = self
+                .remote_storage_change(&current.value, &record, delete_on_disable)
+                .await?;
+            let deleting = !also.is_empty();
             if self
                 .metadata
-                .update_topic(&record, current.revision)
+                .update_topic(&record, current.revision, also)
                 .await?
             {
+                if deleting {
+                    tracing::info!(topic = %req.name, "remote storage turned off; deleting the topic's remote data");
+                }
                 tracing::info!(topic = %req.name, "topic config changed");
                 self.sync().await?;
                 return self.describe_topic(&req.name).await;
             }
         }
         Err(kept_changing(&req.name, "getting its config altered"))
+    }
+
+    /// KIP-950's rules for `remote.storage.enable` between the topic's record as read and as
+    /// it would be written: turning it off is refused unless `remote.log.delete.on.disable=true`
+    /// comes with it, and then returns the tombstone that has the remote data deleted;
+    /// turning it on is refused while an earlier deletion is still under way.
+    async fn remote_storage_change(
+        &self,
+        before: &TopicRecord,
+        after: &TopicRecord,
+        delete_on_disable: bool,
+    ) -> Result<Vec<strata_coordinator::Write>> {
+        let defaults = self.replicas.defaults();
+        let was = topic_config::resolve(defaults, &before.config)?.remote_storage;
+        let will = topic_config::resolve(defaults, &after.config)?.remote_storage;
+        let name = &before.name;
+        match (was, will) {
+            (true, false) if !delete_on_disable => Err(BrokerError::InvalidConfig(format!(
+                "turning remote.storage.enable off for topic {name:?} would leave its remote \
+                 history unreadable; set {DELETE_ON_DISABLE}=true in the same change to delete \
+                 the topic's remote data (offsets below the local log start are then gone)"
+            ))),
+            (true, false) => Ok(vec![crate::tier::deletions::RemoteDeletion {
+                topic: name.clone(),
+                topic_id: before.topic_id.clone(),
+                partitions: before.partitions,
+                reason: crate::tier::deletions::Reason::Disabled,
+                created_ms: self.clock.now_ms(),
+            }
+            .write()?]),
+            (_, true) if delete_on_disable => Err(BrokerError::InvalidConfig(format!(
+                "{DELETE_ON_DISABLE}=true goes only with remote.storage.enable=false in the \
+                 same change; topic {name:?} keeps its remote storage on"
+            ))),
+            (false, true)
+                if self
+                    .metadata
+                    .remote_deletion_pending(&before.topic_id)
+                    .await? =>
+            {
+                Err(BrokerError::InvalidConfig(format!(
+                    "the remote data of topic {name:?} is still being deleted (remote storage \
+                     was turned off); turn it on again once the deletion is done, in a few \
+                     seconds"
+                )))
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     pub async fn cluster_info(&self) -> Result<pb::ClusterInfoResponse> {

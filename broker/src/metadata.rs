@@ -12,6 +12,8 @@
 //! - `disks/<id>`: the data directory id the controller last saw broker `id` register with,
 //!   written by the controller once it processed the broker's restart
 //! - `groups/<group>/...`: consumer groups, written by their coordinator (see `groups`)
+//! - `remote_deletions/<topic_id>`: remote data being deleted (`tier::deletions`), removed by
+//!   the controller once none is left
 //!
 //! Invariant: every change is a compare-and-swap on the revision read (or create-if-absent).
 //! A topic's partition states are written and deleted in chunks under etcd's transaction
@@ -28,8 +30,9 @@ use strata_coordinator::{Coordinator, CoordinatorError, Expect, Versioned, Write
 use crate::error::{BrokerError, Result};
 
 /// Prefixes whose changes are not cluster metadata: consumer groups' state and offsets change
-/// at the rate of commits, and must not wake every broker's metadata sync.
-pub const NOT_METADATA: &[&str] = &["groups/"];
+/// at the rate of commits, and must not wake every broker's metadata sync; remote-deletion
+/// tombstones concern only the controller, which reads them itself.
+pub const NOT_METADATA: &[&str] = &["groups/", "remote_deletions/"];
 
 /// Longest topic name (Kafka's limit).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -482,17 +485,21 @@ impl MetadataStore {
         Ok(states.into_iter().map(|(_, s)| s).collect())
     }
 
-    /// Replaces a topic record if it is still at the revision read. `Ok(false)` on a conflict.
-    pub async fn update_topic(&self, topic: &TopicRecord, revision: i64) -> Result<bool> {
-        match self
-            .store
-            .put(
-                &topic_key(&topic.name),
-                encode(topic)?,
-                Expect::Revision(revision),
-            )
-            .await
-        {
+    /// Replaces a topic record if it is still at the revision read, in one commit with `also`.
+    /// `Ok(false)` on a conflict.
+    pub async fn update_topic(
+        &self,
+        topic: &TopicRecord,
+        revision: i64,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let mut writes = vec![Write::put(
+            topic_key(&topic.name),
+            encode(topic)?,
+            Expect::Revision(revision),
+        )];
+        writes.extend(also);
+        match self.store.commit(writes).await {
             Ok(_) => Ok(true),
             Err(CoordinatorError::Conflict { .. }) => Ok(false),
             Err(e) => Err(e.into()),

@@ -75,7 +75,9 @@ impl Broker {
             None => None,
         };
         if let Some(tier) = &tier {
-            tier.check().await?;
+            if let crate::tier::StoreCheck::Unreachable(why) = tier.check().await? {
+                tracing::warn!(reason = %why, "the object store does not answer; serving local data, tiering starts once it answers");
+            }
         }
         let replicas = ReplicaManager::new(
             config.broker_id,

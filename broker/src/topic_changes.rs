@@ -92,14 +92,14 @@ pub fn finish_interrupted(state: &Arc<BrokerState>, topics: &[Revisioned<TopicRe
             let _claim = claim;
             let name = topic.value.name.clone();
             let phase = topic.value.phase.clone();
-            match state.metadata.end_interrupted(&topic).await {
+            let remote_at = state.tier.is_some().then(|| state.clock.now_ms());
+            match state.metadata.end_interrupted(&topic, remote_at).await {
                 Ok(Ended::Changed) => {}
                 Ok(Ended::Undone) => {
                     tracing::warn!(topic = %name, ?phase, "undid an interrupted topic change")
                 }
-                Ok(Ended::Deleted(t)) => {
-                    state.delete_remote_data(&t.name, &t.topic_id, t.partitions);
-                    tracing::warn!(topic = %name, "finished an interrupted topic deletion");
+                Ok(Ended::Deleted(_)) => {
+                    tracing::warn!(topic = %name, "finished an interrupted topic deletion (its remote data is deleted in the background)");
                 }
                 Err(e) => {
                     tracing::warn!(topic = %name, ?phase, error = %e, "ending an interrupted topic change failed; the next pass retries")

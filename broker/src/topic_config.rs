@@ -27,14 +27,27 @@ pub struct TopicConfig {
     pub local_retention_ms: i64,
     /// Hot-tier retention: -2 as `retention.bytes`, -1 unlimited.
     pub local_retention_bytes: i64,
+    /// With tiered storage, the active segment rolls once its oldest data is this old, so
+    /// data reaches the bucket within about this long (`remote.upload.max.interval.ms`).
+    pub remote_upload_max_interval_ms: i64,
 }
+
+/// Not a stored key: set with `remote.storage.enable=false` in one change, it has the topic's
+/// remote data deleted (KIP-950); without it, turning the remote tier off is refused.
+pub const DELETE_ON_DISABLE: &str = "remote.log.delete.on.disable";
+
+/// Default `remote.upload.max.interval.ms`: one hour.
+pub const DEFAULT_REMOTE_UPLOAD_MAX_INTERVAL_MS: i64 = 3_600_000;
 
 impl TopicConfig {
     /// The settings the local log runs with: with tiered storage its retention is the hot
-    /// tier's (never longer than the total); without, the total retention.
+    /// tier's (never longer than the total) and it rolls at least every
+    /// `remote.upload.max.interval.ms`; without, the total retention and `segment.ms`.
     pub fn local_log_config(&self) -> LogConfig {
         let mut log = self.log.clone();
         if self.remote_storage {
+            let bound = self.remote_upload_max_interval_ms;
+            log.segment_ms = Some(log.segment_ms.map_or(bound, |ms| ms.min(bound)));
             log.retention_ms = local_limit(self.local_retention_ms, self.log.retention_ms);
             log.retention_bytes = local_limit(
                 self.local_retention_bytes,
@@ -65,6 +78,7 @@ impl Default for TopicConfig {
             remote_storage: false,
             local_retention_ms: INHERIT,
             local_retention_bytes: INHERIT,
+            remote_upload_max_interval_ms: DEFAULT_REMOTE_UPLOAD_MAX_INTERVAL_MS,
         }
     }
 }
@@ -133,6 +147,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "move sealed segments to the object store (true or false)",
     ),
     (
+        "remote.upload.max.interval.ms",
+        "with remote storage, roll the active segment once its oldest data is this old, in ms, so \
+         the bucket lags by at most about this long",
+    ),
+    (
         "unclean.leader.election.enable",
         "elect an out-of-sync replica when no in-sync one is alive (may lose records)",
     ),
@@ -186,6 +205,9 @@ fn apply(cfg: &mut TopicConfig, key: &str, value: &str) -> Result<()> {
         "local.retention.ms" => cfg.local_retention_ms = local(key, value)?,
         "local.retention.bytes" => cfg.local_retention_bytes = local(key, value)?,
         "remote.storage.enable" => cfg.remote_storage = boolean(key, value)?,
+        "remote.upload.max.interval.ms" => {
+            cfg.remote_upload_max_interval_ms = positive(key, value, i64::MAX)?
+        }
         "unclean.leader.election.enable" => cfg.unclean_leader_election = boolean(key, value)?,
         other => {
             let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
@@ -235,6 +257,9 @@ fn floor(cfg: &TopicConfig, key: &str) -> Result<()> {
             Some(ms) => (ms, MIN_TOPIC_SEGMENT_MS),
             None => return Ok(()),
         },
+        "remote.upload.max.interval.ms" => {
+            (cfg.remote_upload_max_interval_ms, MIN_TOPIC_SEGMENT_MS)
+        }
         "segment.index.bytes" => (
             log.segment_index_bytes as i64,
             MIN_TOPIC_SEGMENT_INDEX_BYTES as i64,
@@ -361,6 +386,10 @@ pub fn effective(cfg: &TopicConfig) -> BTreeMap<String, String> {
             cfg.remote_storage.to_string(),
         ),
         (
+            "remote.upload.max.interval.ms".to_string(),
+            cfg.remote_upload_max_interval_ms.to_string(),
+        ),
+        (
             "unclean.leader.election.enable".to_string(),
             cfg.unclean_leader_election.to_string(),
         ),
@@ -468,6 +497,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("local.retention.ms"), "{err}");
+    }
+
+    #[test]
+    fn a_tiered_log_rolls_at_least_every_upload_interval() {
+        let plain = TopicConfig::default();
+        assert_eq!(plain.local_log_config().segment_ms, plain.log.segment_ms);
+        let tiered = TopicConfig {
+            remote_storage: true,
+            ..plain.clone()
+        };
+        assert_eq!(tiered.local_log_config().segment_ms, Some(3_600_000));
+        let set = resolve(
+            &tiered,
+            &overrides(&[
+                ("remote.upload.max.interval.ms", "5000"),
+                ("segment.ms", "2000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            set.local_log_config().segment_ms,
+            Some(2000),
+            "the smaller wins"
+        );
+        let err = check_floors(
+            &tiered,
+            &overrides(&[("remote.upload.max.interval.ms", "10")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("below 1000"), "{err}");
     }
 
     #[test]

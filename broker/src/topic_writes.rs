@@ -20,6 +20,7 @@ use crate::metadata::{
     encode, partition_key, topic_key, MetadataStore, PartitionState, Revisioned, TopicPhase,
     TopicRecord,
 };
+use crate::tier::deletions::{Reason, RemoteDeletion};
 
 /// Partition states per commit (with the record check, under etcd's default 128 operations;
 /// about 10 KiB, far under its 1.5 MiB request limit).
@@ -37,8 +38,8 @@ pub enum Ended {
     Changed,
     /// The creation or the addition of partitions was undone.
     Undone,
-    /// The deletion was finished; the record is the deleted topic's (its remote data is the
-    /// caller's to delete).
+    /// The deletion was finished; the record is the deleted topic's (with `remote_at`, its
+    /// remote data's tombstone was recorded with it).
     Deleted(TopicRecord),
 }
 
@@ -159,14 +160,18 @@ impl MetadataStore {
         }
     }
 
-    /// Deletes the topic record if it is still at `revision`; `false` when it changed.
-    pub async fn remove_topic_record(&self, name: &str, revision: i64) -> Result<bool> {
-        match self
-            .store()
-            .delete(&topic_key(name), Expect::Revision(revision))
-            .await
-        {
-            Ok(()) => Ok(true),
+    /// Deletes the topic record if it is still at `revision`, in one commit with `also` (the
+    /// tombstone of its remote data); `false` when it changed.
+    pub async fn remove_topic_record(
+        &self,
+        name: &str,
+        revision: i64,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let mut writes = vec![Write::delete(topic_key(name), Expect::Revision(revision))];
+        writes.extend(also);
+        match self.store().commit(writes).await {
+            Ok(_) => Ok(true),
             Err(CoordinatorError::Conflict { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
@@ -216,21 +221,45 @@ impl MetadataStore {
     }
 
     /// Deletes a topic read at `current.revision`: `Deleting` record, states, record. `Ok(false)`
-    /// when the record changed before the deletion began.
-    pub async fn delete_topic(&self, current: &Revisioned<TopicRecord>) -> Result<bool> {
+    /// when the record changed before the deletion began. With `remote_at` (the cluster tiers;
+    /// the time now), the record's removal also records the tombstone that has the topic's
+    /// remote data deleted (`tier::deletions`).
+    pub async fn delete_topic(
+        &self,
+        current: &Revisioned<TopicRecord>,
+        remote_at: Option<i64>,
+    ) -> Result<bool> {
         let mut deleting = current.value.clone();
         deleting.phase = TopicPhase::Deleting;
         let Some(revision) = self.replace_topic(&deleting, current.revision).await? else {
             return Ok(false);
         };
-        self.finish_delete(&current.value.name, revision).await?;
+        self.finish_delete(&current.value, revision, remote_at)
+            .await?;
         Ok(true)
     }
 
     /// The rest of a deletion whose record is `Deleting` at `revision`.
-    pub async fn finish_delete(&self, name: &str, revision: i64) -> Result<()> {
+    pub async fn finish_delete(
+        &self,
+        topic: &TopicRecord,
+        revision: i64,
+        remote_at: Option<i64>,
+    ) -> Result<()> {
+        let name = &topic.name;
         self.delete_partition_states(name, revision, 0).await?;
-        if self.remove_topic_record(name, revision).await? {
+        let tombstone = match remote_at {
+            Some(now) => vec![RemoteDeletion {
+                topic: topic.name.clone(),
+                topic_id: topic.topic_id.clone(),
+                partitions: topic.partitions,
+                reason: Reason::TopicDeleted,
+                created_ms: now,
+            }
+            .write()?],
+            None => Vec::new(),
+        };
+        if self.remove_topic_record(name, revision, tombstone).await? {
             Ok(())
         } else {
             Err(interrupted(name, "deletion"))
@@ -241,7 +270,11 @@ impl MetadataStore {
     /// deletion is finished, a creation undone (the topic deleted), an addition of partitions
     /// undone (the new states deleted). The first write takes the record over, so the
     /// interrupted writer's next chunk fails.
-    pub async fn end_interrupted(&self, topic: &Revisioned<TopicRecord>) -> Result<Ended> {
+    pub async fn end_interrupted(
+        &self,
+        topic: &Revisioned<TopicRecord>,
+        remote_at: Option<i64>,
+    ) -> Result<Ended> {
         let name = &topic.value.name;
         match topic.value.phase {
             TopicPhase::Ready => Ok(Ended::Changed),
@@ -251,7 +284,10 @@ impl MetadataStore {
                 let Some(revision) = self.replace_topic(&deleting, topic.revision).await? else {
                     return Ok(Ended::Changed);
                 };
-                self.finish_delete(name, revision).await?;
+                // An undone creation uploaded nothing: it was never part of the cluster.
+                let remote_at = remote_at.filter(|_| topic.value.phase == TopicPhase::Deleting);
+                self.finish_delete(&topic.value, revision, remote_at)
+                    .await?;
                 Ok(match topic.value.phase {
                     TopicPhase::Deleting => Ended::Deleted(topic.value.clone()),
                     _ => Ended::Undone,

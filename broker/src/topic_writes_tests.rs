@@ -134,7 +134,7 @@ async fn thousands_of_partitions_are_created_grown_and_deleted_in_chunks() {
         3_000
     );
 
-    assert!(metadata.delete_topic(&topic).await.unwrap());
+    assert!(metadata.delete_topic(&topic, None).await.unwrap());
     assert!(metadata.topic("big").await.unwrap().is_none());
     assert_eq!(partition_keys(&metadata, "big").await, 0);
 }
@@ -161,7 +161,7 @@ async fn a_topic_being_created_is_not_part_of_the_cluster_and_an_interrupted_one
     let left = current(&metadata, "t").await;
     assert_eq!(left.value.phase, TopicPhase::Creating);
     assert_eq!(
-        metadata.end_interrupted(&left).await.unwrap(),
+        metadata.end_interrupted(&left, None).await.unwrap(),
         Ended::Undone
     );
     assert!(metadata.topic("t").await.unwrap().is_none(), "undone");
@@ -190,7 +190,7 @@ async fn a_writer_whose_change_was_taken_over_writes_nothing_more() {
         .unwrap();
     // A new controller ends the change while the old writer still runs (deposed, frozen).
     let left = current(&metadata, "t").await;
-    metadata.end_interrupted(&left).await.unwrap();
+    metadata.end_interrupted(&left, None).await.unwrap();
     let err = metadata
         .write_partition_states("t", revision, 100, &states(300)[100..])
         .await
@@ -228,7 +228,7 @@ async fn an_interrupted_addition_of_partitions_is_undone_and_the_topic_keeps_ser
 
     let left = current(&metadata, "t").await;
     assert_eq!(
-        metadata.end_interrupted(&left).await.unwrap(),
+        metadata.end_interrupted(&left, None).await.unwrap(),
         Ended::Undone
     );
     let after = current(&metadata, "t").await;
@@ -281,13 +281,13 @@ async fn an_interrupted_deletion_is_finished() {
     metadata.store().commit(first).await.unwrap();
 
     let left = current(&metadata, "t").await;
-    match metadata.end_interrupted(&left).await.unwrap() {
+    match metadata.end_interrupted(&left, None).await.unwrap() {
         Ended::Deleted(record) => assert_eq!(record.topic_id, "t-id"),
         other => panic!("the deletion is finished, not {other:?}"),
     }
     // A pass that read the record before that finds it changed and does nothing.
     assert_eq!(
-        metadata.end_interrupted(&left).await.unwrap(),
+        metadata.end_interrupted(&left, None).await.unwrap(),
         Ended::Changed
     );
     assert!(metadata.topic("t").await.unwrap().is_none());

@@ -9,8 +9,8 @@
 //! - a partition's local retention never deletes a segment the remote tier does not hold yet
 //!   (its retention limit is the manifest's end, set only after the manifest was written);
 //! - remote retention writes the new manifest before deleting objects;
-//! - topic deletion deletes the topic's objects; ids in keys keep a re-created topic away from
-//!   them.
+//! - topic deletion, and turning the remote tier off, delete the topic's objects through a
+//!   tombstone in etcd ([`deletions`]); ids in keys keep a re-created topic away from them.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ use strata_tiering::{ChunkCache, ReadContext, RemoteLog, StoreOptions, UploadCon
 use crate::error::{BrokerError, Result};
 use crate::state::BrokerState;
 
+pub mod deletions;
 pub mod plan;
 mod work;
 
@@ -61,6 +62,38 @@ impl TierConfig {
     }
 }
 
+/// How long a start-up check waits for the store before calling it unreachable.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What [`Tier::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreCheck {
+    Ready,
+    /// The store did not answer (the sentence says how); tiering waits for it.
+    Unreachable(String),
+}
+
+/// Whether a store error means "nothing answered" (no connection, a timeout) rather than an
+/// answer such as "no such bucket" or "access denied": an HTTP error of the connect, request,
+/// timeout or interrupted kind somewhere in its chain of sources.
+fn unreachable(e: &strata_tiering::object_store::Error) -> bool {
+    use strata_tiering::object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// The remote tier of one broker.
 #[derive(Debug)]
 pub struct Tier {
@@ -70,6 +103,8 @@ pub struct Tier {
     ctx: ReadContext,
     clock: Arc<dyn Clock>,
     logs: Mutex<HashMap<(String, u32), Arc<RemoteLog>>>,
+    /// Set once the store passed [`Tier::check`].
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Tier {
@@ -93,64 +128,91 @@ impl Tier {
             store,
             clock,
             logs: Mutex::new(HashMap::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Checks the store answers, the bucket exists (a list of one key under the root) and
-    /// create-if-absent PUTs are honoured (manifest fencing depends on them).
-    pub async fn check(&self) -> Result<()> {
-        self.check_listing().await?;
+    /// create-if-absent PUTs are honoured (manifest fencing depends on them). A store that
+    /// does not answer (no connection, or no answer within 20 s) is [`StoreCheck::Unreachable`]:
+    /// the broker starts and serves local data, and tiering waits for it ([`Tier::is_ready`]).
+    /// A store that answers "no such bucket", refuses the credentials or ignores conditional
+    /// PUTs is an error.
+    pub async fn check(&self) -> Result<StoreCheck> {
+        if let Some(unreachable) = self.check_listing().await? {
+            return Ok(unreachable);
+        }
         let url = &self.config.url;
         let check =
             strata_tiering::bucket::check_conditional_put(self.store.as_ref(), &self.root, url);
-        match tokio::time::timeout(Duration::from_secs(20), check).await {
-            Err(_) => Err(BrokerError::InvalidConfig(format!(
-                "object store {url} did not answer a PUT within 20 s"
+        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+            Err(_) => Ok(StoreCheck::Unreachable(format!(
+                "object store {url} did not answer a PUT within {} s",
+                CHECK_TIMEOUT.as_secs()
             ))),
+            Ok(Err(strata_tiering::TieringError::Store { source, .. })) if unreachable(&source) => {
+                Ok(StoreCheck::Unreachable(format!(
+                    "object store {url} cannot be reached: {source}"
+                )))
+            }
             Ok(Err(e)) => Err(BrokerError::InvalidConfig(e.to_string())),
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(StoreCheck::Ready)
+            }
         }
     }
 
-    async fn check_listing(&self) -> Result<()> {
+    /// Whether the store passed [`Tier::check`]; until it has, nothing is uploaded.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn check_listing(&self) -> Result<Option<StoreCheck>> {
         use futures::StreamExt;
         let mut listing = self.store.list(Some(&self.root));
         let url = &self.config.url;
-        match tokio::time::timeout(Duration::from_secs(20), listing.next()).await {
-            Err(_) => Err(BrokerError::InvalidConfig(format!(
-                "object store {url} did not answer within 20 s"
-            ))),
+        match tokio::time::timeout(CHECK_TIMEOUT, listing.next()).await {
+            Err(_) => Ok(Some(StoreCheck::Unreachable(format!(
+                "object store {url} did not answer within {} s",
+                CHECK_TIMEOUT.as_secs()
+            )))),
+            Ok(Some(Err(e))) if unreachable(&e) => Ok(Some(StoreCheck::Unreachable(format!(
+                "object store {url} cannot be reached: {e}"
+            )))),
             Ok(Some(Err(e))) => Err(BrokerError::InvalidConfig(format!(
                 "object store {url} cannot be listed (does the bucket exist, are the credentials right?): {e}"
             ))),
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(None),
         }
     }
 
-    /// The remote log of a partition of `topic` (by topic id: a re-created topic has its own).
+    /// The remote log of a partition of `topic` (by topic id: a re-created topic has its own),
+    /// kept while the partition is tiered here.
     pub fn remote_log(&self, topic: &str, topic_id: &str, partition: u32) -> Arc<RemoteLog> {
         let key = (topic_id.to_string(), partition);
         self.logs
             .lock()
             .entry(key)
-            .or_insert_with(|| {
-                Arc::new(
-                    RemoteLog::new(
-                        self.store.clone(),
-                        self.root.clone(),
-                        topic,
-                        topic_id,
-                        partition,
-                        self.ctx.clone(),
-                    )
-                    .with_clock(self.clock.clone())
-                    .with_upload_config(UploadConfig {
-                        manifest_deadline: self.config.scrub_grace / 2,
-                        ..UploadConfig::default()
-                    }),
-                )
-            })
+            .or_insert_with(|| Arc::new(self.partition_log(topic, topic_id, partition)))
             .clone()
+    }
+
+    /// A remote log of its own, sharing nothing cached with the partition's (for deletions).
+    pub fn partition_log(&self, topic: &str, topic_id: &str, partition: u32) -> RemoteLog {
+        RemoteLog::new(
+            self.store.clone(),
+            self.root.clone(),
+            topic,
+            topic_id,
+            partition,
+            self.ctx.clone(),
+        )
+        .with_clock(self.clock.clone())
+        .with_upload_config(UploadConfig {
+            manifest_deadline: self.config.scrub_grace / 2,
+            ..UploadConfig::default()
+        })
     }
 
     /// A lower bound on the store's time, by which scrubs judge object age (one PUT and one
@@ -168,40 +230,28 @@ impl Tier {
 }
 
 impl BrokerState {
-    /// Attaches remote logs to tiered partitions (and detaches them from others). Called after
-    /// every metadata sync.
+    /// Attaches remote logs to tiered partitions and detaches them from the others. Called
+    /// after every metadata sync. A partition whose topic stopped being tiered forgets its
+    /// remote log and the bounds it knew: if the topic is tiered again, its remote tier starts
+    /// afresh (its old data is deleted first, `deletions`).
     pub fn attach_remote_logs(&self) {
         let Some(tier) = &self.tier else { return };
         for t in self.replicas.local_topics() {
-            for p in t.partitions.values() {
-                let remote = t
-                    .config
-                    .remote_storage
-                    .then(|| tier.remote_log(&t.record.name, &t.record.topic_id, p.index));
-                p.set_remote_log(remote);
+            if !t.config.remote_storage {
+                tier.forget(&t.record.topic_id);
             }
-        }
-    }
-
-    /// Deletes every object of a deleted topic, in the background.
-    pub fn delete_remote_data(&self, topic: &str, topic_id: &str, partitions: u32) {
-        let Some(tier) = &self.tier else { return };
-        let logs: Vec<_> = (0..partitions)
-            .map(|p| tier.remote_log(topic, topic_id, p))
-            .collect();
-        tier.forget(topic_id);
-        let topic = topic.to_string();
-        tokio::spawn(async move {
-            for log in logs {
-                match log.delete_all().await {
-                    Ok(n) => {
-                        tracing::info!(%topic, deleted = n, "deleted remote objects of a deleted topic")
-                    }
-                    Err(e) => {
-                        tracing::warn!(%topic, error = %e, "deleting remote objects failed; the scrub will retry")
-                    }
+            for p in t.partitions.values() {
+                if t.config.remote_storage {
+                    p.set_remote_log(Some(tier.remote_log(
+                        &t.record.name,
+                        &t.record.topic_id,
+                        p.index,
+                    )));
+                } else if p.remote_log().is_some() || p.remote_summary().is_some() {
+                    p.set_remote_log(None);
+                    p.set_remote_summary(None);
                 }
             }
-        });
+        }
     }
 }

@@ -16,17 +16,36 @@ use crate::replicas::TopicHandle;
 use crate::state::BrokerState;
 use strata_tiering::{Manifest, RetentionPolicy};
 
-/// Uploads, remote retention and scrub, until `stop`.
+/// How often a broker whose store did not answer at start-up checks it again.
+const STORE_RECHECK: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often the controller works through the remote-deletion tombstones.
+const DELETIONS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Uploads, remote retention and scrub, and (on the controller) remote deletions, until `stop`.
 pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
     let Some(tier) = state.tier.as_ref() else {
         return;
     };
+    tokio::spawn(run_deletions(Arc::clone(&state), stop.clone()));
     let interval = tier.config.upload_interval;
     let mut last_scrub = tokio::time::Instant::now();
+    let mut next_check = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
+        }
+        if !tier.is_ready() {
+            // A broker that started while the store did not answer checks it again every few
+            // seconds; nothing is uploaded, retained or scrubbed until it answers.
+            if tokio::time::Instant::now() < next_check {
+                continue;
+            }
+            next_check = tokio::time::Instant::now() + STORE_RECHECK;
+            if !store_answers(tier).await {
+                continue;
+            }
         }
         let mut scrub = None;
         if last_scrub.elapsed() >= tier.config.scrub_interval {
@@ -59,6 +78,44 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "tiered storage work failed; retrying");
                 }
             }
+        }
+    }
+}
+
+/// Runs the store check again for a broker that started while the store did not answer.
+async fn store_answers(tier: &Tier) -> bool {
+    match tier.check().await {
+        Ok(super::StoreCheck::Ready) => {
+            tracing::info!(url = %tier.config.url, "the object store answers; tiering starts");
+            true
+        }
+        Ok(super::StoreCheck::Unreachable(why)) => {
+            tracing::debug!(reason = %why, "the object store still does not answer");
+            false
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the object store answers but cannot be used; nothing is uploaded");
+            false
+        }
+    }
+}
+
+/// The controller's remote deletions, apart from the uploads: a big deletion or a store that
+/// does not answer keeps no partition from uploading.
+async fn run_deletions(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
+    let Some(tier) = state.tier.as_ref() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DELETIONS_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        if state
+            .is_controller
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            super::deletions::process(&state.metadata, tier, state.clock.now_ms()).await;
         }
     }
 }

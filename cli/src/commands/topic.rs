@@ -160,10 +160,19 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             if set.is_empty() && delete.is_empty() {
                 bail!("nothing to change: give --set key=value or --delete key");
             }
+            let deletes_remote = set
+                .iter()
+                .any(|(k, v)| k == "remote.log.delete.on.disable" && v.trim() == "true");
             let admin = Admin::connect(connect.client_config()).await?;
             let d = admin
                 .alter_topic_config(&name, set.into_iter().collect(), delete)
                 .await?;
+            if deletes_remote {
+                println!(
+                    "remote storage of topic {name} is off; its remote data is being deleted in \
+                     the background (offsets below the local log start are gone)"
+                );
+            }
             let mut overrides = d.overrides.clone();
             overrides.sort();
             let shown: Vec<String> = overrides
