@@ -59,6 +59,11 @@ pub struct SegmentMeta {
     pub records: i64,
     /// Epoch of the leader that uploaded it.
     pub leader_epoch: i32,
+    /// The leader epochs of its records: `(epoch, first offset)` for each run, oldest first
+    /// (KIP-405's segment leader epochs), for a new leader's lineage check. Empty in manifests
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epochs: Vec<(i32, i64)>,
 }
 
 /// One version of a partition's manifest.
@@ -453,6 +458,7 @@ mod tests {
             segment_bytes: 300,
             records: 10,
             leader_epoch: epoch,
+            epochs: vec![(epoch, 0)],
         }
     }
 

@@ -366,6 +366,39 @@ pub async fn a_writer_held_past_half_the_grace_abandons_its_manifest_write(env: 
     assert!(reader.read(0, 1).await.unwrap().is_some());
 }
 
+/// After an unclean election the new leader drops the remote tail from where its log diverges:
+/// the manifest first (the segment holding the offset and every later one), then the objects;
+/// uploads go on from the new end, and each segment records its records' epochs.
+pub async fn a_diverged_remote_tail_is_dropped_from_the_segment_holding_the_offset(env: Env) {
+    let log = env.log();
+    let segs = three_segments(0);
+    upload_all(&log, &segs, 1).await;
+    let m = log.latest_manifest().await.unwrap().unwrap();
+    assert!(m
+        .segments
+        .iter()
+        .all(|s| s.epochs == vec![(1, s.base_offset)]));
+    let inside_second = segs[1].1 + 3;
+    let (after, deleted) = log.truncate_end(inside_second, 2).await.unwrap();
+    assert_eq!(after.segments.len(), 1);
+    assert_eq!(after.end_offset(), Some(segs[1].1));
+    assert_eq!(after.leader_epoch, 2);
+    assert_eq!(deleted.len(), 2);
+    assert_eq!(list_segs(&env.store).await.len(), 1);
+    assert_eq!(log.read(segs[1].1, 1).await.unwrap(), None);
+    // A stale leader cannot drop anything; a truncation past the end changes nothing.
+    let err = log.truncate_end(segs[0].1, 1).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fenced);
+    let (same, none) = log.truncate_end(i64::MAX, 2).await.unwrap();
+    assert_eq!(same.version, after.version);
+    assert!(none.is_empty());
+    // The new leader's own records go up from the new end.
+    let (seg, _) = uniform_segment(5, 5, 100, segs[1].1, 2, 0);
+    let m = log.upload(seg, segs[1].1, 2).await.unwrap();
+    assert_eq!(m.segments.len(), 2);
+    assert_eq!(m.segments[1].epochs, vec![(2, segs[1].1)]);
+}
+
 pub async fn corrupt_frames_are_errors_never_records(env: Env) {
     let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
     let log = env.log_with(faulty.clone(), false);
@@ -554,6 +587,7 @@ both_stores!(
     scrub_removes_garbage_only_past_the_grace_period,
     a_fast_broker_clock_cannot_scrub_a_paused_writers_object,
     a_writer_held_past_half_the_grace_abandons_its_manifest_write,
+    a_diverged_remote_tail_is_dropped_from_the_segment_holding_the_offset,
     corrupt_frames_are_errors_never_records,
     retrying_store_recovers_from_transient_failures,
     delete_all_removes_the_partition,

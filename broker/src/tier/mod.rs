@@ -24,6 +24,7 @@ use crate::error::{BrokerError, Result};
 use crate::state::BrokerState;
 
 pub mod deletions;
+pub mod lineage;
 pub mod plan;
 mod work;
 

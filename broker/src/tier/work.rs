@@ -8,6 +8,9 @@
 use std::sync::Arc;
 use tokio::sync::watch;
 
+use std::collections::HashMap;
+
+use super::lineage;
 use super::plan::{self, Step};
 use super::Tier;
 use crate::error::{BrokerError, Result};
@@ -31,6 +34,8 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
     let interval = tier.config.upload_interval;
     let mut last_scrub = tokio::time::Instant::now();
     let mut next_check = tokio::time::Instant::now();
+    // The leader epoch at which each partition's lineage was last checked.
+    let mut checked: HashMap<(String, u32), i32> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -66,7 +71,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
         {
             for p in topic.partitions.values() {
                 let outcome = if p.is_leader() {
-                    lead_partition(tier, &topic, p, scrub).await
+                    lead_partition(tier, &topic, p, scrub, &mut checked).await
                 } else {
                     // Followers learn the remote tier's bounds from their leader's answers.
                     if let Some(remote) = p.remote_log() {
@@ -141,13 +146,19 @@ async fn lead_partition(
     topic: &TopicHandle,
     p: &Arc<Partition>,
     scrub: Option<i64>,
+    checked: &mut HashMap<(String, u32), i32>,
 ) -> Result<()> {
     let Some(remote) = p.remote_log() else {
         return Ok(());
     };
-    let manifest = manifest_for_leader(p, &remote).await.inspect_err(|_| {
+    let mut manifest = manifest_for_leader(p, &remote).await.inspect_err(|_| {
         strata_tiering::metrics::upload_failed_before_store();
     })?;
+    let id = (topic.record.topic_id.clone(), p.index);
+    if checked.get(&id) != Some(&p.leader_epoch()) {
+        manifest = reconcile_lineage(topic, p, &remote, manifest).await?;
+        checked.insert(id, p.leader_epoch());
+    }
     let (manifest, uploaded) = upload_segments(p, &remote, manifest).await;
     if let Err(e) = &uploaded {
         tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "uploading failed; retrying next pass (retention and scrub go on)");
@@ -166,6 +177,63 @@ async fn lead_partition(
         }
     }
     Ok(())
+}
+
+/// KIP-405's lineage check, once per leader epoch, before anything is skipped as uploaded: the
+/// remote tier must hold this leader's history ([`lineage`]). After an unclean election the
+/// leader's log wins, as it does for followers: the remote tail from the first diverging
+/// offset is dropped (manifest first, then objects) and uploads go on from there. Without
+/// unclean election a divergence means the bucket is not this partition's history: nothing is
+/// uploaded or deleted, and the error says so on every pass.
+async fn reconcile_lineage(
+    topic: &TopicHandle,
+    p: &Arc<Partition>,
+    remote: &strata_tiering::RemoteLog,
+    manifest: Arc<Manifest>,
+) -> Result<Arc<Manifest>> {
+    let (Some(end), Some(runs)) = (manifest.end_offset(), lineage::remote_epochs(&manifest)) else {
+        return Ok(manifest);
+    };
+    let (local, local_start, local_end) = p.with_log(|log| {
+        Ok((
+            log.epoch_entries(),
+            log.log_start_offset(),
+            log.log_end_offset(),
+        ))
+    })?;
+    let Some(from) = lineage::divergence(&runs, end, &local, local_start, local_end) else {
+        return Ok(manifest);
+    };
+    let (topic_name, index) = (&p.topic, p.index);
+    if !topic.config.unclean_leader_election {
+        return Err(BrokerError::Internal(format!(
+            "{topic_name}/{index}: the remote tier holds offsets {from}..{end} that this leader's \
+             log does not hold with the same leader epoch; with \
+             unclean.leader.election.enable=false that cannot come from an election, so nothing \
+             is uploaded or deleted until an operator looks"
+        )));
+    }
+    let keep_end = manifest
+        .segments
+        .iter()
+        .find(|s| s.next_offset > from)
+        .map_or(end, |s| s.base_offset);
+    if keep_end < local_start {
+        return Err(BrokerError::Internal(format!(
+            "{topic_name}/{index}: after an unclean election the remote tier diverges from this \
+             leader's log at offset {from}, inside a remote segment starting at {keep_end}, below \
+             the local log start {local_start}: the shared part cannot be uploaded again, so \
+             nothing is uploaded until an operator looks"
+        )));
+    }
+    let (after, deleted) = remote
+        .truncate_end(from, p.leader_epoch())
+        .await
+        .map_err(|e| p.tier_error(e))?;
+    tracing::warn!(topic = %topic_name, partition = index, from, remote_end = end, new_remote_end = keep_end, objects = deleted.len(),
+        "unclean leader election: the remote tier held records this leader does not have; dropped its tail (those records are gone) and uploading from the new end");
+    p.set_remote_summary(Some(RemoteSummary::of(&after)));
+    Ok(Arc::new(after))
 }
 
 /// Uploads every sealed segment wholly below the high watermark that the remote log does not

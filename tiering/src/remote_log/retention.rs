@@ -1,5 +1,5 @@
-//! Remote retention and partition deletion: the manifest that no longer lists segments is
-//! written first, their objects are deleted second.
+//! Remote retention, dropping a diverged tail, and partition deletion: the manifest that no
+//! longer lists segments is written first, their objects are deleted second.
 
 use futures::stream::TryStreamExt;
 use object_store::path::Path;
@@ -32,6 +32,58 @@ impl RemoteLog {
         policy: &RetentionPolicy,
         leader_epoch: i32,
     ) -> Result<(Manifest, Vec<Path>)> {
+        let now = self.clock.now_ms();
+        self.drop_segments(leader_epoch, "applying retention", |current| {
+            let expired = expired_prefix(current, policy, now);
+            let mut new_start = current.remote_log_start_offset;
+            if let Some(o) = policy.start_offset {
+                new_start = new_start.max(o);
+            }
+            if let Some(last) = current.segments[..expired].last() {
+                new_start = new_start.max(last.next_offset);
+            }
+            if expired == 0 && new_start == current.remote_log_start_offset {
+                return None;
+            }
+            let mut next = current.clone();
+            next.remote_log_start_offset = new_start;
+            let gone = next.segments.drain(..expired).collect();
+            Some((next, gone))
+        })
+        .await
+    }
+
+    /// Drops the remote tail from the segment holding `offset` on (an unclean leader's log
+    /// diverges from the bucket there, `strata_broker::tier::lineage`): writes a manifest
+    /// without those segments, then deletes their objects. The remote end moves back to the
+    /// base offset of the first segment dropped.
+    pub async fn truncate_end(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+    ) -> Result<(Manifest, Vec<Path>)> {
+        self.drop_segments(leader_epoch, "dropping the remote tail", |current| {
+            let keep = current
+                .segments
+                .partition_point(|s| s.next_offset <= offset);
+            if keep == current.segments.len() {
+                return None;
+            }
+            let mut next = current.clone();
+            let gone = next.segments.drain(keep..).collect();
+            Some((next, gone))
+        })
+        .await
+    }
+
+    /// Writes the manifest `change` makes of the one in force (fenced by `leader_epoch`;
+    /// `None`: nothing to change), THEN deletes the objects of the segments it dropped.
+    async fn drop_segments(
+        &self,
+        leader_epoch: i32,
+        what: &str,
+        change: impl Fn(&Manifest) -> Option<(Manifest, Vec<SegmentMeta>)>,
+    ) -> Result<(Manifest, Vec<Path>)> {
         let mut current = (*self.manifest().await?).clone();
         for _ in 0..MANIFEST_WRITE_ATTEMPTS {
             if current.leader_epoch > leader_epoch {
@@ -41,21 +93,10 @@ impl RemoteLog {
                     current: current.leader_epoch,
                 });
             }
-            let expired = expired_prefix(&current, policy, self.clock.now_ms());
-            let mut new_start = current.remote_log_start_offset;
-            if let Some(o) = policy.start_offset {
-                new_start = new_start.max(o);
-            }
-            if let Some(last) = current.segments[..expired].last() {
-                new_start = new_start.max(last.next_offset);
-            }
-            if expired == 0 && new_start == current.remote_log_start_offset {
+            let Some((mut next, gone)) = change(&current) else {
                 return Ok((current, Vec::new()));
-            }
-            let mut next = current.clone();
+            };
             next.leader_epoch = leader_epoch;
-            next.remote_log_start_offset = new_start;
-            let gone: Vec<SegmentMeta> = next.segments.drain(..expired).collect();
             match self.manifests.write_next(&current, next).await {
                 Ok(written) => {
                     self.remember(&written);
@@ -66,7 +107,7 @@ impl RemoteLog {
                         match self.store.delete(&key).await {
                             Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted.push(key),
                             Err(e) => {
-                                tracing::warn!(key = %key, error = %e, "expired segment object left for scrub")
+                                tracing::warn!(key = %key, error = %e, "dropped segment object left for scrub")
                             }
                         }
                     }
@@ -83,7 +124,7 @@ impl RemoteLog {
             }
         }
         Err(TieringError::Unavailable(format!(
-            "{}: gave up applying retention after {MANIFEST_WRITE_ATTEMPTS} lost manifest races",
+            "{}: gave up {what} after {MANIFEST_WRITE_ATTEMPTS} lost manifest races",
             self.paths.describe()
         )))
     }

@@ -2,7 +2,9 @@
 //! (fenced by leader epoch, contiguous with the remote end, each base offset once).
 
 use std::sync::Arc;
+
 use std::time::Duration;
+use strata_log::batch::BatchIter;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -53,8 +55,10 @@ impl RemoteLog {
             return Ok(done);
         }
         let cfg = self.upload;
-        let encoded = tokio::task::spawn_blocking(move || {
+        let (encoded, epochs) = tokio::task::spawn_blocking(move || {
+            let epochs = epoch_runs(&segment);
             format::encode_segment(&segment, base_offset, cfg.frame_bytes, cfg.zstd_level)
+                .map(|e| (e, epochs))
         })
         .await
         .map_err(|e| TieringError::Unavailable(format!("the segment encoder stopped: {e}")))??;
@@ -78,6 +82,7 @@ impl RemoteLog {
             segment_bytes: f.segment_bytes,
             records: f.record_count,
             leader_epoch,
+            epochs,
         };
         self.ctx
             .footer_cache
@@ -181,4 +186,21 @@ impl RemoteLog {
 fn elapsed_since(now_ms: i64, started: (i64, std::time::Instant)) -> Duration {
     let wall = Duration::from_millis(now_ms.saturating_sub(started.0).max(0) as u64);
     wall.max(started.1.elapsed())
+}
+
+/// The leader-epoch runs of a segment's batches: `(epoch, base offset)` where each run starts.
+/// The batches passed their checks when they were appended; one that does not parse here ends
+/// the list (the encoder refuses it anyway).
+fn epoch_runs(segment: &[u8]) -> Vec<(i32, i64)> {
+    let mut runs: Vec<(i32, i64)> = Vec::new();
+    for item in BatchIter::new(segment) {
+        let Ok((h, _)) = item else { break };
+        if runs
+            .last()
+            .is_none_or(|&(e, _)| e != h.partition_leader_epoch)
+        {
+            runs.push((h.partition_leader_epoch, h.base_offset));
+        }
+    }
+    runs
 }
