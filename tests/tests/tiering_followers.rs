@@ -35,10 +35,9 @@ fn describe(broker: &ServeBroker) -> (i64, Vec<i64>) {
 }
 
 fn status(broker: &ServeBroker) -> Value {
-    let s: Value = serde_json::from_str(
-        &broker.cli_ok(&["tier", "status", TOPIC, "--format", "json"], None),
-    )
-    .unwrap();
+    let s: Value =
+        serde_json::from_str(&broker.cli_ok(&["tier", "status", TOPIC, "--format", "json"], None))
+            .unwrap();
     s["partitions"][0].clone()
 }
 
@@ -123,38 +122,53 @@ fn a_follower_whose_epoch_was_trimmed_restarts_at_the_leaders_local_start() {
     });
     let (first_leader, _) = describe(&brokers[0]);
     let follower = (1..=3).find(|&b| b != first_leader).unwrap();
-    let other = (1..=3).find(|&b| b != first_leader && b != follower).unwrap();
+    let other = (1..=3)
+        .find(|&b| b != first_leader && b != follower)
+        .unwrap();
     let idx = |id: i64| id as usize - 1;
     brokers[idx(first_leader)].cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines(0, 500)));
 
     // The follower goes down; then the leader does, and the third replica leads in a new epoch.
     brokers[idx(follower)].kill9();
-    wait_for(Duration::from_secs(30), "the follower out of the ISR", || {
-        (!describe(&brokers[idx(other)]).1.contains(&follower)).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the follower out of the ISR",
+        || (!describe(&brokers[idx(other)]).1.contains(&follower)).then_some(()),
+    );
     brokers[idx(first_leader)].kill9();
     wait_for(Duration::from_secs(30), "a new leader", || {
         (describe(&brokers[idx(other)]).0 == other).then_some(())
     });
     let leader = &brokers[idx(other)];
-    leader.cli_ok(&["produce", TOPIC, "--acks", "all"], Some(&lines(500, 4000)));
+    leader.cli_ok(
+        &["produce", TOPIC, "--acks", "all"],
+        Some(&lines(500, 4000)),
+    );
     // Uploads and local retention move the leader's local start past the old epoch's records:
     // its epoch cache no longer holds the epoch the follower knows.
-    let before = wait_for(Duration::from_secs(60), "the leader's hot tier trimmed", || {
-        let s = status(leader);
-        let local_start = s["local_log_start_offset"].as_i64()?;
-        (local_start > 1000 && s["remote_segments"].as_u64()? > 2).then_some(local_start)
-    });
+    let before = wait_for(
+        Duration::from_secs(60),
+        "the leader's hot tier trimmed",
+        || {
+            let s = status(leader);
+            let local_start = s["local_log_start_offset"].as_i64()?;
+            (local_start > 1000 && s["remote_segments"].as_u64()? > 2).then_some(local_start)
+        },
+    );
     println!("leader {other} (was {first_leader}), local start {before}");
     let reads_before = remote_reads(metrics[idx(other)]);
 
     brokers[idx(follower)].restart();
-    wait_for(Duration::from_secs(60), "the follower back in the ISR", || {
-        describe(&brokers[idx(other)])
-            .1
-            .contains(&follower)
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the follower back in the ISR",
+        || {
+            describe(&brokers[idx(other)])
+                .1
+                .contains(&follower)
+                .then_some(())
+        },
+    );
     for line in brokers[idx(follower)].log_text().lines() {
         if line.contains(TOPIC) && (line.contains("truncat") || line.contains("log start")) {
             println!("follower: {line}");
@@ -177,7 +191,8 @@ fn a_follower_whose_epoch_was_trimmed_restarts_at_the_leaders_local_start() {
         "the leader read nothing from the bucket for its follower"
     );
     // The partition still replays whole from the bucket and both tiers of the leader.
-    let all = brokers[idx(other)].cli_ok(&["consume", TOPIC, "--offset", "start", "-n", "4000"], None);
+    let all =
+        brokers[idx(other)].cli_ok(&["consume", TOPIC, "--offset", "start", "-n", "4000"], None);
     let want = String::from_utf8(lines(0, 4000)).unwrap();
     assert!(all == want, "replay from offset 0 differs");
 }

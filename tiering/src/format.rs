@@ -230,96 +230,132 @@ pub fn encode_segment(
     frame_bytes: usize,
     zstd_level: i32,
 ) -> Result<EncodedSegment> {
-    if batches.is_empty() {
-        return Err(FormatError::InvalidSegment(format!(
-            "the segment at base offset {base_offset} holds no batch"
-        )));
-    }
-    let frame_bytes = frame_bytes.max(1);
+    let mut enc = SegmentEncoder::new(base_offset, frame_bytes, zstd_level);
     let mut out = Vec::with_capacity(batches.len() / 2 + 1024);
-    let mut frames = Vec::new();
-    let mut record_count = 0i64;
-    let mut max_timestamp = -1i64;
-    let mut prev_last = base_offset - 1;
-    // The batches of the frame being built: byte range in `batches` and frame stats.
-    let mut frame_start = 0usize;
-    let mut frame_end = 0usize;
-    let mut current: Option<FrameInfo> = None;
-
-    let mut iter = BatchIter::new(batches);
-    loop {
-        let pos = iter.position();
-        let item = iter.next();
-        let batch = match item {
-            None => None,
-            Some(Err(e)) => return Err(FormatError::InvalidSegment(e.to_string())),
-            Some(Ok((_, bytes))) => Some(bytes),
-        };
-        if let Some(bytes) = batch {
-            let h = validate(bytes).map_err(|e| FormatError::InvalidSegment(e.to_string()))?;
-            if h.base_offset <= prev_last {
-                return Err(FormatError::InvalidSegment(format!(
-                    "the batch at offset {} does not follow offset {} (segment base offset {})",
-                    h.base_offset, prev_last, base_offset
-                )));
-            }
-            prev_last = h.last_offset();
-            record_count += h.record_count as i64;
-            max_timestamp = max_timestamp.max(h.max_timestamp);
-            let fits = pos + bytes.len() - frame_start <= frame_bytes;
-            if let Some(f) = current.as_mut() {
-                if fits {
-                    f.last_offset = h.last_offset();
-                    f.max_timestamp = f.max_timestamp.max(h.max_timestamp);
-                    frame_end = pos + bytes.len();
-                    continue;
-                }
-            }
-            if let Some(f) = current.take() {
-                frames.push(seal_frame(
-                    f,
-                    &batches[frame_start..frame_end],
-                    &mut out,
-                    zstd_level,
-                )?);
-            }
-            frame_start = pos;
-            frame_end = pos + bytes.len();
-            current = Some(FrameInfo {
-                first_offset: h.base_offset,
-                last_offset: h.last_offset(),
-                max_timestamp: h.max_timestamp,
-                position: 0,
-                compressed_len: 0,
-                uncompressed_len: 0,
-                crc: 0,
-            });
-        } else {
-            if let Some(f) = current.take() {
-                frames.push(seal_frame(
-                    f,
-                    &batches[frame_start..frame_end],
-                    &mut out,
-                    zstd_level,
-                )?);
-            }
-            break;
+    for item in BatchIter::new(batches) {
+        let (_, bytes) = item.map_err(|e| FormatError::InvalidSegment(e.to_string()))?;
+        if let Some(frame) = enc.push(bytes)? {
+            out.extend_from_slice(&frame);
         }
     }
-    let footer = Footer {
-        version: FORMAT_VERSION,
-        frames,
-        base_offset,
-        next_offset: prev_last + 1,
-        max_timestamp,
-        record_count,
-        segment_bytes: batches.len() as u64,
-    };
-    footer.encode_into(&mut out);
+    let (tail, footer) = enc.finish()?;
+    out.extend_from_slice(&tail);
     Ok(EncodedSegment {
         bytes: Bytes::from(out),
         footer,
     })
+}
+
+/// Builds a segment object batch by batch, so that a segment of any size is encoded (and
+/// uploaded) in memory bounded by one frame: [`SegmentEncoder::push`] returns each frame's
+/// compressed bytes as it is sealed, [`SegmentEncoder::finish`] the last frame and the footer.
+/// The object is the concatenation of everything returned, in order.
+#[derive(Debug)]
+pub struct SegmentEncoder {
+    base_offset: i64,
+    frame_bytes: usize,
+    zstd_level: i32,
+    /// The batches of the frame being built, and its stats.
+    pending: Vec<u8>,
+    current: Option<FrameInfo>,
+    frames: Vec<FrameInfo>,
+    /// Compressed bytes returned so far: the position of the next frame.
+    written: u64,
+    record_count: i64,
+    max_timestamp: i64,
+    prev_last: i64,
+    segment_bytes: u64,
+}
+
+impl SegmentEncoder {
+    pub fn new(base_offset: i64, frame_bytes: usize, zstd_level: i32) -> Self {
+        SegmentEncoder {
+            base_offset,
+            frame_bytes: frame_bytes.max(1),
+            zstd_level,
+            pending: Vec::new(),
+            current: None,
+            frames: Vec::new(),
+            written: 0,
+            record_count: 0,
+            max_timestamp: -1,
+            prev_last: base_offset - 1,
+            segment_bytes: 0,
+        }
+    }
+
+    /// Adds one whole batch (validated here: CRC, framing, offsets after the previous batch's).
+    /// Returns the compressed bytes of the frame it sealed, when the batch did not fit in it.
+    pub fn push(&mut self, batch: &[u8]) -> Result<Option<Vec<u8>>> {
+        let h = validate(batch).map_err(|e| FormatError::InvalidSegment(e.to_string()))?;
+        if h.base_offset <= self.prev_last {
+            return Err(FormatError::InvalidSegment(format!(
+                "the batch at offset {} does not follow offset {} (segment base offset {})",
+                h.base_offset, self.prev_last, self.base_offset
+            )));
+        }
+        self.prev_last = h.last_offset();
+        self.record_count += h.record_count as i64;
+        self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        self.segment_bytes += batch.len() as u64;
+        let fits = self.pending.len() + batch.len() <= self.frame_bytes;
+        if let Some(f) = self.current.as_mut() {
+            if fits {
+                f.last_offset = h.last_offset();
+                f.max_timestamp = f.max_timestamp.max(h.max_timestamp);
+                self.pending.extend_from_slice(batch);
+                return Ok(None);
+            }
+        }
+        let sealed = self.seal()?;
+        self.pending.extend_from_slice(batch);
+        self.current = Some(FrameInfo {
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+            position: 0,
+            compressed_len: 0,
+            uncompressed_len: 0,
+            crc: 0,
+        });
+        Ok(sealed)
+    }
+
+    /// Compresses the frame being built, if any.
+    fn seal(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(f) = self.current.take() else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let mut info = seal_frame(f, &self.pending, &mut out, self.zstd_level)?;
+        info.position = self.written;
+        self.written += out.len() as u64;
+        self.frames.push(info);
+        self.pending.clear();
+        Ok(Some(out))
+    }
+
+    /// Seals the last frame; returns its bytes followed by the footer, and the footer.
+    pub fn finish(mut self) -> Result<(Vec<u8>, Footer)> {
+        if self.current.is_none() && self.frames.is_empty() {
+            return Err(FormatError::InvalidSegment(format!(
+                "the segment at base offset {} holds no batch",
+                self.base_offset
+            )));
+        }
+        let mut out = self.seal()?.unwrap_or_default();
+        let footer = Footer {
+            version: FORMAT_VERSION,
+            frames: std::mem::take(&mut self.frames),
+            base_offset: self.base_offset,
+            next_offset: self.prev_last + 1,
+            max_timestamp: self.max_timestamp,
+            record_count: self.record_count,
+            segment_bytes: self.segment_bytes,
+        };
+        footer.encode_into(&mut out);
+        Ok((out, footer))
+    }
 }
 
 fn seal_frame(

@@ -32,8 +32,12 @@ pub use object_store;
 
 pub use cache::{ChunkCache, FooterCache};
 pub use error::{Result, TieringError};
-pub use format::{decode_frame, encode_segment, parse_footer, EncodedSegment, Footer, FrameInfo};
+pub use format::{
+    decode_frame, encode_segment, parse_footer, EncodedSegment, Footer, FrameInfo, SegmentEncoder,
+};
 pub use manifest::{root_path, Manifest, ManifestStore, PartitionPaths, SegmentMeta};
 pub use metered::MeteredStore;
-pub use remote_log::{ReadContext, RemoteLog, RetentionPolicy, ScrubReport, UploadConfig};
+pub use remote_log::{
+    BatchSource, ReadContext, RemoteLog, RetentionPolicy, ScrubReport, UploadConfig,
+};
 pub use store::{object_store_from_url, FaultyStore, RetryConfig, RetryingStore, StoreOptions};

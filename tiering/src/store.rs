@@ -31,13 +31,17 @@ use object_store::{
 
 use crate::error::{Result, TieringError};
 
-/// How [`RetryingStore`] backs off.
+/// How object-store calls are retried: one retry layer per store, with a total deadline per
+/// call (attempts and back-off together). For S3 it is the client's own layer (which also
+/// covers multipart parts and lists); for the other stores, [`RetryingStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryConfig {
     /// Retries after the first attempt.
     pub max_retries: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// The longest one call may take, retries included; then it fails.
+    pub deadline: Duration,
 }
 
 impl Default for RetryConfig {
@@ -46,9 +50,15 @@ impl Default for RetryConfig {
             max_retries: 4,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            deadline: Duration::from_secs(60),
         }
     }
 }
+
+/// The longest one S3 request may take (a part of 8 MiB needs 1 MB/s), and the longest a
+/// connection may take to open.
+pub const S3_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options for [`object_store_from_url`]; S3 settings are ignored by other schemes.
 #[derive(Debug, Clone, Default)]
@@ -69,8 +79,9 @@ pub struct StoreOptions {
 /// - `file:///abs/dir`: the local filesystem under `dir` (created if missing),
 /// - `memory://` or `memory://prefix`: an in-memory store.
 ///
-/// The store is wrapped in a [`crate::MeteredStore`] (each attempt counted), itself wrapped in
-/// a [`RetryingStore`].
+/// The store is wrapped in a [`crate::MeteredStore`] (each call counted). S3 retries in its
+/// client (with [`StoreOptions::retry`] and a total deadline per call); the other stores are
+/// wrapped in a [`RetryingStore`] with the same settings. One retry layer each, never two.
 pub fn object_store_from_url(
     url: &str,
     options: &StoreOptions,
@@ -104,10 +115,28 @@ pub fn object_store_from_url(
         if let Some(secret) = &options.secret_access_key {
             b = b.with_secret_access_key(secret);
         }
+        let r = options.retry;
+        b = b
+            .with_retry(object_store::RetryConfig {
+                backoff: object_store::BackoffConfig {
+                    init_backoff: r.initial_backoff,
+                    max_backoff: r.max_backoff,
+                    base: 2.0,
+                },
+                max_retries: r.max_retries as usize,
+                retry_timeout: r.deadline,
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_timeout(S3_REQUEST_TIMEOUT)
+                    .with_connect_timeout(S3_CONNECT_TIMEOUT),
+            );
         let s3 = b
             .build()
             .map_err(|e| TieringError::InvalidInput(format!("cannot use {url:?}: {e}")))?;
-        (Arc::new(s3), parse_prefix(url, prefix)?)
+        // The client retries (and times out) itself: no second layer on top.
+        let metered: Arc<dyn ObjectStore> = Arc::new(crate::MeteredStore::new(Arc::new(s3)));
+        return Ok((metered, parse_prefix(url, prefix)?));
     } else if let Some(dir) = url.strip_prefix("file://") {
         if !dir.starts_with('/') {
             return Err(invalid("must name an absolute directory (file:///abs/dir)"));
@@ -151,18 +180,31 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = object_store::Result<T>>,
 {
-    let mut backoff = cfg.initial_backoff;
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(e) if attempt < cfg.max_retries && is_transient(&e) => {
-                attempt += 1;
-                tracing::debug!(op, key, attempt, error = %e, "retrying object store call");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(cfg.max_backoff);
+    let attempts = async {
+        let mut backoff = cfg.initial_backoff;
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Err(e) if attempt < cfg.max_retries && is_transient(&e) => {
+                    attempt += 1;
+                    tracing::debug!(op, key, attempt, error = %e, "retrying object store call");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(cfg.max_backoff);
+                }
+                other => return other,
             }
-            other => return other,
         }
+    };
+    match tokio::time::timeout(cfg.deadline, attempts).await {
+        Ok(result) => result,
+        Err(_) => Err(object_store::Error::Generic {
+            store: "RetryingStore",
+            source: format!(
+                "{op} of {key} did not finish within {} s (retries included)",
+                cfg.deadline.as_secs_f64()
+            )
+            .into(),
+        }),
     }
 }
 
@@ -497,7 +539,31 @@ mod tests {
             max_retries: 3,
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(2),
+            ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_call_that_does_not_answer_fails_at_its_deadline() {
+        let clocked = Arc::new(crate::testing::ClockedStore::new(
+            Arc::new(InMemory::new()),
+            strata_log::clock::system(),
+        ));
+        let hold = clocked.hold_next_put("stuck");
+        let cfg = RetryConfig {
+            deadline: Duration::from_millis(50),
+            ..quick()
+        };
+        let store = RetryingStore::new(clocked.clone(), cfg);
+        let err = store
+            .put(&Path::from("stuck"), PutPayload::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("did not finish within 0.05 s"),
+            "{err}"
+        );
+        hold.release();
     }
 
     fn stack() -> (Arc<FaultyStore>, RetryingStore) {

@@ -399,6 +399,57 @@ pub async fn a_diverged_remote_tail_is_dropped_from_the_segment_holding_the_offs
     assert_eq!(m.segments[1].epochs, vec![(2, segs[1].1)]);
 }
 
+/// A segment bigger than a part goes up as a multipart upload, frame by frame, and reads back
+/// whole; a store that refuses the upload leaves no object and no manifest entry.
+pub async fn big_segments_stream_up_as_multipart_uploads(env: Env) {
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+    let small_parts = |store: Arc<dyn ObjectStore>| {
+        env.log_with(store, false).with_upload_config(UploadConfig {
+            frame_bytes: 4096,
+            zstd_level: 1,
+            part_bytes: 8192,
+            ..Default::default()
+        })
+    };
+    let log = small_parts(faulty.clone());
+    let (seg, next) = uniform_segment(200, 5, 200, 0, 1, 0);
+    let m = log.upload(seg, 0, 1).await.unwrap();
+    let meta = &m.segments[0];
+    assert_eq!(meta.next_offset, next);
+    assert!(
+        meta.object_bytes > 3 * 8192,
+        "several parts: {}",
+        meta.object_bytes
+    );
+    let reader = env.log_with(Arc::clone(&env.store), false);
+    let mut offset = 0;
+    let mut seen = 0;
+    while offset < next {
+        let bytes = reader.read(offset, 1 << 20).await.unwrap().unwrap();
+        for item in BatchIter::new(&bytes) {
+            let (h, _) = item.unwrap();
+            assert_eq!(h.base_offset, offset);
+            offset = h.last_offset() + 1;
+            seen += h.record_count as i64;
+        }
+    }
+    assert_eq!(seen, next);
+
+    let other = small_parts(faulty.clone());
+    let (seg2, _) = uniform_segment(200, 5, 200, next, 1, 0);
+    faulty.set_failing(true);
+    let err = other.upload(seg2, next, 1).await.unwrap_err();
+    faulty.set_failing(false);
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert_eq!(
+        list_segs(&env.store).await.len(),
+        1,
+        "the failed upload left no object"
+    );
+    let latest = reader.latest_manifest().await.unwrap().unwrap();
+    assert_eq!(latest.segments.len(), 1);
+}
+
 pub async fn corrupt_frames_are_errors_never_records(env: Env) {
     let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
     let log = env.log_with(faulty.clone(), false);
@@ -453,6 +504,7 @@ pub async fn retrying_store_recovers_from_transient_failures(env: Env) {
         max_retries: 3,
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(4),
+        ..Default::default()
     };
     let retrying: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(faulty.clone(), cfg));
     let log = env.log_with(retrying, true);
@@ -588,6 +640,7 @@ both_stores!(
     a_fast_broker_clock_cannot_scrub_a_paused_writers_object,
     a_writer_held_past_half_the_grace_abandons_its_manifest_write,
     a_diverged_remote_tail_is_dropped_from_the_segment_holding_the_offset,
+    big_segments_stream_up_as_multipart_uploads,
     corrupt_frames_are_errors_never_records,
     retrying_store_recovers_from_transient_failures,
     delete_all_removes_the_partition,

@@ -47,7 +47,12 @@ pub struct TierConfig {
     pub scrub_grace: Duration,
     /// How often leaders scrub their partitions.
     pub scrub_interval: Duration,
+    /// Partitions uploading at once on this broker (`--remote-upload-concurrency`).
+    pub upload_concurrency: usize,
 }
+
+/// Default `--remote-upload-concurrency`.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 
 impl TierConfig {
     pub fn new(url: impl Into<String>) -> Self {
@@ -59,6 +64,7 @@ impl TierConfig {
             upload_interval: Duration::from_secs(1),
             scrub_grace: Duration::from_secs(600),
             scrub_interval: Duration::from_secs(600),
+            upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
         }
     }
 }

@@ -36,21 +36,20 @@ pub fn step(base: i64, next: i64, remote_end: Option<i64>) -> Step {
     }
 }
 
-/// Byte position in `segment` (a segment file's batches) of the batch whose base offset is
-/// `offset`; `None` when no batch starts there (the segment does not hold the replicas' common
-/// batch boundary, which means its history diverged from the uploaded one).
-pub fn position_of(segment: &[u8], offset: i64) -> Option<usize> {
-    let mut batches = strata_log::batch::BatchIter::new(segment);
-    loop {
-        let at = batches.position();
-        let (header, _) = batches.next()?.ok()?;
-        if header.base_offset == offset {
-            return Some(at);
-        }
-        if header.base_offset > offset {
+/// Checks that `chunk` (whole batches the local log returned for a read at `offset`) starts
+/// with a batch whose base offset is `offset`, and returns the offset after its last batch.
+/// `None` when it starts elsewhere: `offset` (the remote end) is inside a local batch, so the
+/// local history differs from the uploaded one; or when the chunk holds no whole batch.
+pub fn chunk_end(chunk: &[u8], offset: i64) -> Option<i64> {
+    let mut end = None;
+    for item in strata_log::batch::BatchIter::new(chunk) {
+        let (header, _) = item.ok()?;
+        if end.is_none() && header.base_offset != offset {
             return None;
         }
+        end = Some(header.last_offset() + 1);
     }
+    end
 }
 
 #[cfg(test)]
@@ -94,20 +93,12 @@ mod tests {
     }
 
     #[test]
-    fn the_position_is_found_only_at_a_batch_boundary() {
+    fn a_chunk_must_start_at_the_offset_read() {
         let seg = batches(10, &[3, 4, 5]);
-        assert_eq!(position_of(&seg, 10), Some(0));
-        let second = position_of(&seg, 13).unwrap();
-        let third = position_of(&seg, 17).unwrap();
-        assert!(0 < second && second < third && third < seg.len());
-        let (h, _) = strata_log::batch::BatchIter::new(&seg[third..])
-            .next()
-            .unwrap()
-            .unwrap();
-        assert_eq!((h.base_offset, h.record_count), (17, 5));
-        // Inside a batch, before the segment, after it.
-        assert_eq!(position_of(&seg, 14), None);
-        assert_eq!(position_of(&seg, 9), None);
-        assert_eq!(position_of(&seg, 22), None);
+        assert_eq!(chunk_end(&seg, 10), Some(22));
+        assert_eq!(chunk_end(&batches(13, &[4, 5]), 13), Some(22));
+        // Read inside a batch (a diverged history), or nothing.
+        assert_eq!(chunk_end(&seg, 11), None);
+        assert_eq!(chunk_end(&[], 10), None);
     }
 }

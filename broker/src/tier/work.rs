@@ -1,6 +1,10 @@
 //! The leader's and followers' periodic tiered-storage work: upload sealed, committed
 //! segments; apply total retention to the remote tier; scrub objects no manifest lists.
 //!
+//! Each leader partition's work is its own task, at most `--remote-upload-concurrency` at once
+//! per broker, and a partition whose task still runs is skipped by later passes: a partition
+//! stuck on a store call stalls no other.
+//!
 //! Invariant: the three steps are independent. An upload that fails (a store error, a gap in
 //! the history) is logged and retried on the next pass, and never keeps remote retention or the
 //! scrub from running: a stalled upload must not also stop the bucket from being trimmed.
@@ -8,13 +12,15 @@
 use std::sync::Arc;
 use tokio::sync::watch;
 
-use std::collections::HashMap;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use tokio::sync::Semaphore;
 
 use super::lineage;
 use super::plan::{self, Step};
 use super::Tier;
 use crate::error::{BrokerError, Result};
-use crate::replica::{blocking, Partition, RemoteSummary};
+use crate::replica::{Partition, RemoteSummary};
 use crate::replicas::TopicHandle;
 use crate::state::BrokerState;
 use strata_tiering::{Manifest, RetentionPolicy};
@@ -34,8 +40,11 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
     let interval = tier.config.upload_interval;
     let mut last_scrub = tokio::time::Instant::now();
     let mut next_check = tokio::time::Instant::now();
-    // The leader epoch at which each partition's lineage was last checked.
-    let mut checked: HashMap<(String, u32), i32> = HashMap::new();
+    let shared = Arc::new(Shared {
+        permits: Arc::new(Semaphore::new(tier.config.upload_concurrency.max(1))),
+        busy: Mutex::new(HashSet::new()),
+        checked: Mutex::new(HashMap::new()),
+    });
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -70,21 +79,64 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             .filter(|t| t.config.remote_storage)
         {
             for p in topic.partitions.values() {
-                let outcome = if p.is_leader() {
-                    lead_partition(tier, &topic, p, scrub, &mut checked).await
-                } else {
+                if !p.is_leader() {
                     // Followers learn the remote tier's bounds from their leader's answers.
                     if let Some(remote) = p.remote_log() {
                         remote.follow();
                     }
-                    Ok(())
-                };
-                if let Err(e) = outcome {
-                    tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "tiered storage work failed; retrying");
+                    continue;
                 }
+                spawn_leader_work(&state, &shared, &topic, p, scrub);
             }
         }
     }
+}
+
+/// What the per-partition tasks of [`run`] share.
+#[derive(Debug)]
+struct Shared {
+    /// `--remote-upload-concurrency`: partitions working at once on this broker.
+    permits: Arc<Semaphore>,
+    /// Partitions whose task still runs: a partition stuck on a store call that does not
+    /// answer holds its own slot and nobody else's pass.
+    busy: Mutex<HashSet<(String, u32)>>,
+    /// The leader epoch at which each partition's lineage was last checked.
+    checked: Mutex<HashMap<(String, u32), i32>>,
+}
+
+/// Starts the leader's work on one partition, unless it is still running from an earlier
+/// pass or every upload slot is taken (it then waits for the next pass). A scrub due in a pass
+/// a partition misses is done at the next scrub interval.
+fn spawn_leader_work(
+    state: &Arc<BrokerState>,
+    shared: &Arc<Shared>,
+    topic: &Arc<TopicHandle>,
+    p: &Arc<Partition>,
+    scrub: Option<i64>,
+) {
+    let id = (topic.record.topic_id.clone(), p.index);
+    if shared.busy.lock().contains(&id) {
+        return;
+    }
+    let Ok(permit) = Arc::clone(&shared.permits).try_acquire_owned() else {
+        return;
+    };
+    shared.busy.lock().insert(id.clone());
+    let (state, shared, topic, p) = (
+        Arc::clone(state),
+        Arc::clone(shared),
+        Arc::clone(topic),
+        Arc::clone(p),
+    );
+    tokio::spawn(async move {
+        let _permit = permit;
+        if let Some(tier) = state.tier.as_ref() {
+            if let Err(e) = lead_partition(tier, &topic, &p, scrub, &shared.checked).await {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "tiered storage work failed; retrying");
+            }
+        }
+        shared.busy.lock().remove(&id);
+    });
 }
 
 /// Runs the store check again for a broker that started while the store did not answer.
@@ -146,7 +198,7 @@ async fn lead_partition(
     topic: &TopicHandle,
     p: &Arc<Partition>,
     scrub: Option<i64>,
-    checked: &mut HashMap<(String, u32), i32>,
+    checked: &Mutex<HashMap<(String, u32), i32>>,
 ) -> Result<()> {
     let Some(remote) = p.remote_log() else {
         return Ok(());
@@ -155,9 +207,10 @@ async fn lead_partition(
         strata_tiering::metrics::upload_failed_before_store();
     })?;
     let id = (topic.record.topic_id.clone(), p.index);
-    if checked.get(&id) != Some(&p.leader_epoch()) {
+    let epoch = p.leader_epoch();
+    if checked.lock().get(&id) != Some(&epoch) {
         manifest = reconcile_lineage(topic, p, &remote, manifest).await?;
-        checked.insert(id, p.leader_epoch());
+        checked.lock().insert(id, epoch);
     }
     let (manifest, uploaded) = upload_segments(p, &remote, manifest).await;
     if let Err(e) = &uploaded {
@@ -273,27 +326,8 @@ async fn upload_segments(
             tracing::info!(topic = %p.topic, partition = p.index, segment_base = seg.base_offset, from,
                 "uploading from the remote end inside a local segment (replicas rolled at different batches)");
         }
-        let path = seg.path.clone();
-        let (topic, index) = (p.topic.clone(), p.index);
-        let bytes = blocking(move || {
-            let all = std::fs::read(&path)
-                .map_err(|e| BrokerError::Internal(format!("reading {}: {e}", path.display())))?;
-            let at = plan::position_of(&all, from).ok_or_else(|| {
-                BrokerError::Internal(format!(
-                    "{topic}/{index}: the remote tier ends at offset {from}, which is no batch \
-                     boundary of local segment {}; its history differs from the uploaded one",
-                    path.display()
-                ))
-            })?;
-            let mut all = bytes::Bytes::from(all);
-            Ok(all.split_off(at))
-        })
-        .await;
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => return (manifest, Err(counted(e))),
-        };
-        match remote.upload(bytes, from, epoch).await {
+        let source = log_source(Arc::clone(p), from, seg.next_offset);
+        match remote.upload_from(from, epoch, source).await {
             Ok(next) => {
                 tracing::debug!(topic = %p.topic, partition = p.index, from, next = seg.next_offset, "segment uploaded");
                 p.set_remote_summary(Some(RemoteSummary::of(&next)));
@@ -303,6 +337,36 @@ async fn upload_segments(
         }
     }
     (manifest, Ok(()))
+}
+
+/// Bytes of local log read per call while uploading: the upload streams the segment.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// The batches of `p`'s local log in `[from, end)`, about [`UPLOAD_CHUNK`] per call (run on
+/// the blocking pool by the upload). Local retention never deletes them meanwhile: its limit
+/// is the manifest's end, which is `from`.
+fn log_source(p: Arc<Partition>, from: i64, end: i64) -> strata_tiering::BatchSource {
+    let mut offset = from;
+    Box::new(move || {
+        if offset >= end {
+            return Ok(None);
+        }
+        let read = p
+            .with_log(|log| log.read(offset, UPLOAD_CHUNK, end))
+            .map_err(|e| e.to_string())?;
+        if read.bytes.is_empty() {
+            return Err(format!(
+                "the local log returned nothing at offset {offset}, below the segment's end {end}"
+            ));
+        }
+        offset = plan::chunk_end(&read.bytes, offset).ok_or_else(|| {
+            format!(
+                "offset {offset} (where the upload continues) is no batch boundary of the local \
+                 log: its history differs from the uploaded one"
+            )
+        })?;
+        Ok(Some(read.bytes))
+    })
 }
 
 /// Total retention over both tiers: time on the remote segments, size on remote plus

@@ -63,6 +63,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut tier = strata_broker::tier::TierConfig::new(store);
+    match args.limits.remote_upload_concurrency {
+        Some(0) => anyhow::bail!("--remote-upload-concurrency must be at least 1"),
+        Some(n) => tier.upload_concurrency = n,
+        None => {}
+    }
     tier.options.endpoint = args.s3_endpoint;
     tier.options.region = args.s3_region;
     config.tier = Some(tier);

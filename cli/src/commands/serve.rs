@@ -98,6 +98,10 @@ pub struct LimitArgs {
     /// the next is closed as it is accepted, with a warning in the log (default 4096).
     #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Partitions this broker uploads to the object store at once (default 4); each upload
+    /// streams its segment with at most two 8 MiB parts in flight.
+    #[arg(long, env = "STRATA_REMOTE_UPLOAD_CONCURRENCY")]
+    pub remote_upload_concurrency: Option<usize>,
 }
 
 /// The file form of [`ServeArgs`].
@@ -126,6 +130,7 @@ struct ServeFile {
     group_min_session_timeout: Option<String>,
     metadata_history: Option<String>,
     max_connections: Option<usize>,
+    remote_upload_concurrency: Option<usize>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -153,6 +158,7 @@ pub struct ServeSettings {
     pub group_min_session_timeout: Duration,
     pub metadata_history: Duration,
     pub max_connections: usize,
+    pub remote_upload_concurrency: usize,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -241,6 +247,14 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
     if max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
+    let remote_upload_concurrency = args
+        .limits
+        .remote_upload_concurrency
+        .or(file.remote_upload_concurrency)
+        .unwrap_or(strata_broker::tier::DEFAULT_UPLOAD_CONCURRENCY);
+    if remote_upload_concurrency == 0 {
+        bail!("--remote-upload-concurrency must be at least 1");
+    }
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -291,6 +305,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         group_min_session_timeout,
         metadata_history,
         max_connections,
+        remote_upload_concurrency,
     })
 }
 
@@ -329,6 +344,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tier.options.region = s.s3_region.clone();
         tier.scrub_grace = s.remote_scrub_grace;
         tier.scrub_interval = s.remote_scrub_interval;
+        tier.upload_concurrency = s.remote_upload_concurrency;
         config.tier = Some(tier);
         config.topic_defaults.remote_storage = true;
     }

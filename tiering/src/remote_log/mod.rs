@@ -17,10 +17,12 @@
 mod read;
 mod retention;
 mod scrub;
+mod stream;
 mod upload;
 
 pub use retention::RetentionPolicy;
 pub use scrub::ScrubReport;
+pub use stream::{BatchSource, PARTS_IN_FLIGHT, PART_BYTES};
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub struct UploadConfig {
     /// manifest write that lists it; later, it abandons the write and deletes the object. Half
     /// the scrub grace: the scrub may delete an unlisted object once it is older than the grace.
     pub manifest_deadline: Duration,
+    /// Multipart part size; an object smaller than one part goes up in one PUT.
+    pub part_bytes: usize,
 }
 
 impl Default for UploadConfig {
@@ -83,6 +87,7 @@ impl Default for UploadConfig {
             frame_bytes: format::DEFAULT_FRAME_BYTES,
             zstd_level: 3,
             manifest_deadline: Duration::from_secs(300),
+            part_bytes: stream::PART_BYTES,
         }
     }
 }

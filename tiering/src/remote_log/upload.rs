@@ -4,17 +4,16 @@
 use std::sync::Arc;
 
 use std::time::Duration;
-use strata_log::batch::BatchIter;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 
 use crate::error::{Result, TieringError};
-use crate::format::{self};
 use crate::manifest::{Manifest, SegmentMeta};
 use crate::metrics;
 
+use super::stream::{self, BatchSource};
 use super::{RemoteLog, MANIFEST_WRITE_ATTEMPTS};
 
 impl RemoteLog {
@@ -35,7 +34,21 @@ impl RemoteLog {
         base_offset: i64,
         leader_epoch: i32,
     ) -> Result<Manifest> {
-        let result = self.upload_once(segment, base_offset, leader_epoch).await;
+        let mut once = Some(segment);
+        self.upload_from(base_offset, leader_epoch, Box::new(move || Ok(once.take())))
+            .await
+    }
+
+    /// Like [`RemoteLog::upload`], with the segment's batches coming from `source` a chunk at
+    /// a time: the object is encoded and sent as a stream (`stream`), in memory bounded
+    /// by a few frames and parts whatever the segment's size.
+    pub async fn upload_from(
+        &self,
+        base_offset: i64,
+        leader_epoch: i32,
+        source: BatchSource,
+    ) -> Result<Manifest> {
+        let result = self.upload_once(source, base_offset, leader_epoch).await;
         if result.is_err() {
             metrics::UPLOAD_ERRORS.inc();
         }
@@ -44,49 +57,38 @@ impl RemoteLog {
 
     async fn upload_once(
         &self,
-        segment: Bytes,
+        source: BatchSource,
         base_offset: i64,
         leader_epoch: i32,
     ) -> Result<Manifest> {
         let start = std::time::Instant::now();
-        let segment_len = segment.len() as u64;
         let mut current = (*self.manifest().await?).clone();
         if let Some(done) = self.upload_check(&current, base_offset, leader_epoch)? {
             return Ok(done);
         }
         let cfg = self.upload;
-        let (encoded, epochs) = tokio::task::spawn_blocking(move || {
-            let epochs = epoch_runs(&segment);
-            format::encode_segment(&segment, base_offset, cfg.frame_bytes, cfg.zstd_level)
-                .map(|e| (e, epochs))
-        })
-        .await
-        .map_err(|e| TieringError::Unavailable(format!("the segment encoder stopped: {e}")))??;
         let key = self
             .paths
             .segment_key(base_offset, leader_epoch, uuid::Uuid::new_v4());
-        let object_bytes = encoded.bytes.len() as u64;
         let put_started = (self.clock.now_ms(), std::time::Instant::now());
-        self.store
-            .put(&key, PutPayload::from(encoded.bytes))
-            .await
-            .map_err(|e| TieringError::store(&key, e))?;
+        let written = stream::write_object(&self.store, &key, base_offset, cfg, source).await?;
         crate::failpoint::reached(crate::failpoint::UPLOAD_AFTER_OBJECT_PUT, key.as_ref()).await;
-        let f = &encoded.footer;
+        let f = &written.footer;
+        let segment_len = f.segment_bytes;
         let meta = SegmentMeta {
             key: key.to_string(),
             base_offset,
             next_offset: f.next_offset,
             max_timestamp: f.max_timestamp,
-            object_bytes,
+            object_bytes: written.object_bytes,
             segment_bytes: f.segment_bytes,
             records: f.record_count,
             leader_epoch,
-            epochs,
+            epochs: written.epochs,
         };
         self.ctx
             .footer_cache
-            .put(key.as_ref(), Arc::new(encoded.footer));
+            .put(key.as_ref(), Arc::new(written.footer));
         for _ in 0..MANIFEST_WRITE_ATTEMPTS {
             let waited = elapsed_since(self.clock.now_ms(), put_started);
             if waited > cfg.manifest_deadline {
@@ -186,21 +188,4 @@ impl RemoteLog {
 fn elapsed_since(now_ms: i64, started: (i64, std::time::Instant)) -> Duration {
     let wall = Duration::from_millis(now_ms.saturating_sub(started.0).max(0) as u64);
     wall.max(started.1.elapsed())
-}
-
-/// The leader-epoch runs of a segment's batches: `(epoch, base offset)` where each run starts.
-/// The batches passed their checks when they were appended; one that does not parse here ends
-/// the list (the encoder refuses it anyway).
-fn epoch_runs(segment: &[u8]) -> Vec<(i32, i64)> {
-    let mut runs: Vec<(i32, i64)> = Vec::new();
-    for item in BatchIter::new(segment) {
-        let Ok((h, _)) = item else { break };
-        if runs
-            .last()
-            .is_none_or(|&(e, _)| e != h.partition_leader_epoch)
-        {
-            runs.push((h.partition_leader_epoch, h.base_offset));
-        }
-    }
-    runs
 }
