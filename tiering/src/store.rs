@@ -19,7 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::ClientConfigKey;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -126,10 +127,15 @@ pub fn object_store_from_url(
                 max_retries: r.max_retries as usize,
                 retry_timeout: r.deadline,
             })
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_timeout(S3_REQUEST_TIMEOUT)
-                    .with_connect_timeout(S3_CONNECT_TIMEOUT),
+            // Set key by key: a whole ClientOptions would drop what `from_env` and
+            // `with_allow_http` set.
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", S3_REQUEST_TIMEOUT.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                format!("{}s", S3_CONNECT_TIMEOUT.as_secs()),
             );
         let s3 = b
             .build()
