@@ -34,6 +34,31 @@ pub const AWS_ENV: [(&str, &str); 3] = [
 impl LocalStack {
     /// Makes the bucket of `url` (`s3://BUCKET/PREFIX`) with `strata tier init`; panics with
     /// its output unless it succeeds.
+    /// Every object key under the store URL `url` (`s3://bucket/prefix`), read with a LIST.
+    pub fn object_keys(&self, url: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        let options = strata_tiering::StoreOptions {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            ..Default::default()
+        };
+        let (store, _) = strata_tiering::object_store_from_url(url, &options)
+            .unwrap_or_else(|e| panic!("store {url}: {e}"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(
+            store
+                .list(None)
+                .map_ok(|m| m.location.to_string())
+                .try_collect(),
+        )
+        .unwrap_or_else(|e| panic!("listing {url}: {e}"))
+    }
+
     pub fn tier_init(&self, url: &str) {
         let out = Command::new(crate::strata_bin())
             .args(["tier", "init", "--object-store", url])

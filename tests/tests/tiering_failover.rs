@@ -4,7 +4,6 @@
 //! object, and a replay from offset 0 returns every record once, in order, from the bucket.
 //! The bucket is made by `strata tier init`, whose errors are checked on the way.
 
-use futures::TryStreamExt;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +11,6 @@ use strata_tests::etcd::EtcdServer;
 use strata_tests::localstack::LocalStack;
 use strata_tests::serve::ServeBroker;
 use strata_tests::wait_for;
-use strata_tiering::object_store::ObjectStore;
 
 const AWS_ENV: [(&str, &str); 3] = [
     ("AWS_ACCESS_KEY_ID", "test"),
@@ -42,28 +40,10 @@ fn json(broker: &ServeBroker, args: &[&str]) -> Value {
 
 /// The segment objects under the partition's directory in the bucket.
 fn segment_objects(localstack: &LocalStack, partition: u32) -> Vec<String> {
-    let options = strata_tiering::StoreOptions {
-        endpoint: Some(localstack.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        ..Default::default()
-    };
-    let (store, _) = strata_tiering::object_store_from_url(URL, &options).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let all: Vec<String> = rt
-        .block_on(
-            store
-                .list(None)
-                .map_ok(|m| m.location.to_string())
-                .try_collect(),
-        )
-        .unwrap();
     let dir = format!("/{partition}/");
-    all.into_iter()
+    localstack
+        .object_keys(URL)
+        .into_iter()
         .filter(|k| k.ends_with(".seg") && k.contains("/midway-") && k.contains(&dir))
         .collect()
 }

@@ -9,7 +9,6 @@
 //!   SIGSTOPped), a deleted topic's objects are deleted through a tombstone that outlives the
 //!   outage and a broker restart, and tiering catches up when the store answers again.
 
-use futures::TryStreamExt;
 use serde_json::Value;
 use std::time::Duration;
 use strata_tests::etcd::EtcdServer;
@@ -61,28 +60,12 @@ fn num(v: &Value, key: &str) -> i64 {
 
 /// Every object key of the topic in the bucket (segments and manifests).
 fn objects(localstack: &LocalStack, url: &str, topic: &str) -> Vec<String> {
-    let options = strata_tiering::StoreOptions {
-        endpoint: Some(localstack.endpoint.clone()),
-        region: Some("us-east-1".into()),
-        access_key_id: Some("test".into()),
-        secret_access_key: Some("test".into()),
-        ..Default::default()
-    };
-    let (store, _) = strata_tiering::object_store_from_url(url, &options).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let all: Vec<String> = rt
-        .block_on(
-            store
-                .list(None)
-                .map_ok(|m| m.location.to_string())
-                .try_collect(),
-        )
-        .unwrap();
     let dir = format!("/{topic}-");
-    all.into_iter().filter(|k| k.contains(&dir)).collect()
+    localstack
+        .object_keys(url)
+        .into_iter()
+        .filter(|k| k.contains(&dir))
+        .collect()
 }
 
 fn alter(broker: &ServeBroker, topic: &str, sets: &[&str]) -> std::process::Output {
