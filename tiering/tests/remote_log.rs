@@ -555,6 +555,58 @@ pub async fn sequential_replay_is_prefetched(env: Env) {
     assert_eq!(replay, all);
 }
 
+/// A sequential replay through a cold reader costs a footer GET per segment and one ranged
+/// GET per `fetch_chunk_bytes` of frames, not one GET per frame.
+pub async fn sequential_replay_reads_in_large_ranges(env: Env) {
+    let writer = env.log();
+    let segs = three_segments(0);
+    let end = upload_all(&writer, &segs, 1).await;
+    let m = writer.latest_manifest().await.unwrap().unwrap();
+    let mut frames = 0;
+    for seg in &m.segments {
+        let object = env
+            .store
+            .get(&Path::from(seg.key.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        frames += strata_tiering::parse_footer(&object).unwrap().frames.len();
+    }
+    assert!(frames >= 9, "several frames per segment: {frames}");
+    let replay = |chunk_bytes: usize, dir: &str| {
+        let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+        let cache = ChunkCache::new(env.cache_dir.path().join(dir), 1 << 24).unwrap();
+        let mut ctx = ReadContext::new(4, Some(cache));
+        ctx.fetch_chunk_bytes = chunk_bytes;
+        let log = RemoteLog::new(
+            faulty.clone(),
+            root_path(&Path::from("strata"), "c1"),
+            "orders",
+            "6f1c",
+            0,
+            ctx,
+        );
+        async move {
+            let mut offset = 100;
+            while let Some(bytes) = log.read(offset, 1 << 20).await.unwrap() {
+                for item in BatchIter::new(&bytes) {
+                    offset = item.unwrap().0.next_offset();
+                }
+            }
+            assert_eq!(offset, end);
+            faulty.calls()
+        }
+    };
+    // Whole segments per GET: the manifest (a LIST and GETs), 3 footers, 3 chunks.
+    let calls = replay(16 << 20, "big").await;
+    assert!(calls <= 10, "{calls} store calls for {frames} frames");
+    // One frame per GET: at least a GET per frame.
+    let per_frame = replay(1, "small").await;
+    assert!(per_frame >= frames, "{per_frame} calls for {frames} frames");
+}
+
 pub async fn reads_prefetch_the_next_frame(env: Env) {
     let cache = ChunkCache::new(env.cache_dir.path().join("prefetch"), 1 << 20).unwrap();
     let log = RemoteLog::new(
@@ -646,6 +698,7 @@ both_stores!(
     delete_all_removes_the_partition,
     sequential_replay_is_prefetched,
     reads_prefetch_the_next_frame,
+    sequential_replay_reads_in_large_ranges,
     racing_uploads_of_one_segment_list_it_once,
 );
 

@@ -24,7 +24,7 @@ pub use retention::RetentionPolicy;
 pub use scrub::ScrubReport;
 pub use stream::{BatchSource, PARTS_IN_FLIGHT, PART_BYTES};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,9 +51,18 @@ pub struct ReadContext {
     pub get_permits: Arc<Semaphore>,
     pub chunk_cache: Option<Arc<ChunkCache>>,
     pub footer_cache: Arc<FooterCache>,
-    /// Frames prefetched ahead of a read, at most this many in flight per partition (0: off).
+    /// Chunks prefetched ahead of a read, at most this many in flight per partition (0: off).
     pub readahead_frames: usize,
+    /// Compressed bytes one ranged GET fetches on a miss: that frame and the ones after it
+    /// (Redpanda's 16 MiB).
+    pub fetch_chunk_bytes: usize,
 }
+
+/// Frames being prefetched, by (object key, frame position), with the signal of their fetch.
+type InFlight = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
+
+/// Default [`ReadContext::fetch_chunk_bytes`].
+pub const DEFAULT_FETCH_CHUNK_BYTES: usize = 16 << 20;
 
 impl ReadContext {
     /// `max_concurrent_gets` GETs in flight, 1,024 footers, two frames of read-ahead.
@@ -63,6 +72,7 @@ impl ReadContext {
             chunk_cache,
             footer_cache: FooterCache::new(1024),
             readahead_frames: 2,
+            fetch_chunk_bytes: DEFAULT_FETCH_CHUNK_BYTES,
         }
     }
 }
@@ -108,7 +118,8 @@ pub struct RemoteLog {
     /// writes every change itself) and no read goes to the store to find it.
     leading: Mutex<Option<i32>>,
     prefetch: Arc<Semaphore>,
-    inflight: Arc<Mutex<HashSet<(String, u64)>>>,
+    /// Frames a prefetch is fetching now, with what it signals when done.
+    inflight: Arc<Mutex<InFlight>>,
 }
 
 impl RemoteLog {

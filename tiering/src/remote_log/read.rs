@@ -1,6 +1,7 @@
-//! Reads below the local log: the manifest names the segment, its footer names the frame, one
-//! ranged GET (or the chunk cache) brings it; the next frame is prefetched. Every byte returned
-//! passed the frame CRC and every batch CRC.
+//! Reads below the local log: the manifest names the segment, its footer names the frame, the
+//! chunk cache or one ranged GET brings it. A miss fetches up to `fetch_chunk_bytes` of
+//! frames in one GET; the next chunk is prefetched, and a read of a frame being prefetched
+//! waits for it. Every byte returned passed the frame CRC and every batch CRC.
 
 use std::sync::Arc;
 
@@ -90,7 +91,7 @@ impl RemoteLog {
                 if frame.max_timestamp < timestamp_ms {
                     continue;
                 }
-                let data = self.frame(&seg.key, frame).await?;
+                let data = self.frame(&seg.key, &footer, frame).await?;
                 if let Some(found) = first_at_or_after(&data, timestamp_ms, start)
                     .map_err(|e| TieringError::segment(&seg.key, FormatError::Corrupt(e)))?
                 {
@@ -114,7 +115,7 @@ impl RemoteLog {
                 FormatError::Corrupt(format!("the footer has no frame for offset {offset}")),
             ));
         };
-        let data = self.frame(&seg.key, &frame).await?;
+        let data = self.frame(&seg.key, &footer, &frame).await?;
         self.prefetch_after(&seg.key, &footer, &frame);
         let mut start = None;
         let mut end = 0;
@@ -189,30 +190,56 @@ impl RemoteLog {
     }
 
     /// A decoded frame: from the chunk cache when it holds a frame that passes its checks,
-    /// else from the store (and then cached).
-    async fn frame(&self, key: &str, info: &FrameInfo) -> Result<Bytes> {
-        if let Some(cache) = &self.ctx.chunk_cache {
-            if let Some(raw) = cache.get(key, info.position).await {
-                match decode_frame(&raw, info) {
-                    Ok(data) => return Ok(data),
-                    Err(e) => {
-                        tracing::warn!(key, position = info.position, error = %e,
-                            "dropping a damaged chunk cache entry");
-                        cache.evict(key, info.position).await;
-                    }
+    /// else from the store. With a chunk cache, a miss fetches the frame and the frames after
+    /// it in one ranged GET of up to `fetch_chunk_bytes` and caches them all (sequential replay
+    /// then costs one GET per chunk, not per frame); a frame a prefetch is fetching now is
+    /// waited for, not fetched twice. Decompression runs on the blocking pool.
+    async fn frame(&self, key: &str, footer: &Footer, info: &FrameInfo) -> Result<Bytes> {
+        let Some(cache) = &self.ctx.chunk_cache else {
+            let raw = self.get_range(&Path::from(key), info.range()).await?;
+            return decode_off_workers(key, raw, *info).await;
+        };
+        let id = (key.to_string(), info.position);
+        // A prefetch of this frame in flight: wait for it, then look in the cache. The
+        // `Notified` is created under the lock, so the prefetch's notify_waiters reaches it.
+        let notify = self.inflight.lock().get(&id).cloned();
+        if let Some(n) = notify {
+            let wait = n.notified();
+            if self.inflight.lock().contains_key(&id) {
+                wait.await;
+            }
+        }
+        if let Some(raw) = cache.get(key, info.position).await {
+            match decode_off_workers(key, raw, *info).await {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    tracing::warn!(key, position = info.position, error = %e,
+                        "dropping a damaged chunk cache entry");
+                    cache.evict(key, info.position).await;
                 }
             }
         }
-        let raw = self.get_range(&Path::from(key), info.range()).await?;
-        let data = decode_frame(&raw, info).map_err(|e| TieringError::segment(key, e))?;
-        if let Some(cache) = &self.ctx.chunk_cache {
-            cache.put(key, info.position, &raw).await;
+        let frames = chunk_of(footer, info, self.ctx.fetch_chunk_bytes);
+        let raws = fetch_frames(&self.store, &self.ctx.get_permits, key, frames).await?;
+        let Some(raw) = raws.first().cloned() else {
+            return Err(TieringError::segment(
+                key,
+                FormatError::Corrupt(format!("the footer has no frame at {}", info.position)),
+            ));
+        };
+        let data = decode_off_workers(key, raw.clone(), *info).await?;
+        cache.put(key, info.position, &raw).await;
+        for (f, r) in frames.iter().zip(&raws).skip(1) {
+            if crc32c::crc32c(r) == f.crc {
+                cache.put(key, f.position, r).await;
+            }
         }
         Ok(data)
     }
 
-    /// Starts fetching the frame after `frame` into the chunk cache, if read-ahead is on, the
-    /// frame is not cached or in flight, and a prefetch slot is free.
+    /// Starts fetching the chunk after `frame` into the chunk cache, if read-ahead is on, the
+    /// next frame is not cached or in flight, and a prefetch slot is free. Demand reads of the
+    /// frames it fetches wait for it (see [`RemoteLog::frame`]).
     fn prefetch_after(&self, key: &str, footer: &Footer, frame: &FrameInfo) {
         let Some(cache) = self.ctx.chunk_cache.clone() else {
             return;
@@ -230,26 +257,107 @@ impl RemoteLog {
         let Ok(slot) = Arc::clone(&self.prefetch).try_acquire_owned() else {
             return;
         };
-        let id = (key.to_string(), next.position);
-        if !self.inflight.lock().insert(id.clone()) {
-            return;
+        let frames: Vec<FrameInfo> = chunk_of(footer, &next, self.ctx.fetch_chunk_bytes)
+            .iter()
+            .take_while(|f| !cache.contains(key, f.position))
+            .copied()
+            .collect();
+        let notify = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut inflight = self.inflight.lock();
+            if inflight.contains_key(&(key.to_string(), next.position)) {
+                return;
+            }
+            for f in &frames {
+                inflight.insert((key.to_string(), f.position), Arc::clone(&notify));
+            }
         }
         let store = Arc::clone(&self.store);
         let permits = Arc::clone(&self.ctx.get_permits);
         let inflight = Arc::clone(&self.inflight);
+        let key = key.to_string();
         tokio::spawn(async move {
             let _slot = slot;
-            let path = Path::from(id.0.as_str());
-            match get_range(&store, &permits, &path, next.range()).await {
-                Ok(raw) if crc32c::crc32c(&raw) == next.crc => cache.put(&id.0, id.1, &raw).await,
-                Ok(_) => {
-                    tracing::debug!(key = %id.0, "prefetched frame failed its CRC; not cached")
+            match fetch_frames(&store, &permits, &key, &frames).await {
+                Ok(raws) => {
+                    for (f, raw) in frames.iter().zip(&raws) {
+                        if crc32c::crc32c(raw) == f.crc {
+                            cache.put(&key, f.position, raw).await;
+                        } else {
+                            tracing::debug!(key = %key, "prefetched frame failed its CRC; not cached");
+                        }
+                    }
                 }
-                Err(e) => tracing::debug!(key = %id.0, error = %e, "prefetch failed"),
+                Err(e) => tracing::debug!(key = %key, error = %e, "prefetch failed"),
             }
-            inflight.lock().remove(&id);
+            {
+                let mut inflight = inflight.lock();
+                for f in &frames {
+                    inflight.remove(&(key.clone(), f.position));
+                }
+            }
+            notify.notify_waiters();
         });
     }
+}
+
+/// `info` and the frames after it in the same object, up to `max_bytes` of compressed frames
+/// in all (at least `info`): one ranged GET's worth. Empty when the footer has no such frame.
+fn chunk_of<'a>(footer: &'a Footer, info: &FrameInfo, max_bytes: usize) -> &'a [FrameInfo] {
+    let Some(first) = footer.frame_index(info) else {
+        return &[];
+    };
+    let mut total = 0u64;
+    let mut end = first;
+    for f in &footer.frames[first..] {
+        total += f.compressed_len as u64;
+        if end > first && total > max_bytes as u64 {
+            break;
+        }
+        end += 1;
+    }
+    &footer.frames[first..end]
+}
+
+/// The raw (compressed) bytes of consecutive `frames` of one object, with one ranged GET.
+async fn fetch_frames(
+    store: &Arc<dyn ObjectStore>,
+    permits: &Semaphore,
+    key: &str,
+    frames: &[FrameInfo],
+) -> Result<Vec<Bytes>> {
+    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+        return Ok(Vec::new());
+    };
+    let start = first.position;
+    let all = get_range(store, permits, &Path::from(key), start..last.range().end).await?;
+    frames
+        .iter()
+        .map(|f| {
+            let from = (f.position - start) as usize;
+            let to = from + f.compressed_len as usize;
+            if to > all.len() {
+                return Err(TieringError::segment(
+                    key,
+                    FormatError::Corrupt(format!(
+                        "a ranged GET returned {} bytes, short of frame {}..{}",
+                        all.len(),
+                        f.position,
+                        f.position + f.compressed_len as u64
+                    )),
+                ));
+            }
+            Ok(all.slice(from..to))
+        })
+        .collect()
+}
+
+/// Checks and decompresses a frame on the blocking pool (a 2 MiB frame takes milliseconds).
+async fn decode_off_workers(key: &str, raw: Bytes, info: FrameInfo) -> Result<Bytes> {
+    tokio::task::spawn_blocking(move || decode_frame(&raw, &info))
+        .await
+        .map_err(|e| TieringError::Unavailable(format!("the frame decoder stopped: {e}")))?
+        .map_err(|e| TieringError::segment(key, e))
 }
 
 async fn get_range(
