@@ -607,6 +607,37 @@ pub async fn sequential_replay_reads_in_large_ranges(env: Env) {
     assert!(per_frame >= frames, "{per_frame} calls for {frames} frames");
 }
 
+/// Reading a segment's last frame prefetches the next segment's footer and first chunk.
+pub async fn read_ahead_crosses_segment_boundaries(env: Env) {
+    let writer = env.log();
+    let segs = three_segments(0);
+    upload_all(&writer, &segs, 1).await;
+    let m = writer.latest_manifest().await.unwrap().unwrap();
+    let cache = ChunkCache::new(env.cache_dir.path().join("cross"), 1 << 24).unwrap();
+    let reader = RemoteLog::new(
+        Arc::clone(&env.store),
+        root_path(&Path::from("strata"), "c1"),
+        "orders",
+        "6f1c",
+        0,
+        ReadContext::new(4, Some(cache.clone())),
+    );
+    let last_of_first = segs[1].1 - 1;
+    reader.read(last_of_first, 1).await.unwrap().unwrap();
+    let next_key = m.segments[1].key.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cache.contains(&next_key, 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next segment's first frame was never prefetched"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (hits, _) = cache.stats();
+    reader.read(segs[1].1, 1).await.unwrap().unwrap();
+    assert_eq!(cache.stats().0, hits + 1, "served from the cache");
+}
+
 pub async fn reads_prefetch_the_next_frame(env: Env) {
     let cache = ChunkCache::new(env.cache_dir.path().join("prefetch"), 1 << 20).unwrap();
     let log = RemoteLog::new(
@@ -699,6 +730,7 @@ both_stores!(
     sequential_replay_is_prefetched,
     reads_prefetch_the_next_frame,
     sequential_replay_reads_in_large_ranges,
+    read_ahead_crosses_segment_boundaries,
     racing_uploads_of_one_segment_list_it_once,
 );
 

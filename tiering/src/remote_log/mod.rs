@@ -59,7 +59,7 @@ pub struct ReadContext {
 }
 
 /// Frames being prefetched, by (object key, frame position), with the signal of their fetch.
-type InFlight = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
+pub(super) type InFlight = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
 
 /// Default [`ReadContext::fetch_chunk_bytes`].
 pub const DEFAULT_FETCH_CHUNK_BYTES: usize = 16 << 20;

@@ -16,7 +16,9 @@ use crate::format::{self, decode_frame, parse_footer, Footer, FormatError, Frame
 use crate::manifest::SegmentMeta;
 use crate::metrics;
 
-use super::RemoteLog;
+use super::{InFlight, ReadContext, RemoteLog};
+use crate::cache::{ChunkCache, FooterCache};
+use parking_lot::Mutex;
 
 impl RemoteLog {
     /// Reads whole batches starting with the one holding `offset`, from one frame, up to
@@ -50,15 +52,20 @@ impl RemoteLog {
         let Some(seg) = manifest.segment_for(offset).cloned() else {
             return Ok(None);
         };
-        match self.read_segment(&seg, offset, max_bytes).await {
+        let next = manifest.segment_after(&seg.key).cloned();
+        match self
+            .read_segment(&seg, next.as_ref(), offset, max_bytes)
+            .await
+        {
             Err(TieringError::NotFound { .. }) => {
                 // Retention may have removed it since our manifest was read.
                 let fresh = self.manifest().await?;
                 match fresh.segment_for(offset) {
                     None => Ok(None),
-                    Some(s) if s.key != seg.key => {
-                        self.read_segment(s, offset, max_bytes).await.map(Some)
-                    }
+                    Some(s) if s.key != seg.key => self
+                        .read_segment(s, None, offset, max_bytes)
+                        .await
+                        .map(Some),
                     Some(_) => Err(TieringError::NotFound {
                         key: seg.key.clone(),
                     }),
@@ -105,6 +112,7 @@ impl RemoteLog {
     async fn read_segment(
         &self,
         seg: &SegmentMeta,
+        next: Option<&SegmentMeta>,
         offset: i64,
         max_bytes: usize,
     ) -> Result<Bytes> {
@@ -116,7 +124,7 @@ impl RemoteLog {
             ));
         };
         let data = self.frame(&seg.key, &footer, &frame).await?;
-        self.prefetch_after(&seg.key, &footer, &frame);
+        self.prefetch_after(&seg.key, &footer, &frame, next);
         let mut start = None;
         let mut end = 0;
         let mut iter = BatchIter::new(&data);
@@ -147,41 +155,27 @@ impl RemoteLog {
 
     /// The segment's footer, from the footer cache or one (rarely two) tail GETs.
     async fn footer(&self, seg: &SegmentMeta) -> Result<Arc<Footer>> {
-        if let Some(f) = self.ctx.footer_cache.get(&seg.key) {
-            return Ok(f);
-        }
-        let key = Path::from(seg.key.as_str());
-        let len = seg.object_bytes;
-        let tail_len = (format::SUGGESTED_TAIL_LEN as u64).min(len);
-        let tail = self.get_range(&key, len - tail_len..len).await?;
-        let footer = match parse_footer(&tail) {
-            Err(FormatError::ShortTail { need, .. }) if need as u64 <= len => {
-                let tail = self.get_range(&key, len - need as u64..len).await?;
-                parse_footer(&tail)
+        self.wait_for_prefetch(&seg.key, FOOTER).await;
+        load_footer(
+            &self.store,
+            &self.ctx.get_permits,
+            &self.ctx.footer_cache,
+            seg,
+        )
+        .await
+    }
+
+    /// Waits while a prefetch fetches `(key, position)` (a frame, or [`FOOTER`]). The
+    /// `Notified` is created before the second look, so the prefetch's notify_waiters reaches it.
+    async fn wait_for_prefetch(&self, key: &str, position: u64) {
+        let id = (key.to_string(), position);
+        let notify = self.inflight.lock().get(&id).cloned();
+        if let Some(n) = notify {
+            let wait = n.notified();
+            if self.inflight.lock().contains_key(&id) {
+                wait.await;
             }
-            r => r,
         }
-        .map_err(|e| TieringError::segment(&seg.key, e))?;
-        if footer.object_len() != len
-            || footer.base_offset != seg.base_offset
-            || footer.next_offset != seg.next_offset
-        {
-            return Err(TieringError::segment(
-                &seg.key,
-                FormatError::Corrupt(format!(
-                    "the footer describes a {}-byte object with offsets {}..{}, the manifest a \
-                     {len}-byte object with offsets {}..{}",
-                    footer.object_len(),
-                    footer.base_offset,
-                    footer.next_offset,
-                    seg.base_offset,
-                    seg.next_offset
-                )),
-            ));
-        }
-        let footer = Arc::new(footer);
-        self.ctx.footer_cache.put(&seg.key, Arc::clone(&footer));
-        Ok(footer)
     }
 
     /// One ranged GET under the broker's remote-read permits.
@@ -199,16 +193,8 @@ impl RemoteLog {
             let raw = self.get_range(&Path::from(key), info.range()).await?;
             return decode_off_workers(key, raw, *info).await;
         };
-        let id = (key.to_string(), info.position);
-        // A prefetch of this frame in flight: wait for it, then look in the cache. The
-        // `Notified` is created under the lock, so the prefetch's notify_waiters reaches it.
-        let notify = self.inflight.lock().get(&id).cloned();
-        if let Some(n) = notify {
-            let wait = n.notified();
-            if self.inflight.lock().contains_key(&id) {
-                wait.await;
-            }
-        }
+        // A prefetch of this frame in flight: wait for it, then look in the cache.
+        self.wait_for_prefetch(key, info.position).await;
         if let Some(raw) = cache.get(key, info.position).await {
             match decode_off_workers(key, raw, *info).await {
                 Ok(data) => return Ok(data),
@@ -237,68 +223,159 @@ impl RemoteLog {
         Ok(data)
     }
 
-    /// Starts fetching the chunk after `frame` into the chunk cache, if read-ahead is on, the
-    /// next frame is not cached or in flight, and a prefetch slot is free. Demand reads of the
-    /// frames it fetches wait for it (see [`RemoteLog::frame`]).
-    fn prefetch_after(&self, key: &str, footer: &Footer, frame: &FrameInfo) {
+    /// Starts fetching what comes after `frame` into the chunk cache, if read-ahead is on and a
+    /// prefetch slot is free: the next chunk of the segment, or after its last frame the next
+    /// segment's footer and first chunk (read-ahead crosses segment boundaries). Demand reads
+    /// of the frames it fetches wait for it (see [`RemoteLog::frame`]).
+    fn prefetch_after(
+        &self,
+        key: &str,
+        footer: &Arc<Footer>,
+        frame: &FrameInfo,
+        next_segment: Option<&SegmentMeta>,
+    ) {
         let Some(cache) = self.ctx.chunk_cache.clone() else {
             return;
         };
-        let Some(next) = footer
+        let next_frame = footer
             .frame_index(frame)
             .and_then(|i| footer.frames.get(i + 1))
-            .copied()
-        else {
-            return;
+            .copied();
+        let ahead = match (next_frame, next_segment) {
+            (Some(f), _) if cache.contains(key, f.position) => return,
+            (Some(f), _) => Ahead::Frame(key.to_string(), Arc::clone(footer), f),
+            (None, Some(s)) => {
+                let known = self.ctx.footer_cache.get(&s.key);
+                if known.is_some_and(|f| {
+                    f.frames
+                        .first()
+                        .is_some_and(|f| cache.contains(&s.key, f.position))
+                }) {
+                    return;
+                }
+                Ahead::Segment(s.clone())
+            }
+            (None, None) => return,
         };
-        if cache.contains(key, next.position) {
-            return;
-        }
         let Ok(slot) = Arc::clone(&self.prefetch).try_acquire_owned() else {
             return;
         };
-        let frames: Vec<FrameInfo> = chunk_of(footer, &next, self.ctx.fetch_chunk_bytes)
-            .iter()
-            .take_while(|f| !cache.contains(key, f.position))
-            .copied()
-            .collect();
-        let notify = Arc::new(tokio::sync::Notify::new());
-        {
-            let mut inflight = self.inflight.lock();
-            if inflight.contains_key(&(key.to_string(), next.position)) {
-                return;
+        // The next segment's footer and first frame (always at position 0) are marked in
+        // flight at once: a demand read arriving before the footer is known waits too.
+        let premarked = match &ahead {
+            Ahead::Segment(seg) => {
+                let notify = Arc::new(tokio::sync::Notify::new());
+                let mut marked = self.inflight.lock();
+                if marked.contains_key(&(seg.key.clone(), 0)) {
+                    return;
+                }
+                for position in [FOOTER, 0] {
+                    marked.insert((seg.key.clone(), position), Arc::clone(&notify));
+                }
+                Some(notify)
             }
-            for f in &frames {
-                inflight.insert((key.to_string(), f.position), Arc::clone(&notify));
-            }
-        }
+            Ahead::Frame(..) => None,
+        };
         let store = Arc::clone(&self.store);
-        let permits = Arc::clone(&self.ctx.get_permits);
+        let ctx = self.ctx.clone();
         let inflight = Arc::clone(&self.inflight);
-        let key = key.to_string();
         tokio::spawn(async move {
             let _slot = slot;
-            match fetch_frames(&store, &permits, &key, &frames).await {
-                Ok(raws) => {
-                    for (f, raw) in frames.iter().zip(&raws) {
-                        if crc32c::crc32c(raw) == f.crc {
-                            cache.put(&key, f.position, raw).await;
-                        } else {
-                            tracing::debug!(key = %key, "prefetched frame failed its CRC; not cached");
+            let (key, footer, first) = match ahead {
+                Ahead::Frame(key, footer, first) => (key, footer, first),
+                Ahead::Segment(seg) => {
+                    let loaded =
+                        load_footer(&store, &ctx.get_permits, &ctx.footer_cache, &seg).await;
+                    inflight.lock().remove(&(seg.key.clone(), FOOTER));
+                    match loaded.map(|f| (f.frames.first().copied(), f)) {
+                        Ok((Some(first), f)) => (seg.key, f, first),
+                        outcome => {
+                            if let Err(e) = outcome {
+                                tracing::debug!(key = %seg.key, error = %e, "prefetching the next segment's footer failed");
+                            }
+                            inflight.lock().remove(&(seg.key.clone(), 0));
+                            if let Some(n) = premarked {
+                                n.notify_waiters();
+                            }
+                            return;
                         }
                     }
                 }
-                Err(e) => tracing::debug!(key = %key, error = %e, "prefetch failed"),
-            }
-            {
-                let mut inflight = inflight.lock();
-                for f in &frames {
-                    inflight.remove(&(key.clone(), f.position));
-                }
-            }
-            notify.notify_waiters();
+            };
+            prefetch_chunk(
+                &store, &ctx, &cache, &inflight, &key, &footer, &first, premarked,
+            )
+            .await;
         });
     }
+}
+
+/// The in-flight mark of a segment's footer (no frame starts at this position).
+const FOOTER: u64 = u64::MAX;
+
+/// What a prefetch fetches: a frame of a known footer (and the chunk it starts), or the next
+/// segment's footer and first chunk.
+enum Ahead {
+    Frame(String, Arc<Footer>, FrameInfo),
+    Segment(SegmentMeta),
+}
+
+/// Fetches the chunk starting at `first` (the frames not cached yet) into the cache, marking
+/// its frames in flight meanwhile so demand reads wait for it instead of fetching them again.
+async fn prefetch_chunk(
+    store: &Arc<dyn ObjectStore>,
+    ctx: &ReadContext,
+    cache: &Arc<ChunkCache>,
+    inflight: &Mutex<InFlight>,
+    key: &str,
+    footer: &Footer,
+    first: &FrameInfo,
+    premarked: Option<Arc<tokio::sync::Notify>>,
+) {
+    let frames: Vec<FrameInfo> = chunk_of(footer, first, ctx.fetch_chunk_bytes)
+        .iter()
+        .take_while(|f| premarked.is_some() || !cache.contains(key, f.position))
+        .copied()
+        .collect();
+    let notify = match premarked {
+        Some(n) => n,
+        None => Arc::new(tokio::sync::Notify::new()),
+    };
+    {
+        let mut marked = inflight.lock();
+        let first_marked = frames
+            .first()
+            .and_then(|f| marked.get(&(key.to_string(), f.position)));
+        if frames.is_empty() || first_marked.is_some_and(|n| !Arc::ptr_eq(n, &notify)) {
+            // Nothing to fetch, or another prefetch has it: drop our own marks.
+            marked.retain(|(k, _), n| k != key || !Arc::ptr_eq(n, &notify));
+            drop(marked);
+            notify.notify_waiters();
+            return;
+        }
+        for f in &frames {
+            marked.insert((key.to_string(), f.position), Arc::clone(&notify));
+        }
+    }
+    match fetch_frames(store, &ctx.get_permits, key, &frames).await {
+        Ok(raws) => {
+            for (f, raw) in frames.iter().zip(&raws) {
+                if crc32c::crc32c(raw) == f.crc {
+                    cache.put(key, f.position, raw).await;
+                } else {
+                    tracing::debug!(key = %key, "prefetched frame failed its CRC; not cached");
+                }
+            }
+        }
+        Err(e) => tracing::debug!(key = %key, error = %e, "prefetch failed"),
+    }
+    {
+        let mut marked = inflight.lock();
+        for f in &frames {
+            marked.remove(&(key.to_string(), f.position));
+        }
+    }
+    notify.notify_waiters();
 }
 
 /// `info` and the frames after it in the same object, up to `max_bytes` of compressed frames
@@ -358,6 +435,51 @@ async fn decode_off_workers(key: &str, raw: Bytes, info: FrameInfo) -> Result<By
         .await
         .map_err(|e| TieringError::Unavailable(format!("the frame decoder stopped: {e}")))?
         .map_err(|e| TieringError::segment(key, e))
+}
+
+/// A segment's footer, from the footer cache or one (rarely two) tail GETs, checked against
+/// the manifest's entry.
+async fn load_footer(
+    store: &Arc<dyn ObjectStore>,
+    permits: &Semaphore,
+    footers: &FooterCache,
+    seg: &SegmentMeta,
+) -> Result<Arc<Footer>> {
+    if let Some(f) = footers.get(&seg.key) {
+        return Ok(f);
+    }
+    let key = Path::from(seg.key.as_str());
+    let len = seg.object_bytes;
+    let tail_len = (format::SUGGESTED_TAIL_LEN as u64).min(len);
+    let tail = get_range(store, permits, &key, len - tail_len..len).await?;
+    let footer = match parse_footer(&tail) {
+        Err(FormatError::ShortTail { need, .. }) if need as u64 <= len => {
+            let tail = get_range(store, permits, &key, len - need as u64..len).await?;
+            parse_footer(&tail)
+        }
+        r => r,
+    }
+    .map_err(|e| TieringError::segment(&seg.key, e))?;
+    if footer.object_len() != len
+        || footer.base_offset != seg.base_offset
+        || footer.next_offset != seg.next_offset
+    {
+        return Err(TieringError::segment(
+            &seg.key,
+            FormatError::Corrupt(format!(
+                "the footer describes a {}-byte object with offsets {}..{}, the manifest a \
+                 {len}-byte object with offsets {}..{}",
+                footer.object_len(),
+                footer.base_offset,
+                footer.next_offset,
+                seg.base_offset,
+                seg.next_offset
+            )),
+        ));
+    }
+    let footer = Arc::new(footer);
+    footers.put(&seg.key, Arc::clone(&footer));
+    Ok(footer)
 }
 
 async fn get_range(
