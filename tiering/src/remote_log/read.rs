@@ -302,10 +302,13 @@ impl RemoteLog {
                     }
                 }
             };
-            prefetch_chunk(
-                &store, &ctx, &cache, &inflight, &key, &footer, &first, premarked,
-            )
-            .await;
+            let p = Prefetcher {
+                store,
+                ctx,
+                cache,
+                inflight,
+            };
+            prefetch_chunk(&p, &key, &footer, &first, premarked).await;
         });
     }
 }
@@ -322,19 +325,24 @@ enum Ahead {
 
 /// Fetches the chunk starting at `first` (the frames not cached yet) into the cache, marking
 /// its frames in flight meanwhile so demand reads wait for it instead of fetching them again.
+/// What a prefetch task holds of its remote log.
+struct Prefetcher {
+    store: Arc<dyn ObjectStore>,
+    ctx: ReadContext,
+    cache: Arc<ChunkCache>,
+    inflight: Arc<Mutex<InFlight>>,
+}
+
 async fn prefetch_chunk(
-    store: &Arc<dyn ObjectStore>,
-    ctx: &ReadContext,
-    cache: &Arc<ChunkCache>,
-    inflight: &Mutex<InFlight>,
+    p: &Prefetcher,
     key: &str,
     footer: &Footer,
     first: &FrameInfo,
     premarked: Option<Arc<tokio::sync::Notify>>,
 ) {
-    let frames: Vec<FrameInfo> = chunk_of(footer, first, ctx.fetch_chunk_bytes)
+    let frames: Vec<FrameInfo> = chunk_of(footer, first, p.ctx.fetch_chunk_bytes)
         .iter()
-        .take_while(|f| premarked.is_some() || !cache.contains(key, f.position))
+        .take_while(|f| premarked.is_some() || !p.cache.contains(key, f.position))
         .copied()
         .collect();
     let notify = match premarked {
@@ -342,7 +350,7 @@ async fn prefetch_chunk(
         None => Arc::new(tokio::sync::Notify::new()),
     };
     {
-        let mut marked = inflight.lock();
+        let mut marked = p.inflight.lock();
         let first_marked = frames
             .first()
             .and_then(|f| marked.get(&(key.to_string(), f.position)));
@@ -357,11 +365,11 @@ async fn prefetch_chunk(
             marked.insert((key.to_string(), f.position), Arc::clone(&notify));
         }
     }
-    match fetch_frames(store, &ctx.get_permits, key, &frames).await {
+    match fetch_frames(&p.store, &p.ctx.get_permits, key, &frames).await {
         Ok(raws) => {
             for (f, raw) in frames.iter().zip(&raws) {
                 if crc32c::crc32c(raw) == f.crc {
-                    cache.put(key, f.position, raw).await;
+                    p.cache.put(key, f.position, raw).await;
                 } else {
                     tracing::debug!(key = %key, "prefetched frame failed its CRC; not cached");
                 }
@@ -370,7 +378,7 @@ async fn prefetch_chunk(
         Err(e) => tracing::debug!(key = %key, error = %e, "prefetch failed"),
     }
     {
-        let mut marked = inflight.lock();
+        let mut marked = p.inflight.lock();
         for f in &frames {
             marked.remove(&(key.to_string(), f.position));
         }
