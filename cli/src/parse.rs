@@ -55,7 +55,9 @@ pub fn size(s: &str) -> Result<usize, String> {
             ))
         }
     };
-    Ok((n * mult) as usize)
+    n.checked_mul(mult)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("the size {s:?} is too large"))
 }
 
 /// Where `consume` starts: `start`, `end`, an offset, or `@TIMESTAMP_MS`.

@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ClientConfigKey;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
     ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
     RenameOptions,
 };
@@ -352,6 +352,11 @@ struct Faults {
     ignore_put_mode: AtomicBool,
     injected: AtomicUsize,
     calls: AtomicUsize,
+    /// Milliseconds every ranged GET waits before reaching the inner store.
+    get_delay_ms: AtomicU64,
+    /// Bytes of the ranged GETs in flight now, and the most seen at once.
+    ranged_in_flight: AtomicU64,
+    ranged_in_flight_max: AtomicU64,
 }
 
 impl Faults {
@@ -412,6 +417,19 @@ impl FaultyStore {
         self.faults.calls.load(Ordering::SeqCst)
     }
 
+    /// Every ranged GET waits this long before reaching the inner store (widens the window in
+    /// which GETs overlap).
+    pub fn set_get_delay(&self, delay: Duration) {
+        self.faults
+            .get_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most bytes that ranged GETs asked for at once since the last call.
+    pub fn take_max_ranged_bytes_in_flight(&self) -> u64 {
+        self.faults.ranged_in_flight_max.swap(0, Ordering::SeqCst)
+    }
+
     fn check(&self, op: &str, key: &str) -> object_store::Result<()> {
         self.faults.check(op, key)
     }
@@ -455,7 +473,24 @@ impl ObjectStore for FaultyStore {
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
         self.check("get", location.as_ref())?;
-        let res = self.inner.get_opts(location, options).await?;
+        let ranged = match &options.range {
+            Some(GetRange::Bounded(r)) => r.end - r.start,
+            _ => 0,
+        };
+        let res = if ranged > 0 {
+            let f = &self.faults;
+            let now = f.ranged_in_flight.fetch_add(ranged, Ordering::SeqCst) + ranged;
+            f.ranged_in_flight_max.fetch_max(now, Ordering::SeqCst);
+            let delay = f.get_delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            let res = self.inner.get_opts(location, options).await;
+            f.ranged_in_flight.fetch_sub(ranged, Ordering::SeqCst);
+            res?
+        } else {
+            self.inner.get_opts(location, options).await?
+        };
         if !self.faults.corrupt_gets.load(Ordering::SeqCst) {
             return Ok(res);
         }

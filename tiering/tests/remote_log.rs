@@ -607,6 +607,81 @@ pub async fn sequential_replay_reads_in_large_ranges(env: Env) {
     assert!(per_frame >= frames, "{per_frame} calls for {frames} frames");
 }
 
+/// Replays of many partitions at once hold at most the broker's chunk budget (four chunks) in
+/// ranged GETs, whatever the number of partitions: demand reads wait for their share and
+/// prefetches are skipped when it is spent. Every replay still returns every record.
+pub async fn concurrent_replays_stay_within_the_chunk_budget(env: Env) {
+    const PARTITIONS: u32 = 6;
+    let log_of = |store: Arc<dyn ObjectStore>, partition: u32, ctx: ReadContext| {
+        RemoteLog::new(
+            store,
+            root_path(&Path::from("strata"), "c1"),
+            "orders",
+            "6f1c",
+            partition,
+            ctx,
+        )
+    };
+    let segs = three_segments(0);
+    let mut end = 0;
+    let mut largest_frame = 0;
+    for p in 0..PARTITIONS {
+        let writer = log_of(Arc::clone(&env.store), p, ReadContext::new(4, None))
+            .with_upload_config(UploadConfig {
+                frame_bytes: 4096,
+                zstd_level: 1,
+                ..Default::default()
+            });
+        end = upload_all(&writer, &segs, 1).await;
+        for seg in &writer.latest_manifest().await.unwrap().unwrap().segments {
+            let object = env.store.get(&Path::from(seg.key.as_str())).await.unwrap();
+            let footer = strata_tiering::parse_footer(&object.bytes().await.unwrap()).unwrap();
+            for f in &footer.frames {
+                largest_frame = largest_frame.max(f.compressed_len as u64);
+            }
+        }
+    }
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&env.store)));
+    faulty.set_get_delay(Duration::from_millis(20));
+    let cache = ChunkCache::new(env.cache_dir.path().join("budget"), 1 << 26).unwrap();
+    // One frame per chunk; 16 GET permits would let far more than four chunks overlap.
+    let ctx = ReadContext::new(16, Some(cache)).with_fetch_chunk_bytes(largest_frame as usize);
+    assert_eq!(ctx.chunk_budget_bytes as u64, 4 * largest_frame);
+    // Footers (tail GETs, outside the budget) are loaded first, one at a time.
+    for p in 0..PARTITIONS {
+        let log = log_of(faulty.clone(), p, ctx.clone());
+        for (_, base) in &segs {
+            log.read(*base, 1).await.unwrap().unwrap();
+        }
+    }
+    faulty.take_max_ranged_bytes_in_flight();
+    let replays = (0..PARTITIONS).map(|p| {
+        let log = log_of(faulty.clone(), p, ctx.clone());
+        async move {
+            let mut offset = 100;
+            let mut records = 0;
+            while let Some(bytes) = log.read(offset, 1 << 20).await.unwrap() {
+                for item in BatchIter::new(&bytes) {
+                    let h = item.unwrap().0;
+                    records += h.record_count as i64;
+                    offset = h.next_offset();
+                }
+            }
+            (offset, records)
+        }
+    });
+    for (offset, records) in futures::future::join_all(replays).await {
+        assert_eq!(offset, end);
+        assert_eq!(records, end - 100);
+    }
+    let max = faulty.take_max_ranged_bytes_in_flight();
+    assert!(
+        max <= 4 * largest_frame,
+        "{max} bytes of ranged GETs in flight at once; the budget is {}",
+        4 * largest_frame
+    );
+}
+
 /// Reading a segment's last frame prefetches the next segment's footer and first chunk.
 pub async fn read_ahead_crosses_segment_boundaries(env: Env) {
     let writer = env.log();
@@ -731,6 +806,7 @@ both_stores!(
     reads_prefetch_the_next_frame,
     sequential_replay_reads_in_large_ranges,
     read_ahead_crosses_segment_boundaries,
+    concurrent_replays_stay_within_the_chunk_budget,
     racing_uploads_of_one_segment_list_it_once,
 );
 

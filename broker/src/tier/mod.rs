@@ -49,6 +49,28 @@ pub struct TierConfig {
     pub scrub_interval: Duration,
     /// Partitions uploading at once on this broker (`--remote-upload-concurrency`).
     pub upload_concurrency: usize,
+    /// Compressed bytes one ranged GET of a replay fetches (`remote.fetch.chunk.bytes`,
+    /// `--remote-fetch-chunk-bytes`); remote reads hold at most four such chunks at once.
+    pub fetch_chunk_bytes: usize,
+}
+
+/// Smallest `--remote-fetch-chunk-bytes` (below a frame, each GET brings one frame).
+pub const MIN_FETCH_CHUNK_BYTES: usize = 64 << 10;
+/// Largest `--remote-fetch-chunk-bytes` (four chunks are held in memory at once).
+pub const MAX_FETCH_CHUNK_BYTES: usize = 256 << 20;
+
+/// Checks a `--remote-fetch-chunk-bytes` value, with a sentence naming the bounds.
+pub fn check_fetch_chunk_bytes(bytes: usize) -> std::result::Result<usize, String> {
+    if (MIN_FETCH_CHUNK_BYTES..=MAX_FETCH_CHUNK_BYTES).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "--remote-fetch-chunk-bytes is {bytes}; it must be between {} (64KiB) and {} \
+             (256MiB): each GET of a replay fetches this much, and four chunks are held in \
+             memory at once",
+            MIN_FETCH_CHUNK_BYTES, MAX_FETCH_CHUNK_BYTES
+        ))
+    }
 }
 
 /// Default `--remote-upload-concurrency`.
@@ -65,6 +87,7 @@ impl TierConfig {
             scrub_grace: Duration::from_secs(600),
             scrub_interval: Duration::from_secs(600),
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            fetch_chunk_bytes: strata_tiering::remote_log::DEFAULT_FETCH_CHUNK_BYTES,
         }
     }
 }
@@ -130,7 +153,8 @@ impl Tier {
             .map_err(|e| BrokerError::Internal(format!("remote read cache: {e}")))?;
         Ok(Tier {
             root: strata_tiering::root_path(&prefix, cluster),
-            ctx: ReadContext::new(config.max_concurrent_gets, Some(cache)),
+            ctx: ReadContext::new(config.max_concurrent_gets, Some(cache))
+                .with_fetch_chunk_bytes(config.fetch_chunk_bytes),
             config,
             store,
             clock,

@@ -68,6 +68,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         Some(n) => tier.upload_concurrency = n,
         None => {}
     }
+    if let Some(bytes) = args.limits.remote_fetch_chunk_bytes {
+        tier.fetch_chunk_bytes =
+            strata_broker::tier::check_fetch_chunk_bytes(bytes).map_err(anyhow::Error::msg)?;
+    }
     tier.options.endpoint = args.s3_endpoint;
     tier.options.region = args.s3_region;
     config.tier = Some(tier);

@@ -102,6 +102,11 @@ pub struct LimitArgs {
     /// streams its segment with at most two 8 MiB parts in flight.
     #[arg(long, env = "STRATA_REMOTE_UPLOAD_CONCURRENCY")]
     pub remote_upload_concurrency: Option<usize>,
+    /// Bytes one ranged GET of a replay from the object store fetches
+    /// (remote.fetch.chunk.bytes, default 16MiB, between 64KiB and 256MiB), e.g. 32MiB;
+    /// remote reads hold at most four such chunks in memory at once.
+    #[arg(long, env = "STRATA_REMOTE_FETCH_CHUNK_BYTES", value_parser = parse::size)]
+    pub remote_fetch_chunk_bytes: Option<usize>,
 }
 
 /// The file form of [`ServeArgs`].
@@ -131,6 +136,7 @@ struct ServeFile {
     metadata_history: Option<String>,
     max_connections: Option<usize>,
     remote_upload_concurrency: Option<usize>,
+    remote_fetch_chunk_bytes: Option<String>,
 }
 
 /// The settings after merging flags, environment and file.
@@ -159,6 +165,7 @@ pub struct ServeSettings {
     pub metadata_history: Duration,
     pub max_connections: usize,
     pub remote_upload_concurrency: usize,
+    pub remote_fetch_chunk_bytes: usize,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
@@ -255,6 +262,18 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
     if remote_upload_concurrency == 0 {
         bail!("--remote-upload-concurrency must be at least 1");
     }
+    let remote_fetch_chunk_bytes = match (
+        args.limits.remote_fetch_chunk_bytes,
+        file.remote_fetch_chunk_bytes,
+    ) {
+        (Some(b), _) => b,
+        (None, Some(s)) => parse::size(&s)
+            .map_err(|e| anyhow::anyhow!("remote_fetch_chunk_bytes in the config file: {e}"))?,
+        (None, None) => strata_tiering::remote_log::DEFAULT_FETCH_CHUNK_BYTES,
+    };
+    let remote_fetch_chunk_bytes =
+        strata_broker::tier::check_fetch_chunk_bytes(remote_fetch_chunk_bytes)
+            .map_err(anyhow::Error::msg)?;
     let Some(id) = args.id.or(file.id) else {
         bail!("--id is required (or STRATA_ID, or id in the config file)");
     };
@@ -306,6 +325,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         metadata_history,
         max_connections,
         remote_upload_concurrency,
+        remote_fetch_chunk_bytes,
     })
 }
 
@@ -345,6 +365,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tier.scrub_grace = s.remote_scrub_grace;
         tier.scrub_interval = s.remote_scrub_interval;
         tier.upload_concurrency = s.remote_upload_concurrency;
+        tier.fetch_chunk_bytes = s.remote_fetch_chunk_bytes;
         config.tier = Some(tier);
         config.topic_defaults.remote_storage = true;
     }
@@ -405,6 +426,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--etcd is required"), "{err}");
+    }
+
+    #[test]
+    fn remote_fetch_chunk_bytes_is_read_and_bounded() {
+        let base = || ServeArgs {
+            id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            etcd: Some(vec!["127.0.0.1:2379".into()]),
+            ..Default::default()
+        };
+        let s = settings(base()).unwrap();
+        assert_eq!(s.remote_fetch_chunk_bytes, 16 << 20);
+        let mut args = base();
+        args.limits.remote_fetch_chunk_bytes = Some(parse::size("4MiB").unwrap());
+        assert_eq!(settings(args).unwrap().remote_fetch_chunk_bytes, 4 << 20);
+        for bad in [1024, 1 << 30] {
+            let mut args = base();
+            args.limits.remote_fetch_chunk_bytes = Some(bad);
+            let err = settings(args).unwrap_err().to_string();
+            assert!(
+                err.contains("--remote-fetch-chunk-bytes is") && err.contains("between"),
+                "{err}"
+            );
+        }
+        let dir = tempfile_dir();
+        let path = dir.join("chunk.toml");
+        std::fs::write(&path, "remote_fetch_chunk_bytes = \"32MiB\"\n").unwrap();
+        let mut args = base();
+        args.config = Some(path);
+        assert_eq!(settings(args).unwrap().remote_fetch_chunk_bytes, 32 << 20);
+        assert!(parse::size("99999999999GiB")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     fn tempfile_dir() -> PathBuf {

@@ -14,6 +14,7 @@
 //! - Remote GETs run under a per-broker semaphore, and at most `readahead_frames` prefetches
 //!   per partition are in flight.
 
+mod chunk;
 mod read;
 mod retention;
 mod scrub;
@@ -54,9 +55,16 @@ pub struct ReadContext {
     /// Chunks prefetched ahead of a read, at most this many in flight per partition (0: off).
     pub readahead_frames: usize,
     /// Compressed bytes one ranged GET fetches on a miss: that frame and the ones after it
-    /// (Redpanda's 16 MiB).
+    /// (Redpanda's 16 MiB, `remote.fetch.chunk.bytes`).
     pub fetch_chunk_bytes: usize,
+    /// Compressed bytes the chunks being fetched on this broker may hold at once
+    /// ([`CHUNKS_IN_MEMORY`] chunks): bounds replay memory whatever the partition count.
+    pub chunk_budget_bytes: usize,
+    pub(crate) chunk_budget: Arc<Semaphore>,
 }
+
+/// Chunks the remote reads of a broker hold in memory at once.
+pub const CHUNKS_IN_MEMORY: usize = 4;
 
 /// Frames being prefetched, by (object key, frame position), with the signal of their fetch.
 pub(super) type InFlight = HashMap<(String, u64), Arc<tokio::sync::Notify>>;
@@ -73,7 +81,18 @@ impl ReadContext {
             footer_cache: FooterCache::new(1024),
             readahead_frames: 2,
             fetch_chunk_bytes: DEFAULT_FETCH_CHUNK_BYTES,
+            chunk_budget_bytes: CHUNKS_IN_MEMORY * DEFAULT_FETCH_CHUNK_BYTES,
+            chunk_budget: Arc::new(Semaphore::new(CHUNKS_IN_MEMORY * DEFAULT_FETCH_CHUNK_BYTES)),
         }
+    }
+
+    /// Sets `remote.fetch.chunk.bytes`, and the chunk budget to [`CHUNKS_IN_MEMORY`] chunks.
+    pub fn with_fetch_chunk_bytes(mut self, bytes: usize) -> Self {
+        let bytes = bytes.max(1);
+        self.fetch_chunk_bytes = bytes;
+        self.chunk_budget_bytes = CHUNKS_IN_MEMORY * bytes;
+        self.chunk_budget = Arc::new(Semaphore::new(self.chunk_budget_bytes));
+        self
     }
 }
 

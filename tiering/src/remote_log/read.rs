@@ -16,6 +16,7 @@ use crate::format::{self, decode_frame, parse_footer, Footer, FormatError, Frame
 use crate::manifest::SegmentMeta;
 use crate::metrics;
 
+use super::chunk::{chunk_of, fetch_frames, Budget};
 use super::{InFlight, ReadContext, RemoteLog};
 use crate::cache::{ChunkCache, FooterCache};
 use parking_lot::Mutex;
@@ -206,7 +207,8 @@ impl RemoteLog {
             }
         }
         let frames = chunk_of(footer, info, self.ctx.fetch_chunk_bytes);
-        let raws = fetch_frames(&self.store, &self.ctx.get_permits, key, frames).await?;
+        let chunk = fetch_frames(&self.store, &self.ctx, key, frames, Budget::Wait).await?;
+        let raws = chunk.as_ref().map_or(&[][..], |c| &c.raws[..]);
         let Some(raw) = raws.first().cloned() else {
             return Err(TieringError::segment(
                 key,
@@ -215,7 +217,7 @@ impl RemoteLog {
         };
         let data = decode_off_workers(key, raw.clone(), *info).await?;
         cache.put(key, info.position, &raw).await;
-        for (f, r) in frames.iter().zip(&raws).skip(1) {
+        for (f, r) in frames.iter().zip(raws).skip(1) {
             if crc32c::crc32c(r) == f.crc {
                 cache.put(key, f.position, r).await;
             }
@@ -365,9 +367,10 @@ async fn prefetch_chunk(
             marked.insert((key.to_string(), f.position), Arc::clone(&notify));
         }
     }
-    match fetch_frames(&p.store, &p.ctx.get_permits, key, &frames).await {
-        Ok(raws) => {
-            for (f, raw) in frames.iter().zip(&raws) {
+    match fetch_frames(&p.store, &p.ctx, key, &frames, Budget::IfFree).await {
+        Ok(None) => tracing::debug!(key = %key, "the chunk budget is spent; prefetch skipped"),
+        Ok(Some(chunk)) => {
+            for (f, raw) in frames.iter().zip(&chunk.raws) {
                 if crc32c::crc32c(raw) == f.crc {
                     p.cache.put(key, f.position, raw).await;
                 } else {
@@ -384,57 +387,6 @@ async fn prefetch_chunk(
         }
     }
     notify.notify_waiters();
-}
-
-/// `info` and the frames after it in the same object, up to `max_bytes` of compressed frames
-/// in all (at least `info`): one ranged GET's worth. Empty when the footer has no such frame.
-fn chunk_of<'a>(footer: &'a Footer, info: &FrameInfo, max_bytes: usize) -> &'a [FrameInfo] {
-    let Some(first) = footer.frame_index(info) else {
-        return &[];
-    };
-    let mut total = 0u64;
-    let mut end = first;
-    for f in &footer.frames[first..] {
-        total += f.compressed_len as u64;
-        if end > first && total > max_bytes as u64 {
-            break;
-        }
-        end += 1;
-    }
-    &footer.frames[first..end]
-}
-
-/// The raw (compressed) bytes of consecutive `frames` of one object, with one ranged GET.
-async fn fetch_frames(
-    store: &Arc<dyn ObjectStore>,
-    permits: &Semaphore,
-    key: &str,
-    frames: &[FrameInfo],
-) -> Result<Vec<Bytes>> {
-    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
-        return Ok(Vec::new());
-    };
-    let start = first.position;
-    let all = get_range(store, permits, &Path::from(key), start..last.range().end).await?;
-    frames
-        .iter()
-        .map(|f| {
-            let from = (f.position - start) as usize;
-            let to = from + f.compressed_len as usize;
-            if to > all.len() {
-                return Err(TieringError::segment(
-                    key,
-                    FormatError::Corrupt(format!(
-                        "a ranged GET returned {} bytes, short of frame {}..{}",
-                        all.len(),
-                        f.position,
-                        f.position + f.compressed_len as u64
-                    )),
-                ));
-            }
-            Ok(all.slice(from..to))
-        })
-        .collect()
 }
 
 /// Checks and decompresses a frame on the blocking pool (a 2 MiB frame takes milliseconds).
@@ -490,7 +442,7 @@ async fn load_footer(
     Ok(footer)
 }
 
-async fn get_range(
+pub(super) async fn get_range(
     store: &Arc<dyn ObjectStore>,
     permits: &Semaphore,
     key: &Path,
