@@ -79,6 +79,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = matches!(cli.command, Command::Dev(_) | Command::Serve(_));
     init_tracing(if server { "info" } else { "warn" });
+    if server {
+        limit_malloc_arenas();
+    }
     // Named threads tell a broker's work from a client's in `top -H` and in profiles.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -110,6 +113,26 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Caps glibc's malloc arenas for a broker, before its threads start: one per four cores (at
+/// least one) unless `MALLOC_ARENA_MAX` says otherwise. glibc's default (eight per core) keeps
+/// freed buffers in an arena per thread; a remote replay's decoded frames and file reads on the
+/// blocking pool then held a broker at ~230 MB of anonymous memory where one arena holds
+/// ~110 MB, at the same replay and produce throughput (docs/decisions.md).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let arenas = (cores / 4).max(1) as libc::c_int;
+        // SAFETY: mallopt only sets a malloc tunable; it is called before other threads start.
+        if unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) } != 1 {
+            tracing::warn!(arenas, "cannot cap glibc's malloc arenas (mallopt failed)");
         }
     }
 }
