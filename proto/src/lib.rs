@@ -11,6 +11,7 @@ pub mod v1 {
 }
 
 pub mod errors;
+pub mod tls;
 
 pub use errors::ErrorCode;
 pub use v1::*;
