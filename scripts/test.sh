@@ -29,6 +29,8 @@ need_pkg protoc protobuf-compiler
 need_pkg etcd etcd-server
 # The nemesis puts each broker in its own network namespace (ip netns, veth, tc).
 need_pkg ip iproute2
+# TLS tests make their certificates with openssl, as docs/security.md tells operators to.
+need_pkg openssl openssl
 # Tiering tests start their own LocalStack (S3), installed in a pinned virtualenv.
 need_pkg curl curl
 log "LocalStack (pinned virtualenv)"

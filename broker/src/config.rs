@@ -49,6 +49,8 @@ pub struct BrokerConfig {
     pub tier: Option<crate::tier::TierConfig>,
     /// Consumer-group limits and defaults.
     pub groups: crate::groups::GroupConfig,
+    /// TLS, authentication and the super users.
+    pub security: crate::security::SecurityConfig,
 }
 
 impl BrokerConfig {
@@ -81,6 +83,7 @@ impl BrokerConfig {
             metadata_history: crate::history::KEEP,
             tier: None,
             groups: Default::default(),
+            security: Default::default(),
         }
     }
 

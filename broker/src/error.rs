@@ -108,6 +108,18 @@ pub enum BrokerError {
     #[error("{0}")]
     GroupNotEmpty(String),
     #[error("{0}")]
+    AuthenticationFailed(String),
+    #[error("{0}")]
+    ClusterAuthorizationFailed(String),
+    #[error("{0}")]
+    TopicAuthorizationFailed(String),
+    #[error("{0}")]
+    GroupAuthorizationFailed(String),
+    #[error("{0}")]
+    DuplicateResource(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -170,6 +182,12 @@ impl BrokerError {
             BrokerError::InvalidGroup(_) => ErrorCode::InvalidGroupId,
             BrokerError::UnknownGroup(_) => ErrorCode::GroupIdNotFound,
             BrokerError::GroupNotEmpty(_) => ErrorCode::NonEmptyGroup,
+            BrokerError::AuthenticationFailed(_) => ErrorCode::SaslAuthenticationFailed,
+            BrokerError::ClusterAuthorizationFailed(_) => ErrorCode::ClusterAuthorizationFailed,
+            BrokerError::TopicAuthorizationFailed(_) => ErrorCode::TopicAuthorizationFailed,
+            BrokerError::GroupAuthorizationFailed(_) => ErrorCode::GroupAuthorizationFailed,
+            BrokerError::DuplicateResource(_) => ErrorCode::DuplicateResource,
+            BrokerError::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
         }
     }
 

@@ -49,6 +49,7 @@ pub mod replica;
 pub mod replicas;
 pub mod replication;
 pub mod retention_preview;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod snapshot;

@@ -4,7 +4,7 @@
 //! that runs out of memory, threads or file handles.
 //!
 //! Invariant: every service is served through [`Deadline`] and every connection through
-//! [`Counted`], so no call outlives its service's deadline and no connection is accepted past
+//! a [`Slot`] (`security::listener`), so no call outlives its service's deadline and no connection is accepted past
 //! [`MAX_CONNECTIONS`].
 
 use std::convert::Infallible;
@@ -13,14 +13,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Requests to the Admin, Replica and Group services: all are small (a topic's partition
 /// list, a group's subscriptions); Log requests carry records and take `max_request_bytes`.
@@ -95,12 +93,9 @@ where
     }
 }
 
-/// An accepted connection holding one of the broker's connection slots until it closes.
+/// One of the broker's connection slots, held by an accepted connection until it closes.
 #[derive(Debug)]
-pub struct Counted {
-    stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
-}
+pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
 /// The slots connections take.
 #[derive(Debug, Clone)]
@@ -117,14 +112,11 @@ impl ConnectionSlots {
         }
     }
 
-    /// The connection with a slot, or `None` (and the connection closed) when every slot is
-    /// taken.
-    pub fn admit(&self, stream: TcpStream) -> Option<Counted> {
+    /// A slot for the connection `stream`, or `None` (and the caller closes it) when every
+    /// slot is taken.
+    pub fn admit(&self, stream: &TcpStream) -> Option<Slot> {
         match self.free.clone().try_acquire_owned() {
-            Ok(slot) => Some(Counted {
-                stream,
-                _slot: slot,
-            }),
+            Ok(slot) => Some(Slot(slot)),
             Err(_) => {
                 tracing::warn!(
                     peer = ?stream.peer_addr().ok(),
@@ -134,54 +126,6 @@ impl ConnectionSlots {
                 None
             }
         }
-    }
-}
-
-impl Connected for Counted {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
-    }
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
     }
 }
 
@@ -199,7 +143,7 @@ mod tests {
         for _ in 0..3 {
             clients.push(TcpStream::connect(addr).await.unwrap());
             let (stream, _) = listener.accept().await.unwrap();
-            held.push(slots.admit(stream));
+            held.push(slots.admit(&stream).map(|slot| (stream, slot)));
         }
         assert!(held[0].is_some() && held[1].is_some());
         assert!(held[2].is_none(), "the third connection is refused");
@@ -207,7 +151,7 @@ mod tests {
         clients.push(TcpStream::connect(addr).await.unwrap());
         let (stream, _) = listener.accept().await.unwrap();
         assert!(
-            slots.admit(stream).is_some(),
+            slots.admit(&stream).is_some(),
             "a closed connection frees its slot"
         );
     }

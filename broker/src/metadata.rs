@@ -31,8 +31,9 @@ use crate::error::{BrokerError, Result};
 
 /// Prefixes whose changes are not cluster metadata: consumer groups' state and offsets change
 /// at the rate of commits, and must not wake every broker's metadata sync; remote-deletion
-/// tombstones concern only the controller, which reads them itself.
-pub const NOT_METADATA: &[&str] = &["groups/", "remote_deletions/"];
+/// tombstones concern only the controller, which reads them itself; users and ACLs are
+/// followed by their own watch (`security::users::follow`).
+pub const NOT_METADATA: &[&str] = &["groups/", "remote_deletions/", "security/"];
 
 /// Longest topic name (Kafka's limit).
 pub const MAX_TOPIC_NAME_LEN: usize = 249;

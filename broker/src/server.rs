@@ -86,6 +86,13 @@ impl Broker {
             config.topic_defaults.clone(),
             clock.clone(),
         );
+        let security = Arc::new(crate::security::Security::new(config.security.clone())?);
+        if let Some(password) = &config.security.bootstrap_admin_password {
+            if crate::security::users::bootstrap_admin(metadata.store().as_ref(), password).await? {
+                tracing::info!(target: "strata::audit", user = "admin", "no user existed: created the bootstrap admin (a super user)");
+            }
+        }
+        security.users.reload(metadata.store().as_ref()).await?;
         let groups = crate::groups::GroupCoordinator::new(
             config.broker_id,
             metadata.store().clone(),
@@ -98,7 +105,8 @@ impl Broker {
             metadata,
             replicas,
             clock,
-            peers: Peers::default(),
+            peers: Peers::new(security.peer_tls.clone()),
+            security,
             is_controller: AtomicBool::new(false),
             sync_lock: tokio::sync::Mutex::new(()),
             fetchers: Default::default(),
@@ -176,6 +184,11 @@ impl Broker {
             tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::tier::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::groups::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::security::users::follow(
+                state.metadata.store().clone(),
+                state.security.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(crate::replication::manage_isr(
                 state.clone(),
                 stop_rx.clone(),
@@ -183,28 +196,32 @@ impl Broker {
         ];
         let registration = tokio::spawn(keep_registered(state.clone(), self.registration, stop_rx));
         wait_for_leaderships(&state).await;
-        // The builder's tcp_nodelay covers only listeners tonic binds itself: set it on each
-        // accepted socket, or Nagle delays small answers (acks=all, replica fetches) by ~40 ms.
-        // Past the connection limit a connection is closed as it is accepted.
-        let incoming = tokio_stream::StreamExt::filter_map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            move |conn| match conn {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    slots.admit(stream).map(Ok)
-                }
-                Err(e) => Some(Err(e)),
+        // Past the connection limit a connection is closed as it is accepted; TLS handshakes
+        // run in their own tasks (`security::listener`).
+        let incoming =
+            crate::security::listener::incoming(listener, slots, state.security.server_tls.clone());
+        state.security.watch_files();
+        let security = strata_proto::v1::security_server::SecurityServer::new(
+            crate::security::service::SecurityService {
+                state: state.clone(),
             },
-        );
+        )
+        .max_decoding_message_size(limits::MAX_CONTROL_REQUEST)
+        .max_encoding_message_size(limits::MAX_CONTROL_ANSWER);
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+            .layer(crate::security::authn::AuthLayer::new(
+                state.security.clone(),
+                state.metadata.store().clone(),
+            ))
             .add_service(Deadline::new(log, limits::LOG_DEADLINE))
             .add_service(Deadline::new(admin, limits::ADMIN_DEADLINE))
             .add_service(Deadline::new(replica, limits::REPLICA_DEADLINE))
             .add_service(Deadline::new(group, group_deadline))
+            .add_service(Deadline::new(security, limits::ADMIN_DEADLINE))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         let _ = stop_tx.send(true);

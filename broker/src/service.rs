@@ -321,6 +321,19 @@ impl Replica for ReplicaService {
         &self,
         request: Request<pb::ReplicaFetchRequest>,
     ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
+        let caller = crate::security::service::caller(&request);
+        if let crate::security::Principal::Broker(id) = caller.principal {
+            if id != request.get_ref().replica_id {
+                tracing::warn!(target: "strata::audit", principal = %caller.principal, replica_id = request.get_ref().replica_id, "refused: a replica fetch for another broker");
+                return Err(
+                    crate::error::BrokerError::ClusterAuthorizationFailed(format!(
+                        "Broker:{id} may fetch only as replica {id}, not as replica {}",
+                        request.get_ref().replica_id
+                    ))
+                    .into(),
+                );
+            }
+        }
         let timer = metrics::REPLICA_FETCH.begin(0);
         let answer = self.state.replica_fetch(request.into_inner()).await;
         timer.finish(answer.map(Response::new).map_err(Status::from), |r| {

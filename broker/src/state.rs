@@ -39,6 +39,8 @@ pub struct BrokerState {
     pub groups: crate::groups::GroupCoordinator,
     /// Topics this broker (as the controller) is creating, deleting or growing now.
     pub topic_changes: crate::topic_changes::TopicChanges,
+    /// TLS configs, users and password checks.
+    pub security: Arc<crate::security::Security>,
     /// Producer ids this broker may hand out: [next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }

@@ -2,6 +2,7 @@
 //! load generation. The tracing subscriber is set up here and nowhere else.
 
 mod commands;
+mod connect;
 mod output;
 mod parse;
 
@@ -49,21 +50,14 @@ enum Command {
     Consume(commands::consume::ConsumeArgs),
     /// Load generator: measure produce or consume throughput and latency.
     Bench(commands::bench::BenchArgs),
+    /// Password users: create, delete, list.
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
+    /// Show who the broker takes you to be.
+    Whoami(commands::user::WhoamiArgs),
 }
 
-/// Flags every client command shares.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ConnectArgs {
-    /// Broker addresses (host:port, comma-separated).
-    #[arg(long, env = "STRATA_BROKERS", default_value = DEFAULT_BROKERS, value_delimiter = ',')]
-    pub brokers: Vec<String>,
-}
-
-impl ConnectArgs {
-    pub fn client_config(&self) -> strata_client::ClientConfig {
-        strata_client::ClientConfig::new(self.brokers.iter().map(|b| b.trim().to_string()))
-    }
-}
+pub use connect::ConnectArgs;
 
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
@@ -106,6 +100,8 @@ fn main() -> ExitCode {
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Consume(args) => commands::consume::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::User(cmd) => commands::user::run(cmd).await,
+            Command::Whoami(args) => commands::user::whoami(args).await,
         }
     });
     match result {

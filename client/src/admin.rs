@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::connection::Channel;
 use strata_proto::admin_client::AdminClient;
 use strata_proto::{
     AlterTopicConfigRequest, ClusterInfoRequest, ClusterInfoResponse, CreateTopicRequest,
     DeleteTopicRequest, DescribeTopicRequest, ListTopicsRequest, MetadataResponse,
     TopicDescription, TopicSummary,
 };
-use tonic::transport::Channel;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
@@ -156,15 +156,36 @@ impl Admin {
         self.cluster.fetch_metadata(topics).await
     }
 
-    /// Runs `call` on the first reachable broker.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T>
+    /// Runs `call` on the Admin service of the first reachable broker.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: FnMut(AdminClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_on(
+            |channel| {
+                AdminClient::new(channel)
+                    .max_decoding_message_size(crate::connection::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(crate::connection::MAX_MESSAGE_BYTES)
+            },
+            call,
+        )
+        .await
+    }
+
+    /// Runs `call` on the service `client` makes of the channel to the first reachable broker.
+    pub(crate) async fn call_on<C, T, F, Fut>(
+        &self,
+        client: impl Fn(Channel) -> C,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(C) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
         let mut last = None;
         for address in self.cluster.any_broker_addresses() {
-            let client = match self.cluster.conns().admin(&address).await {
+            let client = match self.cluster.conns().channel(&address).await.map(&client) {
                 Ok(c) => c,
                 Err(e) => {
                     last = Some(e);

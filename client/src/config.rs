@@ -17,6 +17,26 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Upper bound on opening a connection to one broker.
     pub connect_timeout: Duration,
+    /// TLS: the CA that signed the brokers' certificates, and a client certificate for mTLS.
+    pub tls: Option<strata_proto::tls::ClientFiles>,
+    /// Sent with every call as `authorization: Basic ...`; only ever over TLS.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -25,6 +45,8 @@ impl ClientConfig {
             brokers: brokers.into_iter().map(Into::into).collect(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            tls: None,
+            credentials: None,
         }
     }
 }

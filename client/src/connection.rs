@@ -3,13 +3,23 @@
 //! A channel is opened with the connect timeout and carries the request timeout; tonic
 //! reconnects it by itself after a failure, so a channel is never replaced. This module never
 //! retries: callers decide what a failure means.
+//!
+//! With TLS configured, channels connect through [`TlsConnector`]; with credentials, every
+//! call carries `authorization: Basic base64(user:password)` ([`Channel`] adds it). Credentials
+//! are refused without TLS, so a password never crosses the network in the clear.
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-use strata_proto::admin_client::AdminClient;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use strata_proto::log_client::LogClient;
-use tonic::transport::{Channel, Endpoint};
+
+use base64::Engine;
+use strata_proto::tls::{Reloading, TlsConnector};
+use tonic::body::Body;
+use tonic::codegen::{http, Service};
+use tonic::transport::Endpoint;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
@@ -22,17 +32,59 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
+/// A tonic channel that adds the caller's `authorization` header to every call.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    inner: tonic::transport::Channel,
+    authorization: Option<http::HeaderValue>,
+}
+
+impl Service<http::Request<Body>> for Channel {
+    type Response = http::Response<Body>;
+    type Error = tonic::transport::Error;
+    type Future = tonic::transport::channel::ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if let Some(value) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, value.clone());
+        }
+        Service::call(&mut self.inner, request)
+    }
+}
+
 /// The channel cache.
 #[derive(Debug)]
 pub(crate) struct Connections {
     config: ClientConfig,
+    /// The TLS config, or why the files do not load.
+    tls: Option<Result<Arc<Reloading<rustls::ClientConfig>>, String>>,
+    authorization: Option<http::HeaderValue>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Connections {
     pub(crate) fn new(config: ClientConfig) -> Self {
+        let tls = config
+            .tls
+            .clone()
+            .map(|files| Reloading::client(files).map_err(|e| e.0));
+        let authorization = config.credentials.as_ref().and_then(|c| {
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.user, c.password));
+            let mut value = http::HeaderValue::from_str(&format!("Basic {token}")).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
         Connections {
             config,
+            tls,
+            authorization,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -57,20 +109,42 @@ impl Connections {
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW);
-        let channel =
-            match tokio::time::timeout(self.config.connect_timeout, endpoint.connect()).await {
-                Ok(Ok(channel)) => channel,
-                Ok(Err(e)) => return Err(Error::connect(address, &e)),
-                Err(_) => {
-                    return Err(Error::Unreachable {
-                        address: address.to_string(),
-                        reason: format!(
-                            "no connection within {} ms",
-                            self.config.connect_timeout.as_millis()
-                        ),
-                    })
+        let tls = match &self.tls {
+            Some(Ok(tls)) => Some(tls.clone()),
+            Some(Err(why)) => return Err(Error::InvalidInput(why.clone())),
+            None if self.config.credentials.is_some() => {
+                return Err(Error::InvalidInput(
+                    "a user and password are sent only over TLS: give the CA that signed the brokers' certificates (--tls-ca or STRATA_TLS_CA)".into(),
+                ))
+            }
+            None => None,
+        };
+        let connect = async {
+            match tls {
+                Some(tls) => {
+                    endpoint
+                        .connect_with_connector(TlsConnector::new(tls))
+                        .await
                 }
-            };
+                None => endpoint.connect().await,
+            }
+        };
+        let channel = match tokio::time::timeout(self.config.connect_timeout, connect).await {
+            Ok(Ok(inner)) => Channel {
+                inner,
+                authorization: self.authorization.clone(),
+            },
+            Ok(Err(e)) => return Err(Error::connect(address, &e)),
+            Err(_) => {
+                return Err(Error::Unreachable {
+                    address: address.to_string(),
+                    reason: format!(
+                        "no connection within {} ms",
+                        self.config.connect_timeout.as_millis()
+                    ),
+                })
+            }
+        };
         // Two tasks may race to connect; keep whichever landed first.
         let mut channels = self.channels.lock();
         Ok(channels
@@ -82,13 +156,6 @@ impl Connections {
     /// A `Log` client on the channel to `address`.
     pub(crate) async fn log(&self, address: &str) -> Result<LogClient<Channel>> {
         Ok(LogClient::new(self.channel(address).await?)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
-    }
-
-    /// An `Admin` client on the channel to `address`.
-    pub(crate) async fn admin(&self, address: &str) -> Result<AdminClient<Channel>> {
-        Ok(AdminClient::new(self.channel(address).await?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }

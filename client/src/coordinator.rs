@@ -6,10 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::Channel;
 use parking_lot::Mutex;
 use strata_proto::group_client::GroupClient;
 use strata_proto::{ErrorCode, FindCoordinatorRequest};
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::metadata::Cluster;

@@ -135,6 +135,15 @@ impl Error {
     }
 }
 
+/// The I/O error (possibly wrapped in others) that carries a rustls error, if any.
+fn tls_failure(io: &std::io::Error) -> Option<&std::io::Error> {
+    let inner = io.get_ref()?;
+    if inner.is::<rustls::Error>() {
+        return Some(io);
+    }
+    tls_failure(inner.downcast_ref::<std::io::Error>()?)
+}
+
 /// The most useful sentence in an error chain: an I/O error's kind ("connection refused")
 /// when there is one, else the innermost message.
 fn describe_cause(err: &(dyn std::error::Error + 'static)) -> String {
@@ -142,6 +151,15 @@ fn describe_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut innermost = err.to_string();
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.to_string().starts_with("TLS handshake failed") {
+                return io.to_string();
+            }
+            if let Some(tls) = tls_failure(io) {
+                return strata_proto::tls::describe(tls, "the broker");
+            }
+            if let Some(alert) = io.to_string().strip_prefix("received fatal alert: ") {
+                return strata_proto::tls::describe_alert(alert);
+            }
             return match io.kind() {
                 std::io::ErrorKind::Other => io.to_string(),
                 kind => kind.to_string(),

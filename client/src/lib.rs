@@ -25,6 +25,7 @@ pub mod group_admin;
 mod metadata;
 pub mod partitioner;
 pub mod producer;
+pub mod security;
 mod sender;
 
 #[cfg(test)]
@@ -33,7 +34,9 @@ mod fake;
 mod tests;
 
 pub use admin::Admin;
-pub use config::{Acks, ClientConfig, ConsumerConfig, GroupSettings, OffsetReset, ProducerConfig};
+pub use config::{
+    Acks, ClientConfig, ConsumerConfig, Credentials, GroupSettings, OffsetReset, ProducerConfig,
+};
 pub use consumer::{Consumer, ConsumerRecord, SeekTo};
 pub use error::{Error, Result};
 pub use group::{GroupConsumer, RebalanceEvent};

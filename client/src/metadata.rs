@@ -11,10 +11,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::connection::Channel;
 use parking_lot::RwLock;
 use strata_proto::log_client::LogClient;
 use strata_proto::{ErrorCode, MetadataRequest, MetadataResponse};
-use tonic::transport::Channel;
 
 use crate::config::ClientConfig;
 use crate::connection::Connections;

@@ -39,11 +39,17 @@ pub enum ErrorCode {
     InvalidGroupId,
     GroupIdNotFound,
     NonEmptyGroup,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailed,
+    GroupAuthorizationFailed,
+    ClusterAuthorizationFailed,
+    ResourceNotFound,
+    DuplicateResource,
     Unknown,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 36] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -73,6 +79,12 @@ impl ErrorCode {
         ErrorCode::InvalidGroupId,
         ErrorCode::GroupIdNotFound,
         ErrorCode::NonEmptyGroup,
+        ErrorCode::SaslAuthenticationFailed,
+        ErrorCode::TopicAuthorizationFailed,
+        ErrorCode::GroupAuthorizationFailed,
+        ErrorCode::ClusterAuthorizationFailed,
+        ErrorCode::ResourceNotFound,
+        ErrorCode::DuplicateResource,
         ErrorCode::Unknown,
     ];
 
@@ -107,6 +119,12 @@ impl ErrorCode {
             ErrorCode::InvalidGroupId => "INVALID_GROUP_ID",
             ErrorCode::GroupIdNotFound => "GROUP_ID_NOT_FOUND",
             ErrorCode::NonEmptyGroup => "NON_EMPTY_GROUP",
+            ErrorCode::SaslAuthenticationFailed => "SASL_AUTHENTICATION_FAILED",
+            ErrorCode::TopicAuthorizationFailed => "TOPIC_AUTHORIZATION_FAILED",
+            ErrorCode::GroupAuthorizationFailed => "GROUP_AUTHORIZATION_FAILED",
+            ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
+            ErrorCode::ResourceNotFound => "RESOURCE_NOT_FOUND",
+            ErrorCode::DuplicateResource => "DUPLICATE_RESOURCE",
             ErrorCode::Unknown => "UNKNOWN_SERVER_ERROR",
         }
     }
@@ -184,6 +202,12 @@ impl ErrorCode {
             | ErrorCode::NonEmptyGroup => Code::FailedPrecondition,
             ErrorCode::InvalidGroupId => Code::InvalidArgument,
             ErrorCode::GroupIdNotFound => Code::NotFound,
+            ErrorCode::SaslAuthenticationFailed => Code::Unauthenticated,
+            ErrorCode::TopicAuthorizationFailed
+            | ErrorCode::GroupAuthorizationFailed
+            | ErrorCode::ClusterAuthorizationFailed => Code::PermissionDenied,
+            ErrorCode::ResourceNotFound => Code::NotFound,
+            ErrorCode::DuplicateResource => Code::AlreadyExists,
             ErrorCode::KafkaStorageError | ErrorCode::Unknown => Code::Internal,
         }
     }

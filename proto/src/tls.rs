@@ -360,14 +360,22 @@ pub fn describe(error: &io::Error, host: &str) -> String {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!("TLS handshake failed: the broker's certificate is not valid for {host:?} (its subjectAltName must name the address clients use)"),
             other => format!("TLS handshake failed: the broker's certificate was refused ({other:?})"),
         },
-        Some(rustls::Error::AlertReceived(alert)) => match alert {
-            AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::CertificateExpired | AlertDescription::CertificateUnknown | AlertDescription::CertificateRequired | AlertDescription::DecryptError => format!("TLS handshake failed: the broker refused this client's certificate ({alert:?}): it is not signed by a CA the broker trusts (--tls-client-ca), or has expired"),
-            other => format!("TLS handshake failed: the broker sent the alert {other:?}"),
-        },
+        Some(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)) => "TLS handshake failed: the broker refused TLS on this port (protocol_version): it serves plaintext here, or supports no TLS version this client offers; connect without --tls-ca".to_string(),
+        Some(rustls::Error::AlertReceived(alert)) => describe_alert(&format!("{alert:?}")),
         Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => "TLS handshake failed: the broker did not answer in TLS; it may serve plaintext (connect without --tls-ca)".to_string(),
         Some(other) => format!("TLS handshake failed: {other}"),
         None if error.kind() == io::ErrorKind::UnexpectedEof || error.kind() == io::ErrorKind::ConnectionReset => "TLS handshake failed: the broker closed the connection; it may serve plaintext (connect without --tls-ca), or refused this client's certificate".to_string(),
         None => format!("TLS handshake failed: {error}"),
+    }
+}
+
+/// A fatal alert the broker sent after the handshake (TLS 1.3 judges the client's certificate
+/// there), from its name as rustls prints it, as a sentence.
+pub fn describe_alert(alert: &str) -> String {
+    match alert {
+        "UnknownCA" | "BadCertificate" | "CertificateExpired" | "CertificateUnknown"
+        | "CertificateRequired" | "DecryptError" => format!("TLS failed: the broker refused this client's certificate ({alert}): it is not signed by a CA the broker trusts (--tls-client-ca), or has expired"),
+        other => format!("TLS failed: the broker sent the alert {other}"),
     }
 }
 

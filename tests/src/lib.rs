@@ -10,6 +10,7 @@ pub mod history;
 pub mod localstack;
 pub mod metrics;
 pub mod netns;
+pub mod pki;
 pub mod procs;
 pub mod replicas;
 pub mod rng;

@@ -123,6 +123,11 @@ impl ServeBroker {
         .arg(&self.data_dir)
         .args(["--etcd", &self.etcd, "--cluster", &self.cluster])
         .args(&self.extra)
+        // Brokers in network namespaces listen on non-loopback addresses, without TLS.
+        .args(
+            (!self.addr.ip().is_loopback() && !self.extra.iter().any(|a| a == "--tls-cert"))
+                .then_some("--allow-plaintext"),
+        )
         .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd
     }

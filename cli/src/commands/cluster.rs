@@ -20,7 +20,7 @@ pub enum ClusterCommand {
 
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     let ClusterCommand::Info { format, connect } = cmd;
-    let admin = Admin::connect(connect.client_config()).await?;
+    let admin = Admin::connect(connect.client_config()?).await?;
     let info = admin.cluster_info().await?;
     match format {
         Format::Json => println!(

@@ -186,7 +186,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
 
 /// A consumer of the named partitions (or all of the topic's), positioned by `--offset`.
 async fn assigned(args: &ConsumeArgs) -> anyhow::Result<Consumer> {
-    let client = args.connect.client_config();
+    let client = args.connect.client_config()?;
     let partitions: Vec<u32> = match args.partition {
         Some(p) => vec![p],
         None => {
@@ -244,8 +244,8 @@ async fn join(args: &ConsumeArgs, group: &str) -> anyhow::Result<GroupConsumer> 
         settings.session_timeout = t;
         settings.heartbeat_interval = settings.heartbeat_interval.min(t / 3);
     }
-    let consumer = Consumer::connect(ConsumerConfig::new(args.connect.client_config())).await?;
-    let admin = Admin::connect(args.connect.client_config()).await?;
+    let consumer = Consumer::connect(ConsumerConfig::new(args.connect.client_config()?)).await?;
+    let admin = Admin::connect(args.connect.client_config()?).await?;
     let meta = admin.metadata(vec![args.topic.clone()]).await?;
     if !meta.topics.iter().any(|t| t.name == args.topic) {
         bail!("topic {:?} does not exist", args.topic);

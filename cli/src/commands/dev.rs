@@ -33,6 +33,8 @@ pub struct DevArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub limits: super::serve::LimitArgs,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +53,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let coordinator = EmbeddedCoordinator::open(args.data_dir.join("metadata"), "dev")
         .context("cannot open the embedded metadata store")?;
     let mut config = BrokerConfig::new(0, &args.data_dir, advertised.clone());
+    config.security = args.security.config(local, false)?;
     // Tiering is on by default, to the local filesystem: the remote tier works with nothing
     // installed, and topics are tiered unless they say otherwise.
     let store = match args.object_store {
@@ -92,16 +95,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         }
         config.max_connections = max;
     }
+    let config_security_note = (config.security.tls.is_some(), config.security.auth);
     let broker = Broker::start(config, Arc::new(coordinator), strata_log::clock::system())
         .await
         .context("cannot start the broker")?;
     eprintln!(
-        "strata dev: broker 0 listening on {advertised} (data in {}){}; Ctrl-C stops it",
+        "strata dev: broker 0 listening on {advertised}{} (data in {}){}; Ctrl-C stops it",
+        tls_note(&config_security_note),
         args.data_dir.display(),
         metrics_note(metrics.as_ref())
     );
     serve_until_signal(broker, listener, metrics).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// " with TLS, auth password" for the startup line.
+pub fn tls_note(&(tls, auth): &(bool, strata_broker::security::AuthModes)) -> String {
+    match (tls, auth.any()) {
+        (false, _) => " (plaintext)".to_string(),
+        (true, false) => " (TLS)".to_string(),
+        (true, true) => format!(" (TLS, auth {auth})"),
+    }
 }
 
 /// Binds the listener of `--metrics HOST:PORT`, if given, before anything else starts.

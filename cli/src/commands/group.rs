@@ -50,7 +50,7 @@ pub enum GroupCommand {
 pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         GroupCommand::List { format, connect } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let groups = admin.list_groups().await?;
             match format {
                 Format::Json => println!(
@@ -90,7 +90,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             format,
             connect,
         } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let d = admin.describe_group(&group).await?;
             let g = &d.group;
             match format {
@@ -181,7 +181,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             topic,
             connect,
         } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let to = match to {
                 OffsetSpec::Start => SeekTo::Earliest,
                 OffsetSpec::End => SeekTo::Latest,
@@ -199,7 +199,7 @@ pub async fn run(cmd: GroupCommand) -> anyhow::Result<ExitCode> {
             println!("{}", table(&["TOPIC", "PARTITION", "NEW-OFFSET"], &rows));
         }
         GroupCommand::Delete { group, connect } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let n = admin.delete_group(&group).await?;
             println!("deleted group {group} and its {n} committed offsets");
         }

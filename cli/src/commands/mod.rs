@@ -7,9 +7,11 @@ pub mod dev;
 pub mod group;
 pub mod produce;
 pub mod retention;
+pub mod security;
 pub mod serve;
 pub mod tier;
 pub mod topic;
+pub mod user;
 
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

@@ -42,7 +42,7 @@ const PENDING_RESULTS: usize = 65_536;
 const SHOWN_ERRORS: usize = 5;
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
-    let mut config = ProducerConfig::new(args.connect.client_config());
+    let mut config = ProducerConfig::new(args.connect.client_config()?);
     config.acks = args.acks;
     config.compression = args.compression;
     config.delivery_timeout = args.delivery_timeout;

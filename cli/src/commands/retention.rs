@@ -82,7 +82,7 @@ fn keys(
 pub async fn run(cmd: RetentionCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RetentionCommand::Show { topic, connect } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let d = admin.describe_topic(&topic).await?;
             let get = |k: &str| {
                 d.config
@@ -108,7 +108,7 @@ pub async fn run(cmd: RetentionCommand) -> anyhow::Result<ExitCode> {
             connect,
         } => {
             let set = keys(&total, &local)?;
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             if dry_run {
                 let preview = admin.retention_preview(&topic, set).await?;
                 let cell = |t: Option<strata_client::TierDeletion>| {

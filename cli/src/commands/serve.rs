@@ -75,6 +75,8 @@ pub struct ServeArgs {
     pub metrics: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// TOML file with any of the settings above (keys as the flags, with _ for -).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -331,6 +333,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::dev::raise_open_files_limit();
+    let security = args.security.clone();
     let s = settings(args)?;
     let listener = tokio::net::TcpListener::bind(&s.listen)
         .await
@@ -344,10 +347,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         None => local.to_string(),
     };
+    let security_config = security.config(local, true)?;
+    let security_note = (security_config.tls.is_some(), security_config.auth);
     let coordinator = EtcdCoordinator::connect(&s.etcd, &s.cluster, EtcdOptions::default())
         .await
         .context("cannot connect to etcd")?;
     let mut config = BrokerConfig::new(s.id, &s.data_dir, advertised.clone());
+    config.security = security_config;
     config.rack = s.rack.clone();
     config.session_ttl = s.session_timeout;
     config.replica_lag_time_max = s.replica_lag_time_max;
@@ -373,9 +379,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the broker")?;
     eprintln!(
-        "strata serve: broker {} of cluster {:?} listening on {advertised} (etcd {}){}",
+        "strata serve: broker {} of cluster {:?} listening on {advertised}{} (etcd {}){}",
         s.id,
         s.cluster,
+        super::dev::tls_note(&security_note),
         s.etcd.join(","),
         super::dev::metrics_note(metrics.as_ref())
     );

@@ -45,7 +45,7 @@ pub async fn run(cmd: TierCommand) -> anyhow::Result<ExitCode> {
             connect,
         } => (topic, format, connect),
     };
-    let admin = Admin::connect(connect.client_config()).await?;
+    let admin = Admin::connect(connect.client_config()?).await?;
     let status = admin.tier_status(&topic).await?;
     match format {
         Format::Json => println!(

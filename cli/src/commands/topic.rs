@@ -79,7 +79,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             config,
             connect,
         } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let configs: HashMap<String, String> = config.into_iter().collect();
             let d = admin
                 .create_topic(&name, partitions, replicas, configs)
@@ -93,7 +93,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             );
         }
         TopicCommand::List { format, connect } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let topics = admin.list_topics().await?;
             match format {
                 Format::Json => {
@@ -127,7 +127,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             format,
             connect,
         } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let d = admin.describe_topic(&name).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&describe_json(&d))?),
@@ -135,7 +135,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             }
         }
         TopicCommand::Delete { name, connect } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             admin.delete_topic(&name).await?;
             println!("deleted topic {name}");
         }
@@ -144,7 +144,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             total,
             connect,
         } => {
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let d = admin.create_partitions(&name, total).await?;
             println!(
                 "topic {name} now has {} partitions (keyed records may map to other partitions from now on)",
@@ -163,7 +163,7 @@ pub async fn run(cmd: TopicCommand) -> anyhow::Result<ExitCode> {
             let deletes_remote = set
                 .iter()
                 .any(|(k, v)| k == "remote.log.delete.on.disable" && v.trim() == "true");
-            let admin = Admin::connect(connect.client_config()).await?;
+            let admin = Admin::connect(connect.client_config()?).await?;
             let d = admin
                 .alter_topic_config(&name, set.into_iter().collect(), delete)
                 .await?;

@@ -199,7 +199,7 @@ impl Plan {
             linger,
             compression: args.compression,
             partitions: args.partitions,
-            client: args.connect.client_config(),
+            client: args.connect.client_config()?,
         })
     }
 }

@@ -1,0 +1,176 @@
+//! Who may call this broker: TLS on the listener and to peers, principals from passwords or
+//! certificates, and the users kept in the metadata.
+//!
+//! - `listener`: accepts connections (TLS or plaintext), refusing the wrong protocol at once.
+//! - `authn`: a tower layer that turns each call's connection and `authorization` header into a
+//!   [`Principal`] in the request's extensions, or answers UNAUTHENTICATED; it also keeps the
+//!   Replica service to brokers.
+//! - `passwords`: argon2id hashing and checking, a cache of checked credentials, and the
+//!   per-source limit on failed attempts.
+//! - `users`: user records in the metadata (`security/users/NAME`), cached on every broker.
+//! - `service`: the Security gRPC service (whoami, users).
+//!
+//! Invariant: when authentication is on, no handler runs without a principal the layer
+//! established, and only `Broker:ID` principals reach the Replica service.
+
+pub mod authn;
+pub mod listener;
+pub mod passwords;
+pub mod principal;
+pub mod service;
+pub mod users;
+
+use std::sync::Arc;
+
+use strata_proto::tls::{ClientFiles, Reloading, ServerFiles};
+
+pub use principal::{AuthenticatedBy, Principal};
+
+use crate::error::{BrokerError, Result};
+
+/// How callers authenticate (`--auth`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthModes {
+    /// `authorization: Basic ...` checked against the user records.
+    pub password: bool,
+    /// A client certificate's CN names the user.
+    pub mtls: bool,
+}
+
+impl AuthModes {
+    /// Parses `none`, `password`, `mtls` or `password,mtls`.
+    pub fn parse(s: &str) -> std::result::Result<AuthModes, String> {
+        let mut modes = AuthModes::default();
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "none" if s.trim() == "none" => {}
+                "password" => modes.password = true,
+                "mtls" => modes.mtls = true,
+                other => {
+                    return Err(format!(
+                        "--auth {other:?} is not valid; use none, password, mtls or password,mtls"
+                    ))
+                }
+            }
+        }
+        Ok(modes)
+    }
+
+    pub fn any(&self) -> bool {
+        self.password || self.mtls
+    }
+}
+
+impl std::fmt::Display for AuthModes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.password, self.mtls) {
+            (false, false) => f.write_str("none"),
+            (true, false) => f.write_str("password"),
+            (false, true) => f.write_str("mtls"),
+            (true, true) => f.write_str("password,mtls"),
+        }
+    }
+}
+
+/// The broker's security settings.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// TLS on the listener; `None`: plaintext.
+    pub tls: Option<ServerFiles>,
+    pub auth: AuthModes,
+    /// `User:NAME` principals allowed everything.
+    pub super_users: Vec<String>,
+    /// Creates user `admin` (a super user) with this password when no user exists yet.
+    pub bootstrap_admin_password: Option<String>,
+}
+
+impl SecurityConfig {
+    /// What this broker presents to its peers and trusts them with: its own certificate and
+    /// key, and the client CA (which signs every broker's certificate).
+    pub fn peer_files(&self) -> Option<ClientFiles> {
+        let tls = self.tls.as_ref()?;
+        Some(ClientFiles {
+            ca: tls.client_ca.clone()?,
+            identity: Some((tls.cert.clone(), tls.key.clone())),
+        })
+    }
+
+    /// Refuses combinations that cannot work, with the reason.
+    pub fn check(&self, multi_broker: bool) -> std::result::Result<(), String> {
+        if self.auth.any() && self.tls.is_none() {
+            return Err(format!(
+                "--auth {} needs TLS (--tls-cert and --tls-key): passwords and certificates must not cross the network in the clear",
+                self.auth
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if self.auth.mtls && tls.client_ca.is_none() {
+                return Err("--auth mtls needs --tls-client-ca: the CA whose client certificates the broker trusts".into());
+            }
+            if multi_broker && tls.client_ca.is_none() {
+                return Err("brokers with TLS authenticate to each other by certificate: give --tls-client-ca, the CA that signed every broker's certificate (CN Broker:ID)".into());
+            }
+        }
+        for name in &self.super_users {
+            principal::Principal::parse_user(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// The security state every service shares.
+#[derive(Debug)]
+pub struct Security {
+    pub config: SecurityConfig,
+    pub server_tls: Option<Arc<Reloading<rustls::ServerConfig>>>,
+    pub peer_tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
+    pub users: users::Users,
+    pub passwords: passwords::Passwords,
+}
+
+impl Security {
+    /// Loads the TLS files (failing with the file at fault); users are loaded by [`users::follow`].
+    pub fn new(config: SecurityConfig) -> Result<Security> {
+        let invalid = |e: strata_proto::tls::TlsError| BrokerError::InvalidConfig(e.0);
+        let server_tls = match &config.tls {
+            Some(files) => Some(Reloading::server(files.clone()).map_err(invalid)?),
+            None => None,
+        };
+        let peer_tls = match config.peer_files() {
+            Some(files) => Some(Reloading::client(files).map_err(invalid)?),
+            None => None,
+        };
+        Ok(Security {
+            config,
+            server_tls,
+            peer_tls,
+            users: users::Users::default(),
+            passwords: passwords::Passwords::new(),
+        })
+    }
+
+    /// Starts watching the TLS files for rotation (on the current runtime).
+    pub fn watch_files(&self) {
+        if let Some(tls) = &self.server_tls {
+            tls.watch(strata_proto::tls::RELOAD_EVERY);
+        }
+        if let Some(tls) = &self.peer_tls {
+            tls.watch(strata_proto::tls::RELOAD_EVERY);
+        }
+    }
+
+    /// Whether `principal` may do anything.
+    pub fn is_super_user(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Broker(_) => true,
+            Principal::User(name) => {
+                self.config
+                    .super_users
+                    .iter()
+                    .any(|s| s.strip_prefix("User:") == Some(name.as_str()))
+                    || self.users.is_super_user(name)
+            }
+            Principal::Anonymous => !self.config.auth.any(),
+        }
+    }
+}
