@@ -111,13 +111,111 @@ impl ServerFiles {
     }
 }
 
+/// A server config and the verifier of client certificates it defers to.
+///
+/// The handshake accepts any client certificate whose holder proves its key ([`Deferred`]);
+/// [`ServerTls::peer`] then judges the chain against the client CA. A refused certificate so
+/// becomes a sentence in the call's answer (UNAUTHENTICATED, naming the reason) instead of a
+/// TLS alert that a TLS 1.3 client only meets after its handshake, mid-request.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+}
+
+/// What a connection's client certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCertificate {
+    None,
+    /// Verified against the client CA; its subject CN.
+    Verified(Option<String>),
+    /// Not trusted: why.
+    Refused(String),
+}
+
+impl ServerTls {
+    /// Judges the client certificate of an accepted connection.
+    pub fn peer(&self, conn: &rustls::ServerConnection) -> PeerCertificate {
+        let (Some(verifier), Some(certs)) = (&self.verifier, conn.peer_certificates()) else {
+            return PeerCertificate::None;
+        };
+        let Some((leaf, intermediates)) = certs.split_first() else {
+            return PeerCertificate::None;
+        };
+        let now = rustls::pki_types::UnixTime::now();
+        match verifier.verify_client_cert(leaf, intermediates, now) {
+            Ok(_) => PeerCertificate::Verified(subject_common_name(leaf)),
+            Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                PeerCertificate::Refused(
+                    "it is not signed by the CA the broker trusts (--tls-client-ca)".into(),
+                )
+            }
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            )) => PeerCertificate::Refused("it has expired".into()),
+            Err(e) => PeerCertificate::Refused(e.to_string()),
+        }
+    }
+}
+
+/// Accepts any client certificate whose holder proves its private key; the chain is judged
+/// after the handshake by [`ServerTls::peer`] with the inner verifier.
+#[derive(Debug)]
+struct Deferred(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for Deferred {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// Builds the server config from `files`.
-pub fn server_config(files: &ServerFiles) -> Result<rustls::ServerConfig, TlsError> {
+pub fn server_config(files: &ServerFiles) -> Result<ServerTls, TlsError> {
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(format!("TLS setup failed: {e}")))?;
+    let mut deferred = None;
     let builder = match &files.client_ca {
         Some(ca) => {
             let roots = Arc::new(load_roots(ca)?);
@@ -131,7 +229,8 @@ pub fn server_config(files: &ServerFiles) -> Result<rustls::ServerConfig, TlsErr
                             ca.display()
                         ))
                     })?;
-            builder.with_client_cert_verifier(verifier)
+            deferred = Some(verifier.clone());
+            builder.with_client_cert_verifier(Arc::new(Deferred(verifier)))
         }
         None => builder.with_no_client_auth(),
     };
@@ -143,7 +242,10 @@ pub fn server_config(files: &ServerFiles) -> Result<rustls::ServerConfig, TlsErr
         ))
     })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(config)
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifier: deferred,
+    })
 }
 
 /// The files a TLS client (a CLI command, a broker calling a peer) is built from.
@@ -206,7 +308,7 @@ impl<T> std::fmt::Debug for Reloading<T> {
     }
 }
 
-impl Reloading<rustls::ServerConfig> {
+impl Reloading<ServerTls> {
     pub fn server(files: ServerFiles) -> Result<Arc<Self>, TlsError> {
         let paths = files.paths();
         Reloading::new("server TLS", paths, move || server_config(&files))
@@ -444,5 +546,7 @@ fn der(input: &[u8], tag: u8) -> Option<(u8, &[u8], &[u8])> {
     (element.0 == tag).then_some(element)
 }
 
+#[cfg(any(test, feature = "test-pki"))]
+pub mod pki;
 #[cfg(test)]
 mod tests;

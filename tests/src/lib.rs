@@ -10,7 +10,7 @@ pub mod history;
 pub mod localstack;
 pub mod metrics;
 pub mod netns;
-pub mod pki;
+pub use strata_proto::tls::pki;
 pub mod procs;
 pub mod replicas;
 pub mod rng;

@@ -19,6 +19,8 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::Service;
 
+use strata_proto::tls::PeerCertificate;
+
 use super::listener::ConnInfo;
 use super::principal::{AuthenticatedBy, Caller, Principal};
 use super::Security;
@@ -110,10 +112,19 @@ async fn authenticate(
     info: ConnInfo,
     header: Option<http::HeaderValue>,
 ) -> Result<Caller, tonic::Status> {
-    let certified = info
-        .peer_cn
-        .as_deref()
-        .and_then(Principal::from_common_name);
+    let failed = |message: String| ErrorCode::SaslAuthenticationFailed.status(message);
+    if info.wrong_protocol {
+        return Err(failed("this broker port requires TLS: connect with --tls-ca (or STRATA_TLS_CA), the CA that signed the broker's certificate".into()));
+    }
+    let certified = match info.peer.as_ref() {
+        PeerCertificate::None => None,
+        PeerCertificate::Verified(cn) => cn.as_deref().and_then(Principal::from_common_name),
+        PeerCertificate::Refused(why) => {
+            return Err(failed(format!(
+                "the broker refused this client's certificate: {why}"
+            )))
+        }
+    };
     let caller = |principal, by| Caller {
         principal,
         by,
@@ -129,7 +140,6 @@ async fn authenticate(
     if !modes.any() {
         return Ok(caller(Principal::Anonymous, AuthenticatedBy::None));
     }
-    let failed = |message: String| ErrorCode::SaslAuthenticationFailed.status(message);
     if let Some(header) = header {
         if !modes.password {
             return Err(failed(format!(

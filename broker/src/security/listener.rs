@@ -2,9 +2,11 @@
 //! task with a time limit, so a slow or silent client never holds up the accept loop.
 //!
 //! A client speaking the wrong protocol is refused at once, on both ends, with a sentence:
-//! plaintext HTTP/2 on the TLS listener gets an HTTP/2 GOAWAY (INADEQUATE_SECURITY) saying the
-//! port needs TLS; a TLS handshake on the plaintext listener gets a TLS alert
-//! (protocol_version). The broker logs each, naming the source.
+//! plaintext HTTP/2 on the TLS listener is served, but every call is answered UNAUTHENTICATED
+//! saying the port needs TLS (the authentication layer does it; no handler runs); a TLS
+//! handshake on the plaintext listener gets a TLS alert (protocol_version). A client
+//! certificate the client CA does not vouch for is judged after the handshake, and its calls
+//! answered the same way. The broker logs each, naming the source.
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,6 +20,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tonic::transport::server::Connected;
 
+use strata_proto::tls::PeerCertificate;
+
 use crate::limits::{ConnectionSlots, Slot};
 
 /// Longest a client may take from connecting to finishing its TLS handshake.
@@ -26,12 +30,26 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKLOG: usize = 128;
 
 /// What a call learns of its connection (tonic puts it in every request's extensions).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     pub tls: bool,
-    /// The subject CN of the client's verified certificate.
-    pub peer_cn: Option<Arc<str>>,
+    /// The client's certificate, judged against the client CA.
+    pub peer: Arc<PeerCertificate>,
+    /// A plaintext client on the TLS listener: every call is answered with a sentence saying
+    /// TLS is needed (an answer a client reports, where a closed connection is retried).
+    pub wrong_protocol: bool,
+}
+
+impl Default for ConnInfo {
+    fn default() -> Self {
+        ConnInfo {
+            remote: None,
+            tls: false,
+            peer: Arc::new(PeerCertificate::None),
+            wrong_protocol: false,
+        }
+    }
 }
 
 enum Io {
@@ -59,7 +77,7 @@ impl Connected for Conn {
 pub fn incoming(
     listener: TcpListener,
     slots: ConnectionSlots,
-    tls: Option<Arc<strata_proto::tls::Reloading<rustls::ServerConfig>>>,
+    tls: Option<Arc<strata_proto::tls::Reloading<strata_proto::tls::ServerTls>>>,
 ) -> tokio_stream::wrappers::ReceiverStream<io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(BACKLOG);
     tokio::spawn(async move {
@@ -109,7 +127,7 @@ pub fn incoming(
 async fn open(
     stream: TcpStream,
     remote: SocketAddr,
-    tls: Option<Arc<strata_proto::tls::Reloading<rustls::ServerConfig>>>,
+    tls: Option<Arc<strata_proto::tls::Reloading<strata_proto::tls::ServerTls>>>,
 ) -> Option<(Io, ConnInfo)> {
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await.ok()?;
@@ -127,32 +145,36 @@ async fn open(
             Io::Plain(stream),
             ConnInfo {
                 remote: Some(remote),
-                tls: false,
-                peer_cn: None,
+                ..ConnInfo::default()
             },
         )),
         Some(_) if !is_tls => {
-            tracing::warn!(%remote, "a plaintext connection reached the TLS listener; refusing it (the client needs --tls-ca)");
-            refuse_plaintext(stream).await;
-            None
+            tracing::warn!(%remote, "a plaintext connection reached the TLS listener; its calls are answered with a sentence asking for TLS (--tls-ca)");
+            Some((
+                Io::Plain(stream),
+                ConnInfo {
+                    remote: Some(remote),
+                    wrong_protocol: true,
+                    ..ConnInfo::default()
+                },
+            ))
         }
         Some(config) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(config.current());
+            let server = config.current();
+            let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
             match acceptor.accept(stream).into_fallible().await {
                 Ok(tls) => {
-                    let peer_cn = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|certs| certs.first())
-                        .and_then(|c| strata_proto::tls::subject_common_name(c))
-                        .map(Arc::from);
+                    let peer = server.peer(tls.get_ref().1);
+                    if let PeerCertificate::Refused(why) = &peer {
+                        tracing::warn!(%remote, reason = %why, "refusing a client certificate; its calls are answered UNAUTHENTICATED");
+                    }
                     Some((
                         Io::Tls(Box::new(tls)),
                         ConnInfo {
                             remote: Some(remote),
                             tls: true,
-                            peer_cn,
+                            peer: Arc::new(peer),
+                            wrong_protocol: false,
                         },
                     ))
                 }
@@ -172,21 +194,6 @@ async fn refuse_tls(mut stream: TcpStream) {
     let _ = stream
         .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70])
         .await;
-    drain_and_close(stream).await;
-}
-
-/// An HTTP/2 server preface (empty SETTINGS) and a GOAWAY with INADEQUATE_SECURITY whose
-/// debug data says what to do: an HTTP/2 client fails its first call at once.
-async fn refuse_plaintext(mut stream: TcpStream) {
-    let debug = b"this broker port requires TLS: connect with --tls-ca";
-    let mut frames = vec![0, 0, 0, 0x04, 0, 0, 0, 0, 0];
-    let len = (8 + debug.len()) as u32;
-    frames.extend_from_slice(&len.to_be_bytes()[1..]);
-    frames.extend_from_slice(&[0x07, 0, 0, 0, 0, 0]);
-    frames.extend_from_slice(&0u32.to_be_bytes());
-    frames.extend_from_slice(&0x0cu32.to_be_bytes());
-    frames.extend_from_slice(debug);
-    let _ = stream.write_all(&frames).await;
     drain_and_close(stream).await;
 }
 

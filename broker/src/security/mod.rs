@@ -122,7 +122,7 @@ impl SecurityConfig {
 #[derive(Debug)]
 pub struct Security {
     pub config: SecurityConfig,
-    pub server_tls: Option<Arc<Reloading<rustls::ServerConfig>>>,
+    pub server_tls: Option<Arc<Reloading<strata_proto::tls::ServerTls>>>,
     pub peer_tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
     pub users: users::Users,
     pub passwords: passwords::Passwords,

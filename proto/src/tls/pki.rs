@@ -1,6 +1,8 @@
 //! A throwaway certificate authority for TLS tests, made with the openssl CLI exactly as
 //! docs/security.md tells operators to: an EC P-256 CA, and leaf certificates valid for
 //! 127.0.0.1 and localhost, usable as server and client certificates.
+//!
+//! For tests only: built with `cfg(test)` or the `test-pki` feature (the end-to-end tests).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
