@@ -6,9 +6,16 @@ this file also shows how to build and read a batch: the header, zig-zag varint r
 CRC-32C over everything after the CRC field.
 
     python strata_example.py --broker 127.0.0.1:7092 --topic python-example --records 1000
+
+Against a broker with TLS and authentication (docs/security.md), give the same options as the
+strata CLI (or its STRATA_* environment variables):
+
+    --tls-ca ca.crt [--tls-cert alice.crt --tls-key alice.key] [--user bob --password-file bob.pw]
 """
 
 import argparse
+import base64
+import os
 import struct
 import sys
 import time
@@ -125,6 +132,52 @@ def decode_batches(data: bytes):
         pos = end
 
 
+# ------------------------------------------------------------------ connecting
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def connect(args):
+    """A channel (TLS when --tls-ca is given) and the metadata every call carries."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return None, None
+    if (args.user is None) != (args.password_file is None):
+        print("error: --user needs --password-file (and the other way round)", file=sys.stderr)
+        return None, None
+    metadata = []
+    if args.user is not None:
+        if args.tls_ca is None:
+            print("error: a password is sent only over TLS: give --tls-ca", file=sys.stderr)
+            return None, None
+        password = _read(args.password_file).decode().splitlines()[0]
+        token = base64.b64encode(f"{args.user}:{password}".encode()).decode()
+        metadata.append(("authorization", f"Basic {token}"))
+    if args.tls_ca is None:
+        return grpc.insecure_channel(args.broker), metadata
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(args.tls_ca),
+        private_key=_read(args.tls_key) if args.tls_key else None,
+        certificate_chain=_read(args.tls_cert) if args.tls_cert else None,
+    )
+    return grpc.secure_channel(args.broker, credentials), metadata
+
+
+class _with_metadata:
+    """A stub whose calls all carry `metadata`."""
+
+    def __init__(self, stub, metadata):
+        self._stub = stub
+        self._metadata = metadata
+
+    def __getattr__(self, name):
+        call = getattr(self._stub, name)
+        return lambda request, **kw: call(request, metadata=self._metadata, **kw)
+
+
 # ------------------------------------------------------------------ the example
 
 
@@ -133,11 +186,23 @@ def main() -> int:
     parser.add_argument("--broker", default="127.0.0.1:7092")
     parser.add_argument("--topic", default="python-example")
     parser.add_argument("--records", type=int, default=1000)
+    env = os.environ.get
+    parser.add_argument("--tls-ca", default=env("STRATA_TLS_CA"),
+                        help="CA certificate (PEM) that signed the broker's: connect with TLS")
+    parser.add_argument("--tls-cert", default=env("STRATA_TLS_CERT"), help="client certificate (mTLS)")
+    parser.add_argument("--tls-key", default=env("STRATA_TLS_KEY"), help="its private key")
+    parser.add_argument("--user", default=env("STRATA_USER"))
+    parser.add_argument("--password-file", default=env("STRATA_PASSWORD_FILE"))
     args = parser.parse_args()
 
-    channel = grpc.insecure_channel(args.broker)
+    channel, metadata = connect(args)
+    if channel is None:
+        return 2
     admin = rpc.AdminStub(channel)
     log = rpc.LogStub(channel)
+    # Every call carries the credentials (authorization: Basic base64(user:password)).
+    admin = _with_metadata(admin, metadata)
+    log = _with_metadata(log, metadata)
 
     try:
         admin.CreateTopic(

@@ -50,3 +50,58 @@ fn the_python_example_produces_and_consumes_through_a_broker() {
     assert_eq!(first["value"], "python record 0");
     assert_eq!(read.lines().count(), 1000);
 }
+
+/// The Python example with TLS: a password user and an mTLS user produce and consume; without
+/// credentials it is refused with the broker's sentence.
+#[test]
+fn the_python_example_authenticates_with_a_password_or_a_certificate() {
+    let pki = strata_tests::pki::Pki::new();
+    pki.leaf("ca", "broker", "Broker:0", 30);
+    pki.leaf("ca", "alice", "alice", 30);
+    std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").unwrap();
+    let broker = DevBroker::start_with(&[
+        "--tls-cert",
+        &pki.arg("broker.crt"),
+        "--tls-key",
+        &pki.arg("broker.key"),
+        "--tls-client-ca",
+        &pki.arg("ca.crt"),
+        "--auth",
+        "password,mtls",
+        "--bootstrap-admin-password-file",
+        &pki.arg("admin.pw"),
+    ]);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |topic: &str, extra: &[String]| {
+        Command::new("bash")
+            .arg(root.join("examples/python/run.sh"))
+            .args(["--broker", &broker.addr.to_string(), "--records", "100", "--topic", topic])
+            .args(["--tls-ca", &pki.arg("ca.crt")])
+            .args(extra)
+            .output()
+            .expect("running bash")
+    };
+    let by_password = run(
+        "py-password",
+        &["--user".into(), "admin".into(), "--password-file".into(), pki.arg("admin.pw")],
+    );
+    let by_certificate = run(
+        "py-mtls",
+        &["--tls-cert".into(), pki.arg("alice.crt"), "--tls-key".into(), pki.arg("alice.key")],
+    );
+    for out in [&by_password, &by_certificate] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("consumed 100 records back from offset 0: identical"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let anonymous = run("py-anonymous", &[]);
+    assert!(!anonymous.status.success());
+    assert!(
+        String::from_utf8_lossy(&anonymous.stderr).contains("this broker requires authentication"),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+}
