@@ -75,7 +75,14 @@ fn the_python_example_authenticates_with_a_password_or_a_certificate() {
     let run = |topic: &str, extra: &[String]| {
         Command::new("bash")
             .arg(root.join("examples/python/run.sh"))
-            .args(["--broker", &broker.addr.to_string(), "--records", "100", "--topic", topic])
+            .args([
+                "--broker",
+                &broker.addr.to_string(),
+                "--records",
+                "100",
+                "--topic",
+                topic,
+            ])
             .args(["--tls-ca", &pki.arg("ca.crt")])
             .args(extra)
             .output()
@@ -83,16 +90,27 @@ fn the_python_example_authenticates_with_a_password_or_a_certificate() {
     };
     let by_password = run(
         "py-password",
-        &["--user".into(), "admin".into(), "--password-file".into(), pki.arg("admin.pw")],
+        &[
+            "--user".into(),
+            "admin".into(),
+            "--password-file".into(),
+            pki.arg("admin.pw"),
+        ],
     );
     let by_certificate = run(
         "py-mtls",
-        &["--tls-cert".into(), pki.arg("alice.crt"), "--tls-key".into(), pki.arg("alice.key")],
+        &[
+            "--tls-cert".into(),
+            pki.arg("alice.crt"),
+            "--tls-key".into(),
+            pki.arg("alice.key"),
+        ],
     );
     for out in [&by_password, &by_certificate] {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            out.status.success() && stdout.contains("consumed 100 records back from offset 0: identical"),
+            out.status.success()
+                && stdout.contains("consumed 100 records back from offset 0: identical"),
             "{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );

@@ -74,7 +74,10 @@ async fn mutual_tls_names_both_ends() {
     let with_cert = Reloading::client(client_files(&pki, "ca", Some("alice"))).unwrap();
     assert_eq!(
         handshake(&server, &with_cert).await,
-        (Ok("Broker:1".into()), Some(PeerCertificate::Verified(Some("alice".into()))))
+        (
+            Ok("Broker:1".into()),
+            Some(PeerCertificate::Verified(Some("alice".into())))
+        )
     );
     let without = Reloading::client(client_files(&pki, "ca", None)).unwrap();
     assert_eq!(
