@@ -8,11 +8,13 @@
 //! - `passwords`: argon2id hashing and checking, a cache of checked credentials, and the
 //!   per-source limit on failed attempts.
 //! - `users`: user records in the metadata (`security/users/NAME`), cached on every broker.
+//! - `acl`: Kafka's ACL rule (deny wins, no entry denies), for the authorizer being built.
 //! - `service`: the Security gRPC service (whoami, users).
 //!
 //! Invariant: when authentication is on, no handler runs without a principal the layer
 //! established, and only `Broker:ID` principals reach the Replica service.
 
+pub mod acl;
 pub mod authn;
 pub mod listener;
 pub mod passwords;
