@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock, Weak};
@@ -483,11 +483,6 @@ pub fn describe_alert(alert: &str) -> String {
 
 /// The first byte of a TLS connection: a handshake record.
 pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
-
-/// Whether `addr` is a loopback address (plaintext is only allowed there by default).
-pub fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
-}
 
 /// The subject's common name (CN) of a DER certificate already verified by rustls.
 pub fn subject_common_name(cert: &[u8]) -> Option<String> {

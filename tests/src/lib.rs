@@ -112,6 +112,26 @@ impl DevBroker {
         broker
     }
 
+    /// A broker with TLS (certificate `broker.crt`, CN Broker:0, made in `pki`), client
+    /// certificates checked against `pki`'s CA, password and mTLS authentication, and the
+    /// bootstrap admin `admin` with the password in `admin.pw` (`admin-secret-1`).
+    pub fn start_secure(pki: &pki::Pki) -> DevBroker {
+        pki.leaf("ca", "broker", "Broker:0", 30);
+        std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").expect("admin password file");
+        DevBroker::start_with(&[
+            "--tls-cert",
+            &pki.arg("broker.crt"),
+            "--tls-key",
+            &pki.arg("broker.key"),
+            "--tls-client-ca",
+            &pki.arg("ca.crt"),
+            "--auth",
+            "password,mtls",
+            "--bootstrap-admin-password-file",
+            &pki.arg("admin.pw"),
+        ])
+    }
+
     /// Starts (again) on the same data directory and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the broker is still running");

@@ -56,21 +56,8 @@ fn the_python_example_produces_and_consumes_through_a_broker() {
 #[test]
 fn the_python_example_authenticates_with_a_password_or_a_certificate() {
     let pki = strata_tests::pki::Pki::new();
-    pki.leaf("ca", "broker", "Broker:0", 30);
     pki.leaf("ca", "alice", "alice", 30);
-    std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").unwrap();
-    let broker = DevBroker::start_with(&[
-        "--tls-cert",
-        &pki.arg("broker.crt"),
-        "--tls-key",
-        &pki.arg("broker.key"),
-        "--tls-client-ca",
-        &pki.arg("ca.crt"),
-        "--auth",
-        "password,mtls",
-        "--bootstrap-admin-password-file",
-        &pki.arg("admin.pw"),
-    ]);
+    let broker = DevBroker::start_secure(&pki);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let run = |topic: &str, extra: &[String]| {
         Command::new("bash")

@@ -17,25 +17,12 @@ fn stderr(out: &std::process::Output) -> String {
 #[test]
 fn a_tls_password_and_mtls_broker_admits_only_who_it_should() {
     let pki = Pki::new();
-    pki.leaf("ca", "broker", "Broker:0", 30);
     pki.leaf("ca", "alice", "alice", 30);
     pki.ca("other");
     pki.leaf("other", "mallory", "mallory", 30);
-    std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").unwrap();
     std::fs::write(pki.path("bob.pw"), "bob-password\n").unwrap();
     std::fs::write(pki.path("wrong.pw"), "not-the-password\n").unwrap();
-    let broker = DevBroker::start_with(&[
-        "--tls-cert",
-        &pki.arg("broker.crt"),
-        "--tls-key",
-        &pki.arg("broker.key"),
-        "--tls-client-ca",
-        &pki.arg("ca.crt"),
-        "--auth",
-        "password,mtls",
-        "--bootstrap-admin-password-file",
-        &pki.arg("admin.pw"),
-    ]);
+    let broker = DevBroker::start_secure(&pki);
     let addr = broker.addr.to_string();
     let ca = pki.arg("ca.crt");
     let as_user = |user: &str, pw: &str, args: &[&str], stdin: Option<&[u8]>| {
