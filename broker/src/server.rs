@@ -92,7 +92,7 @@ impl Broker {
                 tracing::info!(target: "strata::audit", user = "admin", "no user existed: created the bootstrap admin (a super user)");
             }
         }
-        security.users.reload(metadata.store().as_ref()).await?;
+        security.reload(metadata.store().as_ref()).await?;
         let groups = crate::groups::GroupCoordinator::new(
             config.broker_id,
             metadata.store().clone(),

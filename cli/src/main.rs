@@ -55,6 +55,9 @@ enum Command {
     User(commands::user::UserCommand),
     /// Show who the broker takes you to be.
     Whoami(commands::user::WhoamiArgs),
+    /// Access control lists: who may do what (brokers run with --authorizer acl).
+    #[command(subcommand)]
+    Acl(commands::acl::AclCommand),
 }
 
 pub use connect::ConnectArgs;
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => commands::bench::run(args).await,
             Command::User(cmd) => commands::user::run(cmd).await,
             Command::Whoami(args) => commands::user::whoami(args).await,
+            Command::Acl(cmd) => commands::acl::run(cmd).await,
         }
     });
     match result {

@@ -1,9 +1,10 @@
-//! Principals and users: `whoami` and password-user administration (the Security service).
+//! Principals, users and ACLs: `whoami`, password-user administration and ACL entries (the
+//! Security service).
 
 use strata_proto::security_client::SecurityClient;
 use strata_proto::{
-    CreateUserRequest, DeleteUserRequest, ListUsersRequest, UserDescription, WhoAmIRequest,
-    WhoAmIResponse,
+    AclBinding, CreateAclsRequest, CreateUserRequest, DeleteAclsRequest, DeleteUserRequest,
+    DescribeAclsRequest, ListUsersRequest, UserDescription, WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::admin::Admin;
@@ -50,5 +51,42 @@ impl Admin {
         })
         .await
         .map(|r| r.users)
+    }
+}
+
+impl Admin {
+    /// Adds ACL entries (ALTER on the cluster); returns how many were new.
+    pub async fn create_acls(&self, acls: Vec<AclBinding>) -> Result<u32> {
+        let request = CreateAclsRequest { acls };
+        self.call_on(SecurityClient::new, |mut c| {
+            let r = request.clone();
+            async move { c.create_acls(r).await }
+        })
+        .await
+        .map(|r| r.created)
+    }
+
+    /// Removes ACL entries (ALTER on the cluster); returns how many existed.
+    pub async fn delete_acls(&self, acls: Vec<AclBinding>) -> Result<u32> {
+        let request = DeleteAclsRequest { acls };
+        self.call_on(SecurityClient::new, |mut c| {
+            let r = request.clone();
+            async move { c.delete_acls(r).await }
+        })
+        .await
+        .map(|r| r.deleted)
+    }
+
+    /// The ACL entries, or one principal's (`User:NAME`).
+    pub async fn describe_acls(&self, principal: Option<&str>) -> Result<Vec<AclBinding>> {
+        let request = DescribeAclsRequest {
+            principal: principal.unwrap_or_default().to_string(),
+        };
+        self.call_on(SecurityClient::new, |mut c| {
+            let r = request.clone();
+            async move { c.describe_acls(r).await }
+        })
+        .await
+        .map(|r| r.acls)
     }
 }

@@ -116,20 +116,33 @@ impl DevBroker {
     /// certificates checked against `pki`'s CA, password and mTLS authentication, and the
     /// bootstrap admin `admin` with the password in `admin.pw` (`admin-secret-1`).
     pub fn start_secure(pki: &pki::Pki) -> DevBroker {
+        DevBroker::start_secure_with(pki, &[])
+    }
+
+    /// [`DevBroker::start_secure`] with more flags (e.g. `--authorizer acl`).
+    pub fn start_secure_with(pki: &pki::Pki, extra: &[&str]) -> DevBroker {
         pki.leaf("ca", "broker", "Broker:0", 30);
         std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").expect("admin password file");
-        DevBroker::start_with(&[
+        let (cert, key, ca, pw) = (
+            pki.arg("broker.crt"),
+            pki.arg("broker.key"),
+            pki.arg("ca.crt"),
+            pki.arg("admin.pw"),
+        );
+        let mut args = vec![
             "--tls-cert",
-            &pki.arg("broker.crt"),
+            &cert,
             "--tls-key",
-            &pki.arg("broker.key"),
+            &key,
             "--tls-client-ca",
-            &pki.arg("ca.crt"),
+            &ca,
             "--auth",
             "password,mtls",
             "--bootstrap-admin-password-file",
-            &pki.arg("admin.pw"),
-        ])
+            &pw,
+        ];
+        args.extend_from_slice(extra);
+        DevBroker::start_with(&args)
     }
 
     /// Starts (again) on the same data directory and port.

@@ -1,8 +1,9 @@
-//! Security on three `strata serve` brokers on etcd: TLS everywhere, password authentication,
-//! brokers authenticating to each other by certificate (CN Broker:ID). A topic of replication
-//! factor 3 fills every ISR and an acks=all produce is read back through another broker: the
-//! followers replicate over mTLS. Plaintext clients are refused; no broker logs a failed
-//! handshake from a peer.
+//! Security on three `strata serve` brokers on etcd: TLS everywhere, password and mTLS
+//! authentication, brokers authenticating to each other by certificate (CN Broker:ID), and the
+//! ACL authorizer. A topic of replication factor 3 fills every ISR and an acks=all produce is
+//! read back through another broker: the followers replicate over mTLS. Plaintext clients are
+//! refused; no broker logs a failed handshake from a peer. An ACL added through one broker
+//! applies on every broker, and so does its removal.
 
 use std::time::Duration;
 use strata_tests::etcd::EtcdServer;
@@ -14,6 +15,8 @@ use strata_tests::{run_cli, wait_for};
 fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
     let pki = Pki::new();
     std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").unwrap();
+    std::fs::write(pki.path("app.pw"), "app-password-1\n").unwrap();
+    pki.leaf("ca", "carol", "carol", 30);
     let etcd = EtcdServer::start();
     let brokers: Vec<ServeBroker> = (1..=3)
         .map(|id| {
@@ -32,7 +35,9 @@ fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
                     "--tls-client-ca",
                     &pki.arg("ca.crt"),
                     "--auth",
-                    "password",
+                    "password,mtls",
+                    "--authorizer",
+                    "acl",
                     "--bootstrap-admin-password-file",
                     &pki.arg("admin.pw"),
                 ],
@@ -135,6 +140,134 @@ fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
             !log.contains("TLS handshake failed"),
             "broker {} refused a peer: {log}",
             b.id
+        );
+    }
+
+    // ACLs through one broker apply on all: a password user and an mTLS user.
+    ok(admin(
+        &brokers[0],
+        &["user", "create", "app", "--password-stdin"],
+        Some(b"app-password-1\n"),
+    ));
+    let app_pw = pki.arg("app.pw");
+    let app = |via: &ServeBroker, args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = args.to_vec();
+        all.extend(["--tls-ca", &ca, "--user", "app", "--password-file", &app_pw]);
+        run_cli(&via.addr.to_string(), &all, stdin)
+    };
+    let (carol_crt, carol_key) = (pki.arg("carol.crt"), pki.arg("carol.key"));
+    let carol = |via: &ServeBroker, args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &carol_crt,
+            "--tls-key",
+            &carol_key,
+        ]);
+        run_cli(&via.addr.to_string(), &all, None)
+    };
+    let out = app(&brokers[1], &["produce", "orders"], Some(b"no\n"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("User:app may not write"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grant = [
+        "acl",
+        "add",
+        "--principal",
+        "User:app",
+        "--topic",
+        "orders",
+        "--operation",
+        "write",
+    ];
+    ok(admin(&brokers[0], &grant, None));
+    for b in &brokers {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("the grant to reach broker {}", b.id),
+            || {
+                app(b, &["topic", "describe", "orders"], None)
+                    .status
+                    .success()
+                    .then_some(())
+            },
+        );
+    }
+    let more: String = (0..30).map(|i| format!("app-{i}\n")).collect();
+    ok(app(
+        &brokers[2],
+        &["produce", "orders", "--acks", "all"],
+        Some(more.as_bytes()),
+    ));
+    ok(admin(
+        &brokers[2],
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:carol",
+            "--topic",
+            "orders",
+            "--operation",
+            "read",
+        ],
+        None,
+    ));
+    let read = wait_for(Duration::from_secs(10), "carol reading over mTLS", || {
+        let out = carol(
+            &brokers[1],
+            &[
+                "consume",
+                "orders",
+                "--offset",
+                "start",
+                "-n",
+                "330",
+                "--timeout",
+                "5s",
+            ],
+        );
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    });
+    assert_eq!(read.lines().count(), 330);
+    let out = app(
+        &brokers[0],
+        &[
+            "consume",
+            "orders",
+            "--offset",
+            "start",
+            "-n",
+            "1",
+            "--timeout",
+            "3s",
+        ],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("User:app may not read topic"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut revoke = grant.to_vec();
+    revoke[1] = "remove";
+    ok(admin(&brokers[1], &revoke, None));
+    for b in &brokers {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("the removal to reach broker {}", b.id),
+            || {
+                let out = app(b, &["topic", "describe", "orders"], None);
+                String::from_utf8_lossy(&out.stderr)
+                    .contains("User:app may not describe topic")
+                    .then_some(())
+            },
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The `Group` gRPC service: thin translations between `strata.v1` messages and the
 //! [`GroupCoordinator`](super::GroupCoordinator). Errors leave through
-//! `From<BrokerError> for Status`.
+//! `From<BrokerError> for Status`. Every call is authorized first by the per-API table in
+//! docs/security.md (Kafka's: READ on the group to be a member or commit, DESCRIBE to look).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use super::coordinator::{coordinator_of, validate_group_id, GroupView};
 use super::group::JoinRequest;
 use super::store::OffsetRecord;
 use crate::error::BrokerError;
+use crate::security::{Operation, ResourceType};
+use crate::service::principal;
 use crate::state::BrokerState;
 
 #[derive(Debug, Clone)]
@@ -55,12 +58,42 @@ fn member_view(v: GroupView) -> Vec<pb::GroupMember> {
         .collect()
 }
 
+impl GroupService {
+    fn authorize_group<T>(
+        &self,
+        request: &Request<T>,
+        operation: Operation,
+        group: &str,
+    ) -> Result<(), BrokerError> {
+        self.state
+            .security
+            .authorize(&principal(request), operation, ResourceType::Group, group)
+    }
+
+    /// READ on the group and on every topic whose offsets the call sets.
+    fn authorize_offsets<'a, T>(
+        &self,
+        request: &Request<T>,
+        group: &str,
+        topics: impl Iterator<Item = &'a String>,
+    ) -> Result<(), BrokerError> {
+        let who = principal(request);
+        let security = &self.state.security;
+        security.authorize(&who, Operation::Read, ResourceType::Group, group)?;
+        for topic in topics.collect::<BTreeSet<_>>() {
+            security.authorize(&who, Operation::Read, ResourceType::Topic, topic)?;
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Group for GroupService {
     async fn find_coordinator(
         &self,
         request: Request<pb::FindCoordinatorRequest>,
     ) -> Result<Response<pb::FindCoordinatorResponse>, Status> {
+        self.authorize_group(&request, Operation::Describe, &request.get_ref().group)?;
         let group = request.into_inner().group;
         validate_group_id(&group)?;
         let snapshot = self.state.replicas.snapshot();
@@ -83,6 +116,7 @@ impl Group for GroupService {
             .remote_addr()
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
+        self.authorize_group(&request, Operation::Read, &request.get_ref().group)?;
         let req = request.into_inner();
         let join = JoinRequest {
             member_id: req.member_id,
@@ -108,6 +142,7 @@ impl Group for GroupService {
         &self,
         request: Request<pb::SyncGroupRequest>,
     ) -> Result<Response<pb::SyncGroupResponse>, Status> {
+        self.authorize_group(&request, Operation::Read, &request.get_ref().group)?;
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         let (assignment, pending) = self
@@ -125,6 +160,7 @@ impl Group for GroupService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.authorize_group(&request, Operation::Read, &request.get_ref().group)?;
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         let rejoin = self
@@ -139,6 +175,7 @@ impl Group for GroupService {
         &self,
         request: Request<pb::LeaveGroupRequest>,
     ) -> Result<Response<pb::LeaveGroupResponse>, Status> {
+        self.authorize_group(&request, Operation::Read, &request.get_ref().group)?;
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         self.state
@@ -152,6 +189,8 @@ impl Group for GroupService {
         &self,
         request: Request<pb::CommitOffsetsRequest>,
     ) -> Result<Response<pb::CommitOffsetsResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize_offsets(&request, &r.group, r.offsets.iter().map(|o| &o.topic))?;
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         let offsets = req
@@ -177,9 +216,11 @@ impl Group for GroupService {
         &self,
         request: Request<pb::FetchOffsetsRequest>,
     ) -> Result<Response<pb::FetchOffsetsResponse>, Status> {
+        self.authorize_group(&request, Operation::Describe, &request.get_ref().group)?;
+        let who = principal(&request);
         let req = request.into_inner();
         let committed = self.state.groups.fetch_offsets(&req.group).await?;
-        let offsets = if req.partitions.is_empty() {
+        let offsets: Vec<pb::CommittedOffset> = if req.partitions.is_empty() {
             committed.into_iter().map(committed_pb).collect()
         } else {
             req.partitions
@@ -196,19 +237,29 @@ impl Group for GroupService {
                 })
                 .collect()
         };
+        // Offsets of topics the caller may not describe are left out (Kafka answers them with
+        // TOPIC_AUTHORIZATION_FAILED).
+        let security = &self.state.security;
+        let offsets = offsets
+            .into_iter()
+            .filter(|o| security.allowed(&who, Operation::Describe, ResourceType::Topic, &o.topic))
+            .collect();
         Ok(Response::new(pb::FetchOffsetsResponse { offsets }))
     }
 
     async fn list_groups(
         &self,
-        _request: Request<pb::ListGroupsRequest>,
+        request: Request<pb::ListGroupsRequest>,
     ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let who = principal(&request);
+        let security = &self.state.security;
         let groups = self
             .state
             .groups
             .list()
             .await?
             .into_iter()
+            .filter(|v| security.allowed(&who, Operation::Describe, ResourceType::Group, &v.group))
             .map(|v| pb::GroupSummary {
                 group: v.group,
                 state: v.state,
@@ -224,15 +275,21 @@ impl Group for GroupService {
         &self,
         request: Request<pb::DescribeGroupRequest>,
     ) -> Result<Response<pb::DescribeGroupResponse>, Status> {
+        self.authorize_group(&request, Operation::Describe, &request.get_ref().group)?;
+        let who = principal(&request);
         let group = request.into_inner().group;
         let snapshot = self.state.replicas.snapshot();
         let view = self.state.groups.describe(&group, &snapshot).await?;
+        let security = &self.state.security;
         let offsets = self
             .state
             .groups
             .fetch_offsets(&group)
             .await?
             .into_iter()
+            .filter(|((topic, _), _)| {
+                security.allowed(&who, Operation::Describe, ResourceType::Topic, topic)
+            })
             .map(committed_pb)
             .collect();
         Ok(Response::new(pb::DescribeGroupResponse {
@@ -250,6 +307,8 @@ impl Group for GroupService {
         &self,
         request: Request<pb::ResetOffsetsRequest>,
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
+        let r = request.get_ref();
+        self.authorize_offsets(&request, &r.group, r.offsets.iter().map(|o| &o.topic))?;
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         let mut offsets = Vec::with_capacity(req.offsets.len());
@@ -275,6 +334,7 @@ impl Group for GroupService {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
+        self.authorize_group(&request, Operation::Delete, &request.get_ref().group)?;
         let group = request.into_inner().group;
         let snapshot = self.state.replicas.snapshot();
         let deleted = self.state.groups.delete(&group, &snapshot).await?;

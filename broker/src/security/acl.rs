@@ -7,7 +7,7 @@
 //! READ, WRITE, DELETE and ALTER imply DESCRIBE, and ALTER_CONFIGS implies DESCRIBE_CONFIGS;
 //! ALL matches every operation. Super users never reach this rule.
 //!
-//! Storage (etcd, watched) and the per-call checks build on this module.
+//! Storage and the cache are in `acls`; the per-call checks in `Security::authorize`.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +66,36 @@ impl Operation {
         })
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::All => "all",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Alter => "alter",
+            Operation::Describe => "describe",
+            Operation::AlterConfigs => "alter_configs",
+            Operation::DescribeConfigs => "describe_configs",
+            Operation::ClusterAction => "cluster_action",
+        }
+    }
+
+    /// The operations an entry on `resource` may name (Kafka's table of valid operations).
+    pub fn valid_for(self, resource: ResourceType) -> bool {
+        use Operation::*;
+        match resource {
+            ResourceType::Topic => !matches!(self, ClusterAction),
+            ResourceType::Group => matches!(self, All | Read | Describe | Delete),
+            ResourceType::Cluster => matches!(
+                self,
+                All | Create | Alter | Describe | ClusterAction | AlterConfigs | DescribeConfigs
+            ),
+        }
+    }
+
     /// Whether an entry for `self` covers a request for `wanted`.
-    fn covers(self, wanted: Operation) -> bool {
+    pub(crate) fn covers(self, wanted: Operation) -> bool {
         self == Operation::All
             || self == wanted
             || (wanted == Operation::Describe
@@ -86,6 +114,68 @@ pub enum Permission {
     Deny,
 }
 
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Topic => "topic",
+            ResourceType::Group => "group",
+            ResourceType::Cluster => "cluster",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<ResourceType, String> {
+        match s {
+            "topic" => Ok(ResourceType::Topic),
+            "group" => Ok(ResourceType::Group),
+            "cluster" => Ok(ResourceType::Cluster),
+            _ => Err(format!(
+                "resource type {s:?} is not valid; use topic, group or cluster"
+            )),
+        }
+    }
+}
+
+impl PatternType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatternType::Literal => "literal",
+            PatternType::Prefixed => "prefixed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<PatternType, String> {
+        match s {
+            "literal" | "" => Ok(PatternType::Literal),
+            "prefixed" => Ok(PatternType::Prefixed),
+            _ => Err(format!(
+                "pattern type {s:?} is not valid; use literal or prefixed"
+            )),
+        }
+    }
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Allow => "allow",
+            Permission::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Permission, String> {
+        match s {
+            "allow" | "" => Ok(Permission::Allow),
+            "deny" => Ok(Permission::Deny),
+            _ => Err(format!("permission {s:?} is not valid; use allow or deny")),
+        }
+    }
+}
+
+/// The name every cluster entry carries, as in Kafka.
+pub const CLUSTER_NAME: &str = "kafka-cluster";
+/// Longest resource name or prefix in an entry.
+pub const MAX_RESOURCE_NAME_LEN: usize = 255;
+
 /// One ACL entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub struct AclEntry {
@@ -101,6 +191,74 @@ pub struct AclEntry {
 }
 
 impl AclEntry {
+    /// Refuses an entry that could never mean what its writer wants, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.principal != "User:*" {
+            super::principal::Principal::parse_user(&self.principal)?;
+        }
+        if !self.operation.valid_for(self.resource) {
+            return Err(format!(
+                "operation {} does not apply to a {} (see docs/security.md for the operations of each resource)",
+                self.operation.as_str(),
+                self.resource.as_str()
+            ));
+        }
+        match self.resource {
+            ResourceType::Cluster => {
+                if self.name != CLUSTER_NAME || self.pattern != PatternType::Literal {
+                    return Err(format!(
+                        "a cluster entry names the literal resource {CLUSTER_NAME:?}, not {:?}",
+                        self.name
+                    ));
+                }
+            }
+            ResourceType::Topic | ResourceType::Group => {
+                if self.name.is_empty() || self.name.len() > MAX_RESOURCE_NAME_LEN {
+                    return Err(format!(
+                        "a {} name or prefix must have 1 to {MAX_RESOURCE_NAME_LEN} characters",
+                        self.resource.as_str()
+                    ));
+                }
+                if self.name.chars().any(char::is_control) {
+                    return Err(format!(
+                        "{} name {:?} holds a control character",
+                        self.resource.as_str(),
+                        self.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `allow User:bob write topic orders`, as logs and the CLI show an entry.
+    pub fn describe(&self) -> String {
+        let pattern = match self.pattern {
+            PatternType::Literal => String::new(),
+            PatternType::Prefixed => " prefix".into(),
+        };
+        let name = match self.resource {
+            ResourceType::Cluster => String::new(),
+            _ => format!(" {}", self.name),
+        };
+        format!(
+            "{} {} {} {}{pattern}{name}",
+            self.permission.as_str(),
+            self.principal,
+            self.operation.as_str(),
+            self.resource.as_str()
+        )
+    }
+
+    /// Allows carry their implications (READ allows DESCRIBE); denies do not, as in Kafka:
+    /// denying READ leaves DESCRIBE to the allows.
+    fn applies_to(&self, operation: Operation) -> bool {
+        match self.permission {
+            Permission::Allow => self.operation.covers(operation),
+            Permission::Deny => self.operation == Operation::All || self.operation == operation,
+        }
+    }
+
     fn matches(
         &self,
         principal: &str,
@@ -110,7 +268,7 @@ impl AclEntry {
     ) -> bool {
         (self.principal == principal || self.principal == "User:*")
             && self.resource == resource
-            && self.operation.covers(operation)
+            && self.applies_to(operation)
             && match self.pattern {
                 PatternType::Literal => self.name == name || self.name == "*",
                 PatternType::Prefixed => name.starts_with(&self.name),
@@ -120,8 +278,8 @@ impl AclEntry {
 
 /// Whether `principal` may do `operation` to the resource, by `entries`: deny wins, and no
 /// matching entry denies.
-pub fn allows(
-    entries: &[AclEntry],
+pub fn allows<'a>(
+    entries: impl IntoIterator<Item = &'a AclEntry>,
     principal: &str,
     operation: Operation,
     resource: ResourceType,
@@ -139,9 +297,64 @@ pub fn allows(
     allowed
 }
 
+/// Whether `principal` may do `operation` to at least one resource of type `resource`
+/// (Kafka's `authorizeByResourceType`, which InitProducerId uses for WRITE on any topic): some
+/// entry allows it and no deny covers every name.
+pub fn allows_some<'a>(
+    entries: impl IntoIterator<Item = &'a AclEntry> + Clone,
+    principal: &str,
+    operation: Operation,
+    resource: ResourceType,
+) -> bool {
+    let mine = |e: &&AclEntry| {
+        (e.principal == principal || e.principal == "User:*")
+            && e.resource == resource
+            && e.applies_to(operation)
+    };
+    let denies_all = entries.clone().into_iter().filter(mine).any(|e| {
+        e.permission == Permission::Deny
+            && match e.pattern {
+                PatternType::Literal => e.name == "*",
+                PatternType::Prefixed => e.name.is_empty(),
+            }
+    });
+    !denies_all
+        && entries
+            .into_iter()
+            .filter(mine)
+            .any(|e| e.permission == Permission::Allow)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_that_cannot_mean_anything_are_refused() {
+        let mut e = AclEntry {
+            principal: "User:bob".into(),
+            resource: ResourceType::Group,
+            pattern: PatternType::Literal,
+            name: "g".into(),
+            operation: Operation::Write,
+            permission: Permission::Allow,
+        };
+        assert!(e
+            .validate()
+            .unwrap_err()
+            .contains("does not apply to a group"));
+        e.operation = Operation::Read;
+        assert!(e.validate().is_ok());
+        e.principal = "bob".into();
+        assert!(e.validate().unwrap_err().contains("User:NAME"));
+        e.principal = "User:*".into();
+        e.resource = ResourceType::Cluster;
+        e.operation = Operation::Alter;
+        assert!(e.validate().unwrap_err().contains("kafka-cluster"));
+        e.name = CLUSTER_NAME.into();
+        assert!(e.validate().is_ok());
+        assert_eq!(e.describe(), "allow User:* alter cluster");
+    }
 
     fn entry(
         principal: &str,
@@ -211,9 +424,18 @@ mod tests {
         );
         assert!(!allows(&acls, "User:dave", Delete, Topic, "audit"));
         assert!(
+            allows(&acls, "User:carol", Describe, Topic, "orders-secret"),
+            "a deny of read does not deny describe"
+        );
+        assert!(
             !allows(&acls, "User:dave", Create, Cluster, "kafka-cluster"),
             "a topic entry is not a cluster entry"
         );
+        assert!(allows_some(&acls, "User:bob", Write, Topic));
+        assert!(!allows_some(&acls, "User:carol", Write, Topic));
+        let mut denied = acls.clone();
+        denied.push(entry("User:bob", Topic, Literal, "*", Write, Deny));
+        assert!(!allows_some(&denied, "User:bob", Write, Topic));
         assert_eq!(Operation::parse("Alter-Configs"), Ok(AlterConfigs));
         assert!(Operation::parse("rea")
             .unwrap_err()

@@ -8,13 +8,18 @@
 //! - `passwords`: argon2id hashing and checking, a cache of checked credentials, and the
 //!   per-source limit on failed attempts.
 //! - `users`: user records in the metadata (`security/users/NAME`), cached on every broker.
-//! - `acl`: Kafka's ACL rule (deny wins, no entry denies), for the authorizer being built.
-//! - `service`: the Security gRPC service (whoami, users).
+//! - `acl`: Kafka's ACL rule (deny wins, no entry denies).
+//! - `acls`: ACL entries in the metadata (`security/acls/...`), cached on every broker.
+//! - `service`: the Security gRPC service (whoami, users, ACLs).
 //!
-//! Invariant: when authentication is on, no handler runs without a principal the layer
-//! established, and only `Broker:ID` principals reach the Replica service.
+//! Invariants: when authentication is on, no handler runs without a principal the layer
+//! established, and only `Broker:ID` principals reach the Replica service. With
+//! `--authorizer acl`, every handler calls [`Security::authorize`] (or filters its answer with
+//! [`Security::allowed`]) before it reads or changes anything, by the table in
+//! docs/security.md.
 
 pub mod acl;
+pub mod acls;
 pub mod authn;
 pub mod listener;
 pub mod passwords;
@@ -26,6 +31,7 @@ use std::sync::Arc;
 
 use strata_proto::tls::{ClientFiles, Reloading, ServerFiles};
 
+pub use acl::{Operation, ResourceType};
 pub use principal::{AuthenticatedBy, Principal};
 
 use crate::error::{BrokerError, Result};
@@ -84,6 +90,8 @@ pub struct SecurityConfig {
     pub super_users: Vec<String>,
     /// Creates user `admin` (a super user) with this password when no user exists yet.
     pub bootstrap_admin_password: Option<String>,
+    /// `--authorizer acl`: every call is checked against the ACLs.
+    pub acl_authorizer: bool,
 }
 
 impl SecurityConfig {
@@ -116,6 +124,9 @@ impl SecurityConfig {
         for name in &self.super_users {
             principal::Principal::parse_user(name)?;
         }
+        if self.acl_authorizer && !self.auth.any() {
+            return Err("--authorizer acl needs --auth password or mtls: ACLs name authenticated users, and every caller would be User:ANONYMOUS".into());
+        }
         Ok(())
     }
 }
@@ -127,6 +138,7 @@ pub struct Security {
     pub server_tls: Option<Arc<Reloading<strata_proto::tls::ServerTls>>>,
     pub peer_tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
     pub users: users::Users,
+    pub acls: acls::Acls,
     pub passwords: passwords::Passwords,
 }
 
@@ -147,6 +159,7 @@ impl Security {
             server_tls,
             peer_tls,
             users: users::Users::default(),
+            acls: acls::Acls::default(),
             passwords: passwords::Passwords::new(),
         })
     }
@@ -159,6 +172,12 @@ impl Security {
         if let Some(tls) = &self.peer_tls {
             tls.watch(strata_proto::tls::RELOAD_EVERY);
         }
+    }
+
+    /// Reads the users and the ACLs from the store into their caches.
+    pub async fn reload(&self, store: &dyn strata_coordinator::Coordinator) -> Result<()> {
+        self.users.reload(store).await?;
+        self.acls.reload(store).await
     }
 
     /// Whether `principal` may do anything.
@@ -174,5 +193,81 @@ impl Security {
             }
             Principal::Anonymous => !self.config.auth.any(),
         }
+    }
+}
+
+impl Security {
+    /// Whether `principal` may do `operation` to the resource: always without the ACL
+    /// authorizer and for super users; otherwise by the ACLs.
+    pub fn allowed(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        resource: ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.config.acl_authorizer || self.is_super_user(principal) {
+            return true;
+        }
+        let who = principal.to_string();
+        let acls = self.acls.snapshot();
+        acl::allows(
+            acls::applicable(&acls, &who),
+            &who,
+            operation,
+            resource,
+            name,
+        )
+    }
+
+    /// [`Security::allowed`], or the error Kafka gives (TOPIC_, GROUP_ or
+    /// CLUSTER_AUTHORIZATION_FAILED) with a sentence naming the grant that is missing.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        resource: ResourceType,
+        name: &str,
+    ) -> Result<()> {
+        if self.allowed(principal, operation, resource, name) {
+            return Ok(());
+        }
+        tracing::debug!(%principal, operation = operation.as_str(), resource = resource.as_str(), name, "denied by the ACLs");
+        let op = operation.as_str();
+        Err(match resource {
+            ResourceType::Topic => BrokerError::TopicAuthorizationFailed(format!(
+                "{principal} may not {op} topic {name:?}: no ACL allows it (an admin can grant it: strata acl add --principal {principal} --topic {name} --operation {op})"
+            )),
+            ResourceType::Group => BrokerError::GroupAuthorizationFailed(format!(
+                "{principal} may not {op} group {name:?}: no ACL allows it (an admin can grant it: strata acl add --principal {principal} --group {name} --operation {op})"
+            )),
+            ResourceType::Cluster => BrokerError::ClusterAuthorizationFailed(format!(
+                "{principal} may not {op} the cluster: no ACL allows it (an admin can grant it: strata acl add --principal {principal} --cluster --operation {op})"
+            )),
+        })
+    }
+
+    /// Whether `principal` may do `operation` to some resource of type `resource` (InitProducerId:
+    /// WRITE on any topic).
+    pub fn authorize_some(
+        &self,
+        principal: &Principal,
+        operation: Operation,
+        resource: ResourceType,
+    ) -> Result<()> {
+        if !self.config.acl_authorizer || self.is_super_user(principal) {
+            return Ok(());
+        }
+        let who = principal.to_string();
+        let acls = self.acls.snapshot();
+        if acl::allows_some(acls::applicable(&acls, &who), &who, operation, resource) {
+            return Ok(());
+        }
+        let op = operation.as_str();
+        Err(BrokerError::ClusterAuthorizationFailed(format!(
+            "{principal} may not {op} any {}: no ACL allows it (an admin can grant it: strata acl add --principal {principal} --{} NAME --operation {op})",
+            resource.as_str(),
+            resource.as_str()
+        )))
     }
 }

@@ -1,19 +1,24 @@
-//! The Security gRPC service: who am I, and password users (create, delete, list).
+//! The Security gRPC service: who am I, password users (create, delete, list) and ACLs
+//! (create, delete, describe).
 //!
-//! User changes need a super user while authentication is on (Kafka: ALTER on the cluster),
-//! and are written to the audit log (`strata::audit`) with the principal that made them.
+//! Changing users or ACLs takes ALTER on the cluster, seeing them DESCRIBE (Kafka's rule) under
+//! `--authorizer acl`, and a super user without it. Changes are written to the audit log
+//! (`strata::audit`) with the principal that made them.
 
 use std::sync::Arc;
 
 use strata_proto::v1::security_server::Security as SecurityApi;
 use strata_proto::v1::{
-    CreateUserRequest, CreateUserResponse, DeleteUserRequest, DeleteUserResponse, ListUsersRequest,
-    ListUsersResponse, UserDescription, WhoAmIRequest, WhoAmIResponse,
+    CreateAclsRequest, CreateAclsResponse, CreateUserRequest, CreateUserResponse,
+    DeleteAclsRequest, DeleteAclsResponse, DeleteUserRequest, DeleteUserResponse,
+    DescribeAclsRequest, DescribeAclsResponse, ListUsersRequest, ListUsersResponse,
+    UserDescription, WhoAmIRequest, WhoAmIResponse,
 };
 use tonic::{Request, Response, Status};
 
+use super::acl::{Operation, ResourceType, CLUSTER_NAME};
 use super::principal::{AuthenticatedBy, Caller, Principal};
-use super::users;
+use super::{acls, users};
 use crate::error::BrokerError;
 use crate::state::BrokerState;
 
@@ -35,8 +40,23 @@ pub fn caller<T>(request: &Request<T>) -> Caller {
 }
 
 impl SecurityService {
-    fn require_super_user(&self, caller: &Caller, what: &str) -> Result<(), Status> {
-        if self.state.security.is_super_user(&caller.principal) {
+    /// `operation` on the cluster under the ACL authorizer; a super user without it.
+    fn require(&self, caller: &Caller, operation: Operation, what: &str) -> Result<(), Status> {
+        let security = &self.state.security;
+        if security.config.acl_authorizer {
+            return security
+                .authorize(
+                    &caller.principal,
+                    operation,
+                    ResourceType::Cluster,
+                    CLUSTER_NAME,
+                )
+                .map_err(|e| {
+                    tracing::warn!(target: "strata::audit", principal = %caller.principal, action = what, "refused by the ACLs");
+                    e.into()
+                });
+        }
+        if security.is_super_user(&caller.principal) {
             return Ok(());
         }
         tracing::warn!(target: "strata::audit", principal = %caller.principal, action = what, "refused: not a super user");
@@ -69,7 +89,7 @@ impl SecurityApi for SecurityService {
     ) -> Result<Response<CreateUserResponse>, Status> {
         let caller = caller(&request);
         let r = request.into_inner();
-        self.require_super_user(&caller, "create users")?;
+        self.require(&caller, Operation::Alter, "create users")?;
         let store = self.state.metadata.store();
         users::create(store.as_ref(), &r.name, &r.password, false).await?;
         self.state.security.users.reload(store.as_ref()).await?;
@@ -83,7 +103,7 @@ impl SecurityApi for SecurityService {
     ) -> Result<Response<DeleteUserResponse>, Status> {
         let caller = caller(&request);
         let r = request.into_inner();
-        self.require_super_user(&caller, "delete users")?;
+        self.require(&caller, Operation::Alter, "delete users")?;
         let store = self.state.metadata.store();
         users::delete(store.as_ref(), &r.name).await?;
         self.state.security.users.reload(store.as_ref()).await?;
@@ -96,7 +116,7 @@ impl SecurityApi for SecurityService {
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
         let caller = caller(&request);
-        self.require_super_user(&caller, "list users")?;
+        self.require(&caller, Operation::Describe, "list users")?;
         let store = self.state.metadata.store();
         self.state.security.users.reload(store.as_ref()).await?;
         let users = self
@@ -116,5 +136,57 @@ impl SecurityApi for SecurityService {
             })
             .collect();
         Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn create_acls(
+        &self,
+        request: Request<CreateAclsRequest>,
+    ) -> Result<Response<CreateAclsResponse>, Status> {
+        let caller = caller(&request);
+        self.require(&caller, Operation::Alter, "create ACLs")?;
+        let entries = acls::from_bindings(&request.into_inner().acls)?;
+        let store = self.state.metadata.store();
+        let created = acls::add(store.as_ref(), &entries).await?;
+        self.state.security.acls.reload(store.as_ref()).await?;
+        for e in &entries {
+            tracing::info!(target: "strata::audit", principal = %caller.principal, acl = e.describe(), "ACL added");
+        }
+        Ok(Response::new(CreateAclsResponse { created }))
+    }
+
+    async fn delete_acls(
+        &self,
+        request: Request<DeleteAclsRequest>,
+    ) -> Result<Response<DeleteAclsResponse>, Status> {
+        let caller = caller(&request);
+        self.require(&caller, Operation::Alter, "delete ACLs")?;
+        let entries = acls::from_bindings(&request.into_inner().acls)?;
+        let store = self.state.metadata.store();
+        let deleted = acls::remove(store.as_ref(), &entries).await?;
+        self.state.security.acls.reload(store.as_ref()).await?;
+        for e in &entries {
+            tracing::info!(target: "strata::audit", principal = %caller.principal, acl = e.describe(), "ACL removed");
+        }
+        Ok(Response::new(DeleteAclsResponse { deleted }))
+    }
+
+    async fn describe_acls(
+        &self,
+        request: Request<DescribeAclsRequest>,
+    ) -> Result<Response<DescribeAclsResponse>, Status> {
+        let caller = caller(&request);
+        self.require(&caller, Operation::Describe, "list ACLs")?;
+        let principal = request.into_inner().principal;
+        let store = self.state.metadata.store();
+        let security = &self.state.security;
+        security.acls.reload(store.as_ref()).await?;
+        let acls = security
+            .acls
+            .all()
+            .iter()
+            .filter(|e| principal.is_empty() || e.principal == principal)
+            .map(acls::to_binding)
+            .collect();
+        Ok(Response::new(DescribeAclsResponse { acls }))
     }
 }

@@ -151,8 +151,8 @@ pub async fn bootstrap_admin(store: &dyn Coordinator, password: &str) -> Result<
     }
 }
 
-/// Keeps `users` in step with the store until `stop` flips: on every change under
-/// `security/`, and every 30 s without one.
+/// Keeps the users and the ACLs in step with the store until `stop` flips: on every change
+/// under `security/`, and every 30 s without one.
 pub async fn follow(
     store: Arc<dyn Coordinator>,
     users: Arc<super::Security>,
@@ -160,8 +160,8 @@ pub async fn follow(
 ) {
     loop {
         let mut changes = store.watch("security/", &[]).await.ok();
-        if let Err(e) = users.users.reload(store.as_ref()).await {
-            tracing::warn!(error = %e, "cannot read the user records; using the last known ones");
+        if let Err(e) = users.reload(store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read the users and ACLs; using the last known ones");
         }
         let Some(w) = changes.as_mut() else {
             tokio::select! {
@@ -175,8 +175,8 @@ pub async fn follow(
                 _ = tokio::time::sleep(RESYNC) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = users.users.reload(store.as_ref()).await {
-                tracing::warn!(error = %e, "cannot read the user records; using the last known ones");
+            if let Err(e) = users.reload(store.as_ref()).await {
+                tracing::warn!(error = %e, "cannot read the users and ACLs; using the last known ones");
                 break;
             }
         }

@@ -20,7 +20,8 @@ pub struct SecurityArgs {
     /// How callers authenticate: none, password, mtls or password,mtls (needs TLS).
     #[arg(long, default_value = "none", value_parser = AuthModes::parse)]
     pub auth: AuthModes,
-    /// Authorization: none (every authenticated caller may do everything) or acl.
+    /// Authorization: none (every authenticated caller may do everything) or acl (the ACLs
+    /// decide; with no ACL a principal may do nothing but super users everything).
     #[arg(long, default_value = "none")]
     pub authorizer: String,
     /// A principal allowed everything (repeatable), e.g. User:admin.
@@ -37,11 +38,11 @@ pub struct SecurityArgs {
 impl SecurityArgs {
     /// The broker's security config, after checking it can work on `listen`.
     pub fn config(&self, listen: SocketAddr, multi_broker: bool) -> anyhow::Result<SecurityConfig> {
-        match self.authorizer.as_str() {
-            "none" => {}
-            "acl" => bail!("--authorizer acl is not available yet: ACLs are still being built (issue 15); run with --authorizer none"),
+        let acl_authorizer = match self.authorizer.as_str() {
+            "none" => false,
+            "acl" => true,
             other => bail!("--authorizer {other:?} is not valid; use none or acl"),
-        }
+        };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(strata_proto::tls::ServerFiles {
                 cert: cert.clone(),
@@ -72,6 +73,7 @@ impl SecurityArgs {
             auth: self.auth,
             super_users: self.super_users.clone(),
             bootstrap_admin_password,
+            acl_authorizer,
         };
         config.check(multi_broker).map_err(anyhow::Error::msg)?;
         Ok(config)

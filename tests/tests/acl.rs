@@ -1,0 +1,402 @@
+//! The ACL authorizer end to end on `strata dev` (TLS, password and mTLS authentication,
+//! `--authorizer acl`): with no ACL a user may do nothing; a user with only WRITE on a topic
+//! produces to it and cannot consume it, delete it, or touch another topic until granted; a
+//! consumer granted READ on a topic and a group prefix consumes in a group; deny wins; only
+//! the admin changes ACLs; bad entries are refused with a sentence.
+
+use strata_tests::pki::Pki;
+use strata_tests::{run_cli, DevBroker};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn acls_decide_who_may_produce_consume_and_administer() {
+    let pki = Pki::new();
+    pki.leaf("ca", "reader", "reader", 30);
+    std::fs::write(pki.path("writer.pw"), "writer-password\n").unwrap();
+    let broker = DevBroker::start_secure_with(&pki, &["--authorizer", "acl"]);
+    let addr = broker.addr.to_string();
+    let ca = pki.arg("ca.crt");
+    let (admin_pw, writer_pw) = (pki.arg("admin.pw"), pki.arg("writer.pw"));
+    let (reader_crt, reader_key) = (pki.arg("reader.crt"), pki.arg("reader.key"));
+    let admin = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--tls-ca",
+            &ca,
+            "--user",
+            "admin",
+            "--password-file",
+            &admin_pw,
+        ]);
+        let out = run_cli(&addr, &all, stdin);
+        assert!(out.status.success(), "admin {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let writer = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--tls-ca",
+            &ca,
+            "--user",
+            "writer",
+            "--password-file",
+            &writer_pw,
+        ]);
+        run_cli(&addr, &all, stdin)
+    };
+    let reader = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &reader_crt,
+            "--tls-key",
+            &reader_key,
+        ]);
+        run_cli(&addr, &all, None)
+    };
+    let refused = |out: std::process::Output, wanted: &str| {
+        assert!(
+            !out.status.success(),
+            "expected a refusal: {}",
+            stdout(&out)
+        );
+        assert!(stderr(&out).contains(wanted), "{}", stderr(&out));
+    };
+
+    // The admin is a super user: the authorizer does not stand in its way.
+    admin(&["topic", "create", "orders", "-p", "2"], None);
+    admin(&["topic", "create", "payments", "-p", "1"], None);
+    admin(
+        &["user", "create", "writer", "--password-stdin"],
+        Some(b"writer-password\n"),
+    );
+
+    // No ACL: nothing, not even listing.
+    refused(
+        writer(&["produce", "orders"], Some(b"early\n")),
+        "User:writer may not write any topic",
+    );
+    let out = writer(&["topic", "list", "--format", "json"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([]),
+        "a user sees no topic it may not describe"
+    );
+
+    // WRITE on orders only.
+    let added = admin(
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:writer",
+            "--topic",
+            "orders",
+            "--operation",
+            "write",
+        ],
+        None,
+    );
+    assert!(added.contains("added 1 ACL entry"), "{added}");
+    let lines: String = (0..50).map(|i| format!("order-{i}\n")).collect();
+    let out = writer(
+        &["produce", "orders", "--acks", "all"],
+        Some(lines.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    refused(
+        writer(
+            &["consume", "orders", "--offset", "start", "-n", "1", "--timeout", "3s"],
+            None,
+        ),
+        "User:writer may not read topic \"orders\": no ACL allows it (an admin can grant it: strata acl add --principal User:writer --topic orders --operation read)",
+    );
+    refused(
+        writer(&["topic", "delete", "orders"], None),
+        "User:writer may not delete topic \"orders\"",
+    );
+    refused(
+        writer(
+            &["topic", "alter-config", "orders", "--set", "retention.ms=1"],
+            None,
+        ),
+        "User:writer may not alter_configs topic \"orders\"",
+    );
+    refused(
+        writer(&["produce", "payments"], Some(b"x\n")),
+        "User:writer may not describe topic \"payments\"",
+    );
+    refused(
+        writer(&["topic", "create", "mine", "-p", "1"], None),
+        "User:writer may not create topic \"mine\"",
+    );
+    refused(
+        writer(
+            &[
+                "acl",
+                "add",
+                "--principal",
+                "User:writer",
+                "--topic",
+                "payments",
+                "--operation",
+                "write",
+            ],
+            None,
+        ),
+        "User:writer may not alter the cluster",
+    );
+    let out = writer(&["topic", "list", "--format", "json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["orders"], "write implies describe, for orders only");
+
+    // Granted WRITE on payments, the writer produces there too.
+    admin(
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:writer",
+            "--topic-prefix",
+            "pay",
+            "--operation",
+            "write",
+        ],
+        None,
+    );
+    let out = writer(&["produce", "payments"], Some(b"p-1\n"));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The mTLS reader: READ on orders and on groups named orders-*.
+    refused(
+        reader(&[
+            "consume",
+            "orders",
+            "--offset",
+            "start",
+            "-n",
+            "50",
+            "--timeout",
+            "5s",
+        ]),
+        "User:reader may not describe topic \"orders\"",
+    );
+    admin(
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:reader",
+            "--topic",
+            "orders",
+            "--operation",
+            "read",
+        ],
+        None,
+    );
+    admin(
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:reader",
+            "--group-prefix",
+            "orders-",
+            "--operation",
+            "read",
+        ],
+        None,
+    );
+    let out = reader(&[
+        "consume",
+        "orders",
+        "--group",
+        "orders-app",
+        "--offset",
+        "start",
+        "-n",
+        "50",
+        "--timeout",
+        "10s",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 50);
+    refused(
+        reader(&[
+            "consume",
+            "orders",
+            "--group",
+            "billing",
+            "--offset",
+            "start",
+            "-n",
+            "1",
+            "--timeout",
+            "3s",
+        ]),
+        "User:reader may not describe group \"billing\"",
+    );
+    let out = reader(&["group", "describe", "orders-app", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "read implies describe: {}",
+        stderr(&out)
+    );
+    refused(
+        reader(&["group", "delete", "orders-app"]),
+        "User:reader may not delete group \"orders-app\"",
+    );
+
+    // Deny wins over allow; removing the deny restores the allow.
+    let deny = [
+        "acl",
+        "add",
+        "--principal",
+        "User:reader",
+        "--topic",
+        "orders",
+        "--operation",
+        "read",
+        "--deny",
+    ];
+    admin(&deny, None);
+    refused(
+        reader(&[
+            "consume",
+            "orders",
+            "--offset",
+            "start",
+            "-n",
+            "1",
+            "--timeout",
+            "3s",
+        ]),
+        "User:reader may not read topic \"orders\"",
+    );
+    let mut undeny = deny.to_vec();
+    undeny[1] = "remove";
+    let removed = admin(&undeny, None);
+    assert!(removed.contains("removed 1 ACL entry"), "{removed}");
+    let out = reader(&[
+        "consume",
+        "orders",
+        "--offset",
+        "start",
+        "-n",
+        "1",
+        "--timeout",
+        "5s",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The admin sees every entry; a principal's alone on request.
+    let listed: serde_json::Value = serde_json::from_str(&admin(
+        &[
+            "acl",
+            "list",
+            "--principal",
+            "User:reader",
+            "--format",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed
+        .iter()
+        .all(|e| e["principal"] == "User:reader" && e["permission"] == "allow"));
+    let all = admin(&["acl", "list"], None);
+    assert!(
+        all.contains("User:writer") && all.contains("prefix orders-"),
+        "{all}"
+    );
+
+    // Bad entries: refused with a sentence, nothing stored.
+    let out = run_cli(
+        &addr,
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:writer",
+            "--group",
+            "g",
+            "--operation",
+            "write",
+            "--tls-ca",
+            &ca,
+            "--user",
+            "admin",
+            "--password-file",
+            &admin_pw,
+        ],
+        None,
+    );
+    refused(out, "operation write does not apply to a group");
+    let out = run_cli(
+        &addr,
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "writer",
+            "--topic",
+            "t",
+            "--operation",
+            "read",
+            "--tls-ca",
+            &ca,
+            "--user",
+            "admin",
+            "--password-file",
+            &admin_pw,
+        ],
+        None,
+    );
+    refused(out, "write it User:NAME");
+    let out = run_cli(
+        &addr,
+        &[
+            "acl",
+            "add",
+            "--principal",
+            "User:writer",
+            "--topic",
+            "t",
+            "--operation",
+            "reed",
+            "--tls-ca",
+            &ca,
+            "--user",
+            "admin",
+            "--password-file",
+            &admin_pw,
+        ],
+        None,
+    );
+    refused(out, "operation \"reed\" is not valid");
+    assert_eq!(
+        admin(&["acl", "list", "--format", "json"], None)
+            .matches("\"principal\"")
+            .count(),
+        4
+    );
+}
