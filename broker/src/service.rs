@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::BrokerError;
 use crate::metrics;
-use crate::security::{Operation, Principal, ResourceType};
+use crate::security::{audit, Operation, Principal, ResourceType};
 use crate::state::BrokerState;
 
 /// The principal the authentication layer found for `request`.
@@ -290,11 +290,19 @@ impl Admin for AdminService {
                 &request.get_ref().name,
             )?;
         }
-        Ok(Response::new(
-            self.state
-                .create_topic(request.into_inner(), forwarded)
-                .await?,
-        ))
+        let req = request.into_inner();
+        let (name, detail) = (
+            req.name.clone(),
+            format!(
+                "partitions={} replication_factor={} configs={:?}",
+                req.partitions, req.replication_factor, req.configs
+            ),
+        );
+        let created = self.state.create_topic(req, forwarded).await?;
+        if !forwarded {
+            audit::changed(&who, "topic created", &format!("topic {name}"), &detail);
+        }
+        Ok(Response::new(created))
     }
 
     async fn delete_topic(
@@ -303,9 +311,12 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
         let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
         self.authorize_topic(&request, Operation::Delete, &request.get_ref().name)?;
-        self.state
-            .delete_topic(&request.into_inner().name, forwarded)
-            .await?;
+        let who = principal(&request);
+        let name = request.into_inner().name;
+        self.state.delete_topic(&name, forwarded).await?;
+        if !forwarded {
+            audit::changed(&who, "topic deleted", &format!("topic {name}"), "");
+        }
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
@@ -340,9 +351,20 @@ impl Admin for AdminService {
         request: Request<pb::AlterTopicConfigRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
         self.authorize_topic(&request, Operation::AlterConfigs, &request.get_ref().name)?;
-        Ok(Response::new(
-            self.state.alter_topic_config(request.into_inner()).await?,
-        ))
+        let who = principal(&request);
+        let req = request.into_inner();
+        let (name, detail) = (
+            req.name.clone(),
+            format!("set={:?} delete={:?}", req.set, req.delete),
+        );
+        let altered = self.state.alter_topic_config(req).await?;
+        audit::changed(
+            &who,
+            "topic config altered",
+            &format!("topic {name}"),
+            &detail,
+        );
+        Ok(Response::new(altered))
     }
 
     async fn create_partitions(
@@ -351,11 +373,14 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::TopicDescription>, Status> {
         let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
         self.authorize_topic(&request, Operation::Alter, &request.get_ref().name)?;
-        Ok(Response::new(
-            self.state
-                .create_partitions(request.into_inner(), forwarded)
-                .await?,
-        ))
+        let who = principal(&request);
+        let req = request.into_inner();
+        let (name, detail) = (req.name.clone(), format!("total={}", req.total));
+        let grown = self.state.create_partitions(req, forwarded).await?;
+        if !forwarded {
+            audit::changed(&who, "partitions added", &format!("topic {name}"), &detail);
+        }
+        Ok(Response::new(grown))
     }
 
     async fn tier_status(

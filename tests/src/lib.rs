@@ -145,6 +145,28 @@ impl DevBroker {
         DevBroker::start_with(&args)
     }
 
+    /// What the broker wrote to stderr, over every start.
+    pub fn log_text(&self) -> String {
+        let (Some(dir), Some(name)) = (self.data_dir.parent(), self.data_dir.file_name()) else {
+            return String::new();
+        };
+        let prefix = format!("{}.log.", name.to_string_lossy());
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect();
+        logs.sort();
+        logs.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+
     /// Starts (again) on the same data directory and port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "the broker is still running");

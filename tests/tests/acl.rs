@@ -2,7 +2,8 @@
 //! `--authorizer acl`): with no ACL a user may do nothing; a user with only WRITE on a topic
 //! produces to it and cannot consume it, delete it, or touch another topic until granted; a
 //! consumer granted READ on a topic and a group prefix consumes in a group; deny wins; only
-//! the admin changes ACLs; bad entries are refused with a sentence.
+//! the admin changes ACLs; bad entries are refused with a sentence; every change is an audit
+//! event naming the principal.
 
 use strata_tests::pki::Pki;
 use strata_tests::{run_cli, DevBroker};
@@ -399,4 +400,17 @@ fn acls_decide_who_may_produce_consume_and_administer() {
             .count(),
         4
     );
+
+    // Every change is an audit event naming who made it.
+    admin(&["group", "delete", "orders-app"], None);
+    let log = broker.log_text();
+    for event in [
+        "principal=User:admin action=\"topic created\" resource=\"topic orders\"",
+        "principal=User:admin action=\"user created\" resource=\"user writer\"",
+        "principal=User:admin action=\"ACL added\" resource=\"allow User:writer write topic orders\"",
+        "principal=User:admin action=\"ACL removed\" resource=\"deny User:reader read topic orders\"",
+        "principal=User:admin action=\"group deleted\" resource=\"group orders-app\"",
+    ] {
+        assert!(log.contains(event), "no audit event {event} in:\n{log}");
+    }
 }

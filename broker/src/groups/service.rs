@@ -15,7 +15,7 @@ use super::coordinator::{coordinator_of, validate_group_id, GroupView};
 use super::group::JoinRequest;
 use super::store::OffsetRecord;
 use crate::error::BrokerError;
-use crate::security::{Operation, ResourceType};
+use crate::security::{audit, Operation, ResourceType};
 use crate::service::principal;
 use crate::state::BrokerState;
 
@@ -309,6 +309,7 @@ impl Group for GroupService {
     ) -> Result<Response<pb::ResetOffsetsResponse>, Status> {
         let r = request.get_ref();
         self.authorize_offsets(&request, &r.group, r.offsets.iter().map(|o| &o.topic))?;
+        let who = principal(&request);
         let req = request.into_inner();
         let snapshot = self.state.replicas.snapshot();
         let mut offsets = Vec::with_capacity(req.offsets.len());
@@ -323,10 +324,17 @@ impl Group for GroupService {
             }
             offsets.push(((o.topic, o.partition), o.offset));
         }
+        let detail = format!("partitions={}", offsets.len());
         self.state
             .groups
             .reset_offsets(&req.group, offsets, self.state.clock.now_ms(), &snapshot)
             .await?;
+        audit::changed(
+            &who,
+            "group offsets reset",
+            &format!("group {}", req.group),
+            &detail,
+        );
         Ok(Response::new(pb::ResetOffsetsResponse {}))
     }
 
@@ -335,9 +343,16 @@ impl Group for GroupService {
         request: Request<pb::DeleteGroupRequest>,
     ) -> Result<Response<pb::DeleteGroupResponse>, Status> {
         self.authorize_group(&request, Operation::Delete, &request.get_ref().group)?;
+        let who = principal(&request);
         let group = request.into_inner().group;
         let snapshot = self.state.replicas.snapshot();
         let deleted = self.state.groups.delete(&group, &snapshot).await?;
+        audit::changed(
+            &who,
+            "group deleted",
+            &format!("group {group}"),
+            &format!("offsets_deleted={deleted}"),
+        );
         Ok(Response::new(pb::DeleteGroupResponse {
             offsets_deleted: deleted as u32,
         }))

@@ -11,6 +11,7 @@
 //! - `acl`: Kafka's ACL rule (deny wins, no entry denies).
 //! - `acls`: ACL entries in the metadata (`security/acls/...`), cached on every broker.
 //! - `service`: the Security gRPC service (whoami, users, ACLs).
+//! - `audit`: the audit events (target `strata::audit`) of every change, naming the principal.
 //!
 //! Invariants: when authentication is on, no handler runs without a principal the layer
 //! established, and only `Broker:ID` principals reach the Replica service. With
@@ -20,6 +21,7 @@
 
 pub mod acl;
 pub mod acls;
+pub mod audit;
 pub mod authn;
 pub mod listener;
 pub mod passwords;
@@ -232,7 +234,7 @@ impl Security {
         if self.allowed(principal, operation, resource, name) {
             return Ok(());
         }
-        tracing::debug!(%principal, operation = operation.as_str(), resource = resource.as_str(), name, "denied by the ACLs");
+        tracing::debug!(target: "strata::audit", %principal, operation = operation.as_str(), resource = resource.as_str(), name, "denied by the ACLs");
         let op = operation.as_str();
         Err(match resource {
             ResourceType::Topic => BrokerError::TopicAuthorizationFailed(format!(

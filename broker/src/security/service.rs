@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 
 use super::acl::{Operation, ResourceType, CLUSTER_NAME};
 use super::principal::{AuthenticatedBy, Caller, Principal};
-use super::{acls, users};
+use super::{acls, audit, users};
 use crate::error::BrokerError;
 use crate::state::BrokerState;
 
@@ -93,7 +93,12 @@ impl SecurityApi for SecurityService {
         let store = self.state.metadata.store();
         users::create(store.as_ref(), &r.name, &r.password, false).await?;
         self.state.security.users.reload(store.as_ref()).await?;
-        tracing::info!(target: "strata::audit", principal = %caller.principal, user = r.name, "user created");
+        audit::changed(
+            &caller.principal,
+            "user created",
+            &format!("user {}", r.name),
+            "",
+        );
         Ok(Response::new(CreateUserResponse {}))
     }
 
@@ -107,7 +112,12 @@ impl SecurityApi for SecurityService {
         let store = self.state.metadata.store();
         users::delete(store.as_ref(), &r.name).await?;
         self.state.security.users.reload(store.as_ref()).await?;
-        tracing::info!(target: "strata::audit", principal = %caller.principal, user = r.name, "user deleted");
+        audit::changed(
+            &caller.principal,
+            "user deleted",
+            &format!("user {}", r.name),
+            "",
+        );
         Ok(Response::new(DeleteUserResponse {}))
     }
 
@@ -149,7 +159,7 @@ impl SecurityApi for SecurityService {
         let created = acls::add(store.as_ref(), &entries).await?;
         self.state.security.acls.reload(store.as_ref()).await?;
         for e in &entries {
-            tracing::info!(target: "strata::audit", principal = %caller.principal, acl = e.describe(), "ACL added");
+            audit::changed(&caller.principal, "ACL added", &e.describe(), "");
         }
         Ok(Response::new(CreateAclsResponse { created }))
     }
@@ -165,7 +175,7 @@ impl SecurityApi for SecurityService {
         let deleted = acls::remove(store.as_ref(), &entries).await?;
         self.state.security.acls.reload(store.as_ref()).await?;
         for e in &entries {
-            tracing::info!(target: "strata::audit", principal = %caller.principal, acl = e.describe(), "ACL removed");
+            audit::changed(&caller.principal, "ACL removed", &e.describe(), "");
         }
         Ok(Response::new(DeleteAclsResponse { deleted }))
     }
