@@ -155,10 +155,10 @@ fn describe_cause(err: &(dyn std::error::Error + 'static)) -> String {
                 return io.to_string();
             }
             if let Some(tls) = tls_failure(io) {
-                return strata_proto::tls::describe(tls, "the broker");
+                return strata_proto::tls::describe(tls, "the broker", strata_proto::tls::BROKER);
             }
             if let Some(alert) = io.to_string().strip_prefix("received fatal alert: ") {
-                return strata_proto::tls::describe_alert(alert);
+                return strata_proto::tls::describe_alert(alert, strata_proto::tls::BROKER);
             }
             return match io.kind() {
                 std::io::ErrorKind::Other => io.to_string(),

@@ -20,6 +20,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse, WatchOptions,
 };
 
+use crate::etcd_channel::MakeChannel;
 use crate::metrics::EtcdOp;
 use crate::{
     etcd_lease, Coordinator, CoordinatorError, Expect, Lease, Op, Result, Versioned, Watch, Write,
@@ -83,32 +84,75 @@ impl EtcdCoordinator {
         cluster: &str,
         options: EtcdOptions,
     ) -> Result<EtcdCoordinator> {
+        Self::connect_with(endpoints, cluster, options, None).await
+    }
+
+    /// [`EtcdCoordinator::connect`], over TLS when `tls` is given: then every endpoint must be
+    /// `https://host:port` (a bare `host:port` is taken as https), and `tls` makes each
+    /// endpoint's channel. Without `tls`, an `https://` endpoint is refused with a sentence.
+    pub async fn connect_with(
+        endpoints: &[String],
+        cluster: &str,
+        options: EtcdOptions,
+        tls: Option<MakeChannel>,
+    ) -> Result<EtcdCoordinator> {
         if endpoints.is_empty() {
             return Err(CoordinatorError::Unavailable(
                 "no etcd endpoints were given".to_string(),
             ));
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let urls: Vec<String> = endpoints
             .iter()
             .map(|e| {
                 if e.contains("://") {
                     e.clone()
                 } else {
-                    format!("http://{e}")
+                    format!("{scheme}://{e}")
                 }
             })
             .collect();
         let joined = urls.join(",");
+        for url in &urls {
+            match (url.split("://").next(), tls.is_some()) {
+                (Some("http"), false) | (Some("https"), true) => {}
+                (Some("https"), false) => {
+                    return Err(CoordinatorError::Unavailable(format!(
+                        "etcd endpoint {url} speaks TLS: give the CA that signed its certificate (--etcd-ca)"
+                    )))
+                }
+                (Some("http"), true) => {
+                    return Err(CoordinatorError::Unavailable(format!(
+                        "etcd endpoint {url} is plaintext but TLS to etcd was asked for (--etcd-ca): write it https://"
+                    )))
+                }
+                _ => {
+                    return Err(CoordinatorError::Unavailable(format!(
+                        "etcd endpoint {url} is not valid: write http://host:port or https://host:port"
+                    )))
+                }
+            }
+        }
         let connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
             .with_keep_alive(PING_INTERVAL, options.request_timeout)
             .with_keep_alive_while_idle(false);
-        let client = match tokio::time::timeout(
-            options.connect_timeout,
-            Client::connect(&urls, Some(connect)),
-        )
-        .await
-        {
+        let connecting = async {
+            match &tls {
+                None => Client::connect(&urls, Some(connect)).await,
+                Some(make) => {
+                    let channel = crate::etcd_channel::channel(
+                        &urls,
+                        make,
+                        options.connect_timeout,
+                        (PING_INTERVAL, options.request_timeout),
+                    )
+                    .map_err(|e| etcd_client::Error::InvalidArgs(e.to_string()))?;
+                    Client::from_channel(channel, Some(connect)).await
+                }
+            }
+        };
+        let client = match tokio::time::timeout(options.connect_timeout, connecting).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => {
                 return Err(CoordinatorError::Unavailable(format!(
@@ -137,7 +181,18 @@ impl EtcdCoordinator {
         );
         match tokio::time::timeout(options.connect_timeout, probe).await {
             Ok(Ok(_)) => Ok(EtcdCoordinator { shared }),
-            Ok(Err(e)) => Err(shared.failed("the first request", &e)),
+            Ok(Err(e)) => {
+                let why = describe(&e);
+                let closed = ["broken pipe", "connection reset", "connection closed"]
+                    .iter()
+                    .any(|c| why.contains(c));
+                let hint = match (closed, tls.is_some()) {
+                    (false, _) => "",
+                    (true, true) => " (etcd closed the connection after the TLS handshake: with --client-cert-auth it needs a client certificate signed by a CA it trusts, --etcd-cert and --etcd-key)",
+                    (true, false) => " (etcd closed the connection: if it serves TLS, give its endpoint as https:// with --etcd-ca)",
+                };
+                Err(shared.unavailable(format!("the first request failed: {why}{hint}")))
+            }
             Err(_) => Err(shared.unavailable(format!(
                 "no answer within {:?}; is etcd running there?",
                 options.connect_timeout
@@ -193,9 +248,28 @@ impl Shared {
 /// An etcd error as a phrase: gRPC statuses by their message, not their debug form.
 pub(crate) fn describe(e: &etcd_client::Error) -> String {
     match e {
-        etcd_client::Error::GRpcStatus(s) if !s.message().is_empty() => s.message().to_string(),
-        other => other.to_string(),
+        etcd_client::Error::GRpcStatus(s) if !s.message().is_empty() => {
+            with_causes(s.message().to_string(), std::error::Error::source(s))
+        }
+        other => with_causes(other.to_string(), std::error::Error::source(other)),
     }
+}
+
+/// `message` followed by each cause in `source`'s chain that adds something ("transport
+/// error: TLS handshake failed: etcd's certificate has expired").
+fn with_causes(
+    mut message: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !text.is_empty() && text != "transport error" && !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 #[async_trait]

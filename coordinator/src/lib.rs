@@ -17,6 +17,7 @@ pub mod conformance;
 mod embedded;
 mod error;
 mod etcd;
+mod etcd_channel;
 mod etcd_lease;
 pub mod metrics;
 mod session;
@@ -24,6 +25,7 @@ mod session;
 pub use embedded::EmbeddedCoordinator;
 pub use error::{CoordinatorError, Result};
 pub use etcd::{EtcdCoordinator, EtcdOptions};
+pub use etcd_channel::MakeChannel;
 pub use session::{Lease, Watch};
 
 use async_trait::async_trait;

@@ -400,11 +400,18 @@ async fn stamps(files: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
 #[derive(Clone, Debug)]
 pub struct TlsConnector {
     config: Arc<Reloading<rustls::ClientConfig>>,
+    peer: Peer,
 }
 
 impl TlsConnector {
+    /// A connector to brokers.
     pub fn new(config: Arc<Reloading<rustls::ClientConfig>>) -> Self {
-        TlsConnector { config }
+        Self::to(config, BROKER)
+    }
+
+    /// A connector to `peer`, whose failures name it.
+    pub fn to(config: Arc<Reloading<rustls::ClientConfig>>, peer: Peer) -> Self {
+        TlsConnector { config, peer }
     }
 }
 
@@ -421,6 +428,7 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for TlsConnector {
 
     fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
         let config = self.config.current();
+        let peer = self.peer;
         Box::pin(async move {
             let host = uri
                 .host()
@@ -443,41 +451,87 @@ impl tonic::codegen::Service<tonic::codegen::http::Uri> for TlsConnector {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| io::Error::new(e.kind(), describe(&e, &host)))?;
+                .map_err(|e| io::Error::new(e.kind(), describe(&e, &host, peer)))?;
             Ok(hyper_util::rt::TokioIo::new(tls))
         })
     }
 }
 
+/// A lazily connected channel to `peer` at `endpoint` (`http://host:port`) over TLS with
+/// `config`.
+pub fn lazy_channel(
+    config: Arc<Reloading<rustls::ClientConfig>>,
+    peer: Peer,
+    endpoint: tonic::transport::Endpoint,
+) -> tonic::transport::Channel {
+    endpoint.connect_with_connector_lazy(TlsConnector::to(config, peer))
+}
+
+/// Who is at the other end of a TLS connection, for the sentences of [`describe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// "the broker", "etcd".
+    pub name: &'static str,
+    /// The flag naming the CA this side trusts.
+    pub ca_flag: &'static str,
+    /// Where the peer is told which client CA to trust.
+    pub client_ca: &'static str,
+    /// What to do when the peer serves plaintext.
+    pub plaintext_hint: &'static str,
+}
+
+pub const BROKER: Peer = Peer {
+    name: "the broker",
+    ca_flag: "--tls-ca",
+    client_ca: "--tls-client-ca",
+    plaintext_hint: "connect without --tls-ca",
+};
+
+pub const ETCD: Peer = Peer {
+    name: "etcd",
+    ca_flag: "--etcd-ca",
+    client_ca: "etcd's --trusted-ca-file",
+    plaintext_hint: "give its endpoint as http:// without --etcd-ca",
+};
+
 /// A failed TLS handshake as a sentence for the client side, naming the likely cause.
-pub fn describe(error: &io::Error, host: &str) -> String {
+pub fn describe(error: &io::Error, host: &str, peer: Peer) -> String {
+    let Peer {
+        name,
+        ca_flag,
+        plaintext_hint,
+        ..
+    } = peer;
     let rustls = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match rustls {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
-            CertificateError::UnknownIssuer => "TLS handshake failed: the broker's certificate is not signed by the CA this client trusts (--tls-ca)".to_string(),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "TLS handshake failed: the broker's certificate has expired".to_string(),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "TLS handshake failed: the broker's certificate is not valid yet (check the clocks)".to_string(),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!("TLS handshake failed: the broker's certificate is not valid for {host:?} (its subjectAltName must name the address clients use)"),
-            other => format!("TLS handshake failed: the broker's certificate was refused ({other:?})"),
+            CertificateError::UnknownIssuer => format!("TLS handshake failed: {name}'s certificate is not signed by the CA this client trusts ({ca_flag})"),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!("TLS handshake failed: {name}'s certificate has expired"),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => format!("TLS handshake failed: {name}'s certificate is not valid yet (check the clocks)"),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!("TLS handshake failed: {name}'s certificate is not valid for {host:?} (its subjectAltName must name the address clients use)"),
+            other => format!("TLS handshake failed: {name}'s certificate was refused ({other:?})"),
         },
-        Some(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)) => "TLS handshake failed: the broker refused TLS on this port (protocol_version): it serves plaintext here, or supports no TLS version this client offers; connect without --tls-ca".to_string(),
-        Some(rustls::Error::AlertReceived(alert)) => describe_alert(&format!("{alert:?}")),
-        Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => "TLS handshake failed: the broker did not answer in TLS; it may serve plaintext (connect without --tls-ca)".to_string(),
+        Some(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)) => format!("TLS handshake failed: {name} refused TLS on this port (protocol_version): it serves plaintext here, or supports no TLS version this client offers; {plaintext_hint}"),
+        Some(rustls::Error::AlertReceived(alert)) => describe_alert(&format!("{alert:?}"), peer),
+        Some(rustls::Error::InvalidMessage(_)) | Some(rustls::Error::InappropriateMessage { .. }) => format!("TLS handshake failed: {name} did not answer in TLS; it may serve plaintext ({plaintext_hint})"),
         Some(other) => format!("TLS handshake failed: {other}"),
-        None if error.kind() == io::ErrorKind::UnexpectedEof || error.kind() == io::ErrorKind::ConnectionReset => "TLS handshake failed: the broker closed the connection; it may serve plaintext (connect without --tls-ca), or refused this client's certificate".to_string(),
+        None if error.kind() == io::ErrorKind::UnexpectedEof || error.kind() == io::ErrorKind::ConnectionReset => format!("TLS handshake failed: {name} closed the connection; it may serve plaintext ({plaintext_hint}), or refused this client's certificate"),
         None => format!("TLS handshake failed: {error}"),
     }
 }
 
-/// A fatal alert the broker sent after the handshake (TLS 1.3 judges the client's certificate
+/// A fatal alert the peer sent after the handshake (TLS 1.3 judges the client's certificate
 /// there), from its name as rustls prints it, as a sentence.
-pub fn describe_alert(alert: &str) -> String {
+pub fn describe_alert(alert: &str, peer: Peer) -> String {
+    let Peer {
+        name, client_ca, ..
+    } = peer;
     match alert {
         "UnknownCA" | "BadCertificate" | "CertificateExpired" | "CertificateUnknown"
-        | "CertificateRequired" | "DecryptError" => format!("TLS failed: the broker refused this client's certificate ({alert}): it is not signed by a CA the broker trusts (--tls-client-ca), or has expired"),
-        other => format!("TLS failed: the broker sent the alert {other}"),
+        | "CertificateRequired" | "DecryptError" => format!("TLS failed: {name} refused this client's certificate ({alert}): it is missing, not signed by a CA {name} trusts ({client_ca}), or has expired"),
+        other => format!("TLS failed: {name} sent the alert {other}"),
     }
 }
 

@@ -17,9 +17,14 @@ const STARTUP: Duration = Duration::from_secs(20);
 
 /// An etcd process of one member.
 pub struct EtcdServer {
-    /// The client URL, `http://IP:PORT` (127.0.0.1 unless started with `start_on`).
+    /// The client URL, `http://IP:PORT` (127.0.0.1 unless started with `start_on`), or
+    /// `https://127.0.0.1:PORT` when started with `start_tls`.
     pub endpoint: String,
     client: SocketAddr,
+    /// Where `/health` is answered in plaintext: the client port, or with TLS a metrics port.
+    health: SocketAddr,
+    /// With TLS: the server certificate, its key, and the CA client certificates must chain to.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
     peer_port: u16,
     child: Option<Child>,
     log: PathBuf,
@@ -44,6 +49,31 @@ impl EtcdServer {
         let mut server = EtcdServer {
             endpoint: format!("http://{ip}:{client_port}"),
             client: SocketAddr::from((ip, client_port)),
+            health: SocketAddr::from((ip, client_port)),
+            tls: None,
+            peer_port,
+            child: None,
+            log: dir.path().join("etcd.log"),
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    /// etcd serving TLS on 127.0.0.1 with `cert` and `key`, and requiring client certificates
+    /// signed by `client_ca` (`--client-cert-auth`).
+    pub fn start_tls(cert: PathBuf, key: PathBuf, client_ca: PathBuf) -> EtcdServer {
+        let ports: Vec<u16> = std::iter::repeat_with(free_port).take(8).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let (client_port, peer_port, metrics_port) = (distinct[0], distinct[1], distinct[2]);
+        let dir = tempfile::tempdir().expect("temp dir for etcd");
+        let mut server = EtcdServer {
+            endpoint: format!("https://127.0.0.1:{client_port}"),
+            client: SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)),
+            health: SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port)),
+            tls: Some((cert, key, client_ca)),
             peer_port,
             child: None,
             log: dir.path().join("etcd.log"),
@@ -95,7 +125,20 @@ impl EtcdServer {
             .expect("etcd log file");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let bin = std::env::var("STRATA_ETCD").unwrap_or_else(|_| "etcd".to_string());
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some((cert, key, ca)) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth")
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://{}", self.health));
+        }
+        let child = command
             .arg("--name")
             .arg("strata-test")
             .arg("--data-dir")
@@ -143,12 +186,12 @@ impl EtcdServer {
     }
 
     fn healthy(&self) -> bool {
-        let Ok(mut conn) = TcpStream::connect_timeout(&self.client, Duration::from_millis(200))
+        let Ok(mut conn) = TcpStream::connect_timeout(&self.health, Duration::from_millis(200))
         else {
             return false;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.client);
+        let request = format!("GET /health HTTP/1.0\r\nHost: {}\r\n\r\n", self.health);
         let mut answer = String::new();
         conn.write_all(request.as_bytes()).is_ok()
             && conn.read_to_string(&mut answer).is_ok()

@@ -1,5 +1,5 @@
-//! Security on three `strata serve` brokers on etcd: TLS everywhere, password and mTLS
-//! authentication, brokers authenticating to each other by certificate (CN Broker:ID), and the
+//! Security on three `strata serve` brokers on etcd: TLS everywhere (etcd too, with client
+//! certificates), password and mTLS authentication, brokers authenticating to each other by certificate (CN Broker:ID), and the
 //! ACL authorizer. A topic of replication factor 3 fills every ISR and an acks=all produce is
 //! read back through another broker: the followers replicate over mTLS. Plaintext clients are
 //! refused; no broker logs a failed handshake from a peer. An ACL added through one broker
@@ -9,7 +9,7 @@ use std::time::Duration;
 use strata_tests::etcd::EtcdServer;
 use strata_tests::pki::Pki;
 use strata_tests::serve::{ServeBroker, TEST_SESSION_TIMEOUT};
-use strata_tests::{run_cli, wait_for};
+use strata_tests::{run_cli, strata_bin, wait_for};
 
 #[test]
 fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
@@ -17,7 +17,12 @@ fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
     std::fs::write(pki.path("admin.pw"), "admin-secret-1\n").unwrap();
     std::fs::write(pki.path("app.pw"), "app-password-1\n").unwrap();
     pki.leaf("ca", "carol", "carol", 30);
-    let etcd = EtcdServer::start();
+    pki.leaf("ca", "etcd", "etcd", 30);
+    let etcd = EtcdServer::start_tls(
+        pki.path("etcd.crt"),
+        pki.path("etcd.key"),
+        pki.path("ca.crt"),
+    );
     let brokers: Vec<ServeBroker> = (1..=3)
         .map(|id| {
             pki.leaf("ca", &format!("b{id}"), &format!("Broker:{id}"), 30);
@@ -34,6 +39,12 @@ fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
                     &pki.arg(&format!("b{id}.key")),
                     "--tls-client-ca",
                     &pki.arg("ca.crt"),
+                    "--etcd-ca",
+                    &pki.arg("ca.crt"),
+                    "--etcd-cert",
+                    &pki.arg(&format!("b{id}.crt")),
+                    "--etcd-key",
+                    &pki.arg(&format!("b{id}.key")),
                     "--auth",
                     "password,mtls",
                     "--authorizer",
@@ -268,6 +279,78 @@ fn three_brokers_replicate_over_mutual_tls_with_password_clients() {
                     .contains("User:app may not describe topic")
                     .then_some(())
             },
+        );
+    }
+
+    // Mistakes with TLS to etcd: each stops start-up at once with a sentence.
+    let tmp = tempfile::tempdir().unwrap();
+    let https = etcd.endpoint.clone();
+    let http = https.replacen("https://", "http://", 1);
+    let (ca_arg, b1_crt, b1_key, etcd_crt) = (
+        pki.arg("ca.crt"),
+        pki.arg("b1.crt"),
+        pki.arg("b1.key"),
+        pki.arg("etcd.crt"),
+    );
+    for (args, wanted) in [
+        (
+            vec!["--etcd", &https],
+            "speaks TLS: give the CA that signed its certificate (--etcd-ca)",
+        ),
+        (
+            vec!["--etcd", &https, "--etcd-ca", &ca_arg],
+            "it needs a client certificate signed by a CA it trusts, --etcd-cert and --etcd-key",
+        ),
+        (
+            vec!["--etcd", &http],
+            "if it serves TLS, give its endpoint as https:// with --etcd-ca",
+        ),
+        (
+            vec![
+                "--etcd",
+                &https,
+                "--etcd-ca",
+                &etcd_crt,
+                "--etcd-cert",
+                &b1_crt,
+                "--etcd-key",
+                &b1_key,
+            ],
+            "etcd's certificate is not signed by the CA this client trusts (--etcd-ca)",
+        ),
+        (
+            vec![
+                "--etcd",
+                &https,
+                "--etcd-cert",
+                &b1_crt,
+                "--etcd-key",
+                &b1_key,
+            ],
+            "--etcd-cert needs --etcd-ca",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new(strata_bin())
+            .args([
+                "serve",
+                "--id",
+                "9",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(err.contains(wanted), "{args:?}: {err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{args:?} took {:?}",
+            started.elapsed()
         );
     }
 }

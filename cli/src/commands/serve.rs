@@ -28,9 +28,18 @@ pub struct ServeArgs {
     /// Where logs live.
     #[arg(long, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// etcd endpoints, comma-separated (http://host:port or host:port).
+    /// etcd endpoints, comma-separated (http://host:port, https://host:port or host:port).
     #[arg(long, env = "STRATA_ETCD", value_delimiter = ',')]
     pub etcd: Option<Vec<String>>,
+    /// TLS to etcd: the CA that signed etcd's certificate (endpoints are then https).
+    #[arg(long, env = "STRATA_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth; reloaded when the file changes.
+    #[arg(long, env = "STRATA_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long, env = "STRATA_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
     /// Cluster name: the etcd key prefix is /strata/<cluster>/.
     #[arg(long, env = "STRATA_CLUSTER")]
     pub cluster: Option<String>,
@@ -120,6 +129,9 @@ struct ServeFile {
     advertise: Option<String>,
     data_dir: Option<PathBuf>,
     etcd: Option<Vec<String>>,
+    etcd_ca: Option<PathBuf>,
+    etcd_cert: Option<PathBuf>,
+    etcd_key: Option<PathBuf>,
     cluster: Option<String>,
     rack: Option<String>,
     session_timeout: Option<String>,
@@ -149,6 +161,8 @@ pub struct ServeSettings {
     pub advertise: Option<String>,
     pub data_dir: PathBuf,
     pub etcd: Vec<String>,
+    /// TLS to etcd, when --etcd-ca is given.
+    pub etcd_tls: Option<strata_proto::tls::ClientFiles>,
     pub cluster: String,
     pub rack: Option<String>,
     pub session_timeout: Duration,
@@ -297,6 +311,22 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
     if session_timeout < Duration::from_secs(2) {
         bail!("--session-timeout must be at least 2s (etcd's smallest lease)");
     }
+    let etcd_identity = match (
+        args.etcd_cert.or(file.etcd_cert),
+        args.etcd_key.or(file.etcd_key),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => bail!("--etcd-cert needs --etcd-key"),
+        (None, Some(_)) => bail!("--etcd-key needs --etcd-cert"),
+    };
+    let etcd_tls = match (args.etcd_ca.or(file.etcd_ca), etcd_identity) {
+        (Some(ca), identity) => Some(strata_proto::tls::ClientFiles { ca, identity }),
+        (None, None) => None,
+        (None, Some(_)) => {
+            bail!("--etcd-cert needs --etcd-ca: the CA that signed etcd's certificate")
+        }
+    };
     Ok(ServeSettings {
         id,
         listen: args
@@ -306,6 +336,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         advertise: args.advertise.or(file.advertise),
         data_dir,
         etcd,
+        etcd_tls,
         cluster: args
             .cluster
             .or(file.cluster)
@@ -349,9 +380,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let security_config = security.config(local, true)?;
     let security_note = (security_config.tls.is_some(), security_config.auth);
-    let coordinator = EtcdCoordinator::connect(&s.etcd, &s.cluster, EtcdOptions::default())
-        .await
-        .context("cannot connect to etcd")?;
+    let etcd_tls = match &s.etcd_tls {
+        Some(files) => {
+            let config = strata_proto::tls::Reloading::client(files.clone())
+                .map_err(|e| anyhow::anyhow!("TLS to etcd: {e}"))?;
+            config.watch(strata_proto::tls::RELOAD_EVERY);
+            let make: strata_coordinator::MakeChannel = std::sync::Arc::new(move |endpoint| {
+                strata_proto::tls::lazy_channel(config.clone(), strata_proto::tls::ETCD, endpoint)
+            });
+            Some(make)
+        }
+        None => None,
+    };
+    let coordinator =
+        EtcdCoordinator::connect_with(&s.etcd, &s.cluster, EtcdOptions::default(), etcd_tls)
+            .await
+            .context("cannot connect to etcd")?;
     let mut config = BrokerConfig::new(s.id, &s.data_dir, advertised.clone());
     config.security = security_config;
     config.rack = s.rack.clone();

@@ -49,7 +49,7 @@ async fn handshake(
                 .and_then(|c| subject_common_name(&c[0]));
             Ok(cn.unwrap_or_default())
         }
-        Err(e) => Err(describe(&e, "127.0.0.1")),
+        Err(e) => Err(describe(&e, "127.0.0.1", BROKER)),
     };
     (outcome, served.await.unwrap())
 }
