@@ -261,6 +261,14 @@ impl LogService {
 const CLUSTER: &str = crate::security::acl::CLUSTER_NAME;
 
 impl AdminService {
+    /// Whether another broker forwarded `request` here. The header counts only from a broker
+    /// (from anyone when authentication is off, where brokers are anonymous too), so a client
+    /// cannot pass its change off as forwarded and skip its audit event.
+    fn forwarded<T>(&self, request: &Request<T>) -> bool {
+        request.metadata().contains_key(crate::admin::FORWARDED_KEY)
+            && (principal(request).is_broker() || !self.state.security.config.auth.any())
+    }
+
     fn authorize_topic<T>(
         &self,
         request: &Request<T>,
@@ -279,7 +287,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
+        let forwarded = self.forwarded(&request);
         let who = principal(&request);
         let security = &self.state.security;
         if !security.allowed(&who, Operation::Create, ResourceType::Cluster, CLUSTER) {
@@ -309,7 +317,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
-        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
+        let forwarded = self.forwarded(&request);
         self.authorize_topic(&request, Operation::Delete, &request.get_ref().name)?;
         let who = principal(&request);
         let name = request.into_inner().name;
@@ -371,7 +379,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::CreatePartitionsRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
-        let forwarded = request.metadata().contains_key(crate::admin::FORWARDED_KEY);
+        let forwarded = self.forwarded(&request);
         self.authorize_topic(&request, Operation::Alter, &request.get_ref().name)?;
         let who = principal(&request);
         let req = request.into_inner();

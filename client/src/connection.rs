@@ -74,6 +74,11 @@ impl Connections {
             .tls
             .clone()
             .map(|files| Reloading::client(files).map_err(|e| e.0));
+        // A long-lived client follows rotated certificate files as brokers do: new
+        // connections use the new files. The watch ends with the last handle to the config.
+        if let (Some(Ok(tls)), Ok(_)) = (&tls, tokio::runtime::Handle::try_current()) {
+            tls.watch(strata_proto::tls::RELOAD_EVERY);
+        }
         let authorization = config.credentials.as_ref().and_then(|c| {
             let token = base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", c.user, c.password));

@@ -174,30 +174,50 @@ impl EtcdCoordinator {
             endpoints: joined,
             options,
         });
+        // Over TLS the channel fails over one endpoint at a time: a member down at start-up
+        // costs one attempt, so each endpoint gets one.
+        let attempts = if tls.is_some() { urls.len() } else { 1 };
         let mut kv = shared.client.kv_client();
-        let probe = kv.get(
-            shared.key(""),
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        );
-        match tokio::time::timeout(options.connect_timeout, probe).await {
-            Ok(Ok(_)) => Ok(EtcdCoordinator { shared }),
-            Ok(Err(e)) => {
-                let why = describe(&e);
-                let closed = ["broken pipe", "connection reset", "connection closed"]
+        let mut failure = String::new();
+        for _ in 0..attempts {
+            let probe = kv.get(
+                shared.key(""),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            );
+            match tokio::time::timeout(options.connect_timeout, probe).await {
+                Ok(Ok(_)) => return Ok(EtcdCoordinator { shared }),
+                Ok(Err(e)) => {
+                    let why = describe(&e);
+                    let closed = ["broken pipe", "connection reset", "connection closed"]
+                        .iter()
+                        .any(|c| why.contains(c));
+                    // TLS 1.3 judges the client certificate after the client's handshake: etcd
+                    // answers a missing or untrusted one with an alert or by closing.
+                    let refused = [
+                        "BadCertificate",
+                        "CertificateRequired",
+                        "UnknownCA",
+                        "CertificateUnknown",
+                        "CertificateExpired",
+                    ]
                     .iter()
-                    .any(|c| why.contains(c));
-                let hint = match (closed, tls.is_some()) {
-                    (false, _) => "",
-                    (true, true) => " (etcd closed the connection after the TLS handshake: with --client-cert-auth it needs a client certificate signed by a CA it trusts, --etcd-cert and --etcd-key)",
-                    (true, false) => " (etcd closed the connection: if it serves TLS, give its endpoint as https:// with --etcd-ca)",
-                };
-                Err(shared.unavailable(format!("the first request failed: {why}{hint}")))
+                    .any(|a| why.contains(&format!("fatal alert: {a}")));
+                    let hint = match (closed || refused, tls.is_some()) {
+                        (false, _) => "",
+                        (true, true) => " (etcd refused this broker after the TLS handshake: with --client-cert-auth it needs a client certificate signed by a CA it trusts, --etcd-cert and --etcd-key)",
+                        (true, false) => " (etcd closed the connection: if it serves TLS, give its endpoint as https:// with --etcd-ca)",
+                    };
+                    failure = format!("the first request failed: {why}{hint}");
+                }
+                Err(_) => {
+                    failure = format!(
+                        "no answer within {:?}; is etcd running there?",
+                        options.connect_timeout
+                    )
+                }
             }
-            Err(_) => Err(shared.unavailable(format!(
-                "no answer within {:?}; is etcd running there?",
-                options.connect_timeout
-            ))),
         }
+        Err(shared.unavailable(failure))
     }
 }
 

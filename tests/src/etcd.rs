@@ -40,40 +40,34 @@ impl EtcdServer {
     /// Like [`EtcdServer::start`], serving clients on `ip` (a bridge address that brokers in
     /// network namespaces reach) instead of loopback.
     pub fn start_on(ip: Ipv4Addr) -> EtcdServer {
-        let client_port = free_port();
-        let mut peer_port = free_port();
-        while peer_port == client_port {
-            peer_port = free_port();
-        }
-        let dir = tempfile::tempdir().expect("temp dir for etcd");
-        let mut server = EtcdServer {
-            endpoint: format!("http://{ip}:{client_port}"),
-            client: SocketAddr::from((ip, client_port)),
-            health: SocketAddr::from((ip, client_port)),
-            tls: None,
-            peer_port,
-            child: None,
-            log: dir.path().join("etcd.log"),
-            dir,
-        };
-        server.spawn();
-        server
+        let [client_port, peer_port] = distinct_ports();
+        let client = SocketAddr::from((ip, client_port));
+        Self::launch(format!("http://{client}"), client, client, None, peer_port)
     }
 
     /// etcd serving TLS on 127.0.0.1 with `cert` and `key`, and requiring client certificates
-    /// signed by `client_ca` (`--client-cert-auth`).
+    /// signed by `client_ca` (`--client-cert-auth`); `/health` on a plaintext metrics port.
     pub fn start_tls(cert: PathBuf, key: PathBuf, client_ca: PathBuf) -> EtcdServer {
-        let ports: Vec<u16> = std::iter::repeat_with(free_port).take(8).collect();
-        let mut distinct = ports.clone();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let (client_port, peer_port, metrics_port) = (distinct[0], distinct[1], distinct[2]);
+        let [client_port, peer_port, metrics_port] = distinct_ports();
+        let client = SocketAddr::from((Ipv4Addr::LOCALHOST, client_port));
+        let health = SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port));
+        let tls = Some((cert, key, client_ca));
+        Self::launch(format!("https://{client}"), client, health, tls, peer_port)
+    }
+
+    fn launch(
+        endpoint: String,
+        client: SocketAddr,
+        health: SocketAddr,
+        tls: Option<(PathBuf, PathBuf, PathBuf)>,
+        peer_port: u16,
+    ) -> EtcdServer {
         let dir = tempfile::tempdir().expect("temp dir for etcd");
         let mut server = EtcdServer {
-            endpoint: format!("https://127.0.0.1:{client_port}"),
-            client: SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)),
-            health: SocketAddr::from((Ipv4Addr::LOCALHOST, metrics_port)),
-            tls: Some((cert, key, client_ca)),
+            endpoint,
+            client,
+            health,
+            tls,
             peer_port,
             child: None,
             log: dir.path().join("etcd.log"),
@@ -260,6 +254,19 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `N` free ports, all different.
+fn distinct_ports<const N: usize>() -> [u16; N] {
+    let mut ports = [0u16; N];
+    for i in 0..N {
+        let mut port = free_port();
+        while ports[..i].contains(&port) {
+            port = free_port();
+        }
+        ports[i] = port;
+    }
+    ports
 }
 
 /// An int64 of etcd's JSON gateway (written as a string; left out when zero).

@@ -16,6 +16,43 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// `strata acl VERB --principal P RESOURCE... --operation OP [more]`, as arguments.
+fn acl<'a>(verb: &'a str, principal: &'a str, resource: [&'a str; 2], op: &'a str) -> Vec<&'a str> {
+    vec![
+        "acl",
+        verb,
+        "--principal",
+        principal,
+        resource[0],
+        resource[1],
+        "--operation",
+        op,
+    ]
+}
+
+/// `strata consume TOPIC --offset start -n N --timeout T [--group G]`, as arguments.
+fn consume<'a>(
+    topic: &'a str,
+    n: &'a str,
+    timeout: &'a str,
+    group: Option<&'a str>,
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "consume",
+        topic,
+        "--offset",
+        "start",
+        "-n",
+        n,
+        "--timeout",
+        timeout,
+    ];
+    if let Some(g) = group {
+        args.extend(["--group", g]);
+    }
+    args
+}
+
 #[test]
 fn acls_decide_who_may_produce_consume_and_administer() {
     let pki = Pki::new();
@@ -96,16 +133,7 @@ fn acls_decide_who_may_produce_consume_and_administer() {
 
     // WRITE on orders only.
     let added = admin(
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:writer",
-            "--topic",
-            "orders",
-            "--operation",
-            "write",
-        ],
+        &acl("add", "User:writer", ["--topic", "orders"], "write"),
         None,
     );
     assert!(added.contains("added 1 ACL entry"), "{added}");
@@ -117,7 +145,7 @@ fn acls_decide_who_may_produce_consume_and_administer() {
     assert!(out.status.success(), "{}", stderr(&out));
     refused(
         writer(
-            &["consume", "orders", "--offset", "start", "-n", "1", "--timeout", "3s"],
+            &consume("orders", "1", "3s", None),
             None,
         ),
         "User:writer may not read topic \"orders\": no ACL allows it (an admin can grant it: strata acl add --principal User:writer --topic orders --operation read)",
@@ -143,16 +171,7 @@ fn acls_decide_who_may_produce_consume_and_administer() {
     );
     refused(
         writer(
-            &[
-                "acl",
-                "add",
-                "--principal",
-                "User:writer",
-                "--topic",
-                "payments",
-                "--operation",
-                "write",
-            ],
+            &acl("add", "User:writer", ["--topic", "payments"], "write"),
             None,
         ),
         "User:writer may not alter the cluster",
@@ -169,16 +188,7 @@ fn acls_decide_who_may_produce_consume_and_administer() {
 
     // Granted WRITE on payments, the writer produces there too.
     admin(
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:writer",
-            "--topic-prefix",
-            "pay",
-            "--operation",
-            "write",
-        ],
+        &acl("add", "User:writer", ["--topic-prefix", "pay"], "write"),
         None,
     );
     let out = writer(&["produce", "payments"], Some(b"p-1\n"));
@@ -186,71 +196,22 @@ fn acls_decide_who_may_produce_consume_and_administer() {
 
     // The mTLS reader: READ on orders and on groups named orders-*.
     refused(
-        reader(&[
-            "consume",
-            "orders",
-            "--offset",
-            "start",
-            "-n",
-            "50",
-            "--timeout",
-            "5s",
-        ]),
+        reader(&consume("orders", "50", "5s", None)),
         "User:reader may not describe topic \"orders\"",
     );
     admin(
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:reader",
-            "--topic",
-            "orders",
-            "--operation",
-            "read",
-        ],
+        &acl("add", "User:reader", ["--topic", "orders"], "read"),
         None,
     );
     admin(
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:reader",
-            "--group-prefix",
-            "orders-",
-            "--operation",
-            "read",
-        ],
+        &acl("add", "User:reader", ["--group-prefix", "orders-"], "read"),
         None,
     );
-    let out = reader(&[
-        "consume",
-        "orders",
-        "--group",
-        "orders-app",
-        "--offset",
-        "start",
-        "-n",
-        "50",
-        "--timeout",
-        "10s",
-    ]);
+    let out = reader(&consume("orders", "50", "10s", Some("orders-app")));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 50);
     refused(
-        reader(&[
-            "consume",
-            "orders",
-            "--group",
-            "billing",
-            "--offset",
-            "start",
-            "-n",
-            "1",
-            "--timeout",
-            "3s",
-        ]),
+        reader(&consume("orders", "1", "3s", Some("billing"))),
         "User:reader may not describe group \"billing\"",
     );
     let out = reader(&["group", "describe", "orders-app", "--format", "json"]);
@@ -265,45 +226,18 @@ fn acls_decide_who_may_produce_consume_and_administer() {
     );
 
     // Deny wins over allow; removing the deny restores the allow.
-    let deny = [
-        "acl",
-        "add",
-        "--principal",
-        "User:reader",
-        "--topic",
-        "orders",
-        "--operation",
-        "read",
-        "--deny",
-    ];
+    let mut deny = acl("add", "User:reader", ["--topic", "orders"], "read");
+    deny.push("--deny");
     admin(&deny, None);
     refused(
-        reader(&[
-            "consume",
-            "orders",
-            "--offset",
-            "start",
-            "-n",
-            "1",
-            "--timeout",
-            "3s",
-        ]),
+        reader(&consume("orders", "1", "3s", None)),
         "User:reader may not read topic \"orders\"",
     );
     let mut undeny = deny.to_vec();
     undeny[1] = "remove";
     let removed = admin(&undeny, None);
     assert!(removed.contains("removed 1 ACL entry"), "{removed}");
-    let out = reader(&[
-        "consume",
-        "orders",
-        "--offset",
-        "start",
-        "-n",
-        "1",
-        "--timeout",
-        "5s",
-    ]);
+    let out = reader(&consume("orders", "1", "5s", None));
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The admin sees every entry; a principal's alone on request.
@@ -331,69 +265,31 @@ fn acls_decide_who_may_produce_consume_and_administer() {
     );
 
     // Bad entries: refused with a sentence, nothing stored.
-    let out = run_cli(
-        &addr,
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:writer",
-            "--group",
-            "g",
-            "--operation",
-            "write",
+    for (args, wanted) in [
+        (
+            acl("add", "User:writer", ["--group", "g"], "write"),
+            "operation write does not apply to a group",
+        ),
+        (
+            acl("add", "writer", ["--topic", "t"], "read"),
+            "write it User:NAME",
+        ),
+        (
+            acl("add", "User:writer", ["--topic", "t"], "reed"),
+            "operation \"reed\" is not valid",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend([
             "--tls-ca",
             &ca,
             "--user",
             "admin",
             "--password-file",
             &admin_pw,
-        ],
-        None,
-    );
-    refused(out, "operation write does not apply to a group");
-    let out = run_cli(
-        &addr,
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "writer",
-            "--topic",
-            "t",
-            "--operation",
-            "read",
-            "--tls-ca",
-            &ca,
-            "--user",
-            "admin",
-            "--password-file",
-            &admin_pw,
-        ],
-        None,
-    );
-    refused(out, "write it User:NAME");
-    let out = run_cli(
-        &addr,
-        &[
-            "acl",
-            "add",
-            "--principal",
-            "User:writer",
-            "--topic",
-            "t",
-            "--operation",
-            "reed",
-            "--tls-ca",
-            &ca,
-            "--user",
-            "admin",
-            "--password-file",
-            &admin_pw,
-        ],
-        None,
-    );
-    refused(out, "operation \"reed\" is not valid");
+        ]);
+        refused(run_cli(&addr, &all, None), wanted);
+    }
     assert_eq!(
         admin(&["acl", "list", "--format", "json"], None)
             .matches("\"principal\"")

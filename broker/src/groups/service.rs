@@ -117,6 +117,14 @@ impl Group for GroupService {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         self.authorize_group(&request, Operation::Read, &request.get_ref().group)?;
+        // The coordinator assigns the subscribed topics' partitions: a member learns them only
+        // for topics it may describe.
+        let who = principal(&request);
+        for topic in &request.get_ref().topics {
+            self.state
+                .security
+                .authorize(&who, Operation::Describe, ResourceType::Topic, topic)?;
+        }
         let req = request.into_inner();
         let join = JoinRequest {
             member_id: req.member_id,

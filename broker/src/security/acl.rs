@@ -297,32 +297,41 @@ pub fn allows<'a>(
     allowed
 }
 
-/// Whether `principal` may do `operation` to at least one resource of type `resource`
-/// (Kafka's `authorizeByResourceType`, which InitProducerId uses for WRITE on any topic): some
-/// entry allows it and no deny covers every name.
+/// Whether `principal` may do `operation` to at least one resource of type `resource`, by
+/// Kafka's `authorizeByResourceType` (InitProducerId: WRITE on any topic): some allowed name
+/// or prefix survives the denies. A deny of `*` or of the empty prefix blocks everything; an
+/// allowed literal falls to a deny of the same literal or of a prefix it starts with; an
+/// allowed prefix falls to a deny of a prefix it starts with.
 pub fn allows_some<'a>(
-    entries: impl IntoIterator<Item = &'a AclEntry> + Clone,
+    entries: impl IntoIterator<Item = &'a AclEntry>,
     principal: &str,
     operation: Operation,
     resource: ResourceType,
 ) -> bool {
-    let mine = |e: &&AclEntry| {
-        (e.principal == principal || e.principal == "User:*")
+    let (mut allow_literals, mut allow_prefixes) = (Vec::new(), Vec::new());
+    let (mut deny_literals, mut deny_prefixes) = (Vec::new(), Vec::new());
+    for e in entries {
+        if !((e.principal == principal || e.principal == "User:*")
             && e.resource == resource
-            && e.applies_to(operation)
-    };
-    let denies_all = entries.clone().into_iter().filter(mine).any(|e| {
-        e.permission == Permission::Deny
-            && match e.pattern {
-                PatternType::Literal => e.name == "*",
-                PatternType::Prefixed => e.name.is_empty(),
-            }
-    });
-    !denies_all
-        && entries
-            .into_iter()
-            .filter(mine)
-            .any(|e| e.permission == Permission::Allow)
+            && e.applies_to(operation))
+        {
+            continue;
+        }
+        match (e.permission, e.pattern) {
+            (Permission::Deny, PatternType::Literal) if e.name == "*" => return false,
+            (Permission::Deny, PatternType::Prefixed) if e.name.is_empty() => return false,
+            (Permission::Deny, PatternType::Literal) => deny_literals.push(e.name.as_str()),
+            (Permission::Deny, PatternType::Prefixed) => deny_prefixes.push(e.name.as_str()),
+            (Permission::Allow, PatternType::Literal) => allow_literals.push(e.name.as_str()),
+            (Permission::Allow, PatternType::Prefixed) => allow_prefixes.push(e.name.as_str()),
+        }
+    }
+    let dominated = |name: &str| deny_prefixes.iter().any(|p| name.starts_with(p));
+    allow_literals.contains(&"*")
+        || allow_prefixes.iter().any(|p| !dominated(p))
+        || allow_literals
+            .iter()
+            .any(|l| !deny_literals.contains(l) && !dominated(l))
 }
 
 #[cfg(test)]
@@ -434,8 +443,22 @@ mod tests {
         assert!(allows_some(&acls, "User:bob", Write, Topic));
         assert!(!allows_some(&acls, "User:carol", Write, Topic));
         let mut denied = acls.clone();
-        denied.push(entry("User:bob", Topic, Literal, "*", Write, Deny));
-        assert!(!allows_some(&denied, "User:bob", Write, Topic));
+        denied.push(entry("User:bob", Topic, Literal, "orders", Write, Deny));
+        assert!(
+            !allows_some(&denied, "User:bob", Write, Topic),
+            "the one allowed literal is denied"
+        );
+        let mut prefixed = vec![entry("User:eve", Topic, Prefixed, "orders-", Write, Allow)];
+        assert!(allows_some(&prefixed, "User:eve", Write, Topic));
+        prefixed.push(entry("User:eve", Topic, Prefixed, "orders", Write, Deny));
+        assert!(
+            !allows_some(&prefixed, "User:eve", Write, Topic),
+            "a shorter denied prefix covers the allowed one"
+        );
+        prefixed.push(entry("User:eve", Topic, Literal, "audit", Write, Allow));
+        assert!(allows_some(&prefixed, "User:eve", Write, Topic));
+        prefixed.push(entry("User:*", Topic, Literal, "*", Write, Deny));
+        assert!(!allows_some(&prefixed, "User:eve", Write, Topic));
         assert_eq!(Operation::parse("Alter-Configs"), Ok(AlterConfigs));
         assert!(Operation::parse("rea")
             .unwrap_err()

@@ -10,6 +10,7 @@
 //! record is logged and ignored, never taken as an allow.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -101,15 +102,22 @@ pub fn from_bindings(bindings: &[AclBinding]) -> Result<Vec<AclEntry>> {
         .collect()
 }
 
-/// Every broker's copy of the entries, indexed by principal (`User:*` under its own key).
+/// The entries by principal (`User:*` under its own key).
+pub type ByPrincipal = Arc<HashMap<String, Vec<AclEntry>>>;
+
+/// Every broker's copy of the entries, indexed by principal.
 #[derive(Debug, Default)]
 pub struct Acls {
-    by_principal: RwLock<Arc<HashMap<String, Vec<AclEntry>>>>,
+    /// The snapshot in use, with the ticket of the reload that read it.
+    current: RwLock<(u64, ByPrincipal)>,
+    /// Tickets in the order reloads start: a reload installs its snapshot only when no later-
+    /// started one has, so a slow read of the store never replaces a newer one.
+    tickets: AtomicU64,
 }
 
 impl Acls {
-    pub fn snapshot(&self) -> Arc<HashMap<String, Vec<AclEntry>>> {
-        self.by_principal.read().clone()
+    pub fn snapshot(&self) -> ByPrincipal {
+        self.current.read().1.clone()
     }
 
     /// Every entry, sorted.
@@ -119,16 +127,20 @@ impl Acls {
         all
     }
 
-    pub fn set(&self, entries: Vec<AclEntry>) {
+    fn install(&self, ticket: u64, entries: Vec<AclEntry>) {
         let mut map: HashMap<String, Vec<AclEntry>> = HashMap::new();
         for e in entries {
             map.entry(e.principal.clone()).or_default().push(e);
         }
-        *self.by_principal.write() = Arc::new(map);
+        let mut current = self.current.write();
+        if ticket > current.0 {
+            *current = (ticket, Arc::new(map));
+        }
     }
 
     /// Reads every entry from the store into the cache.
     pub async fn reload(&self, store: &dyn Coordinator) -> Result<()> {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut fresh = Vec::new();
         for (key, v) in store.list(ACLS_PREFIX).await? {
             match serde_json::from_slice::<AclEntry>(&v.value)
@@ -139,7 +151,7 @@ impl Acls {
                 Err(e) => tracing::warn!(key, error = %e, "ignoring an unreadable ACL record"),
             }
         }
-        self.set(fresh);
+        self.install(ticket, fresh);
         Ok(())
     }
 }
@@ -215,5 +227,25 @@ mod tests {
         assert!(err
             .to_string()
             .contains("ACL entry 1: resource type \"queue\""));
+    }
+
+    #[test]
+    fn a_reload_that_started_earlier_never_replaces_a_later_one() {
+        let acls = Acls::default();
+        let entry = |name: &str| AclEntry {
+            principal: "User:bob".into(),
+            resource: ResourceType::Topic,
+            pattern: PatternType::Literal,
+            name: name.into(),
+            operation: Operation::Read,
+            permission: Permission::Allow,
+        };
+        // Reload 1 starts (reads the old state), reload 2 starts after a change and finishes
+        // first; 1 finishes last.
+        let first = acls.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let second = acls.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        acls.install(second, vec![entry("new")]);
+        acls.install(first, vec![entry("old")]);
+        assert_eq!(acls.all(), vec![entry("new")]);
     }
 }

@@ -40,6 +40,22 @@ pub fn caller<T>(request: &Request<T>) -> Caller {
 }
 
 impl SecurityService {
+    /// Only a super user may create or delete a user whose name is a super user's (ALTER on
+    /// the cluster must not be a way to become one).
+    fn guard_super_user_name(&self, caller: &Caller, name: &str) -> Result<(), Status> {
+        let security = &self.state.security;
+        if security.is_super_user(&Principal::User(name.to_string()))
+            && !security.is_super_user(&caller.principal)
+        {
+            return Err(BrokerError::ClusterAuthorizationFailed(format!(
+                "{} may not create or delete user {name:?}: it is a super user, and only a super user may",
+                caller.principal
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
     /// `operation` on the cluster under the ACL authorizer; a super user without it.
     fn require(&self, caller: &Caller, operation: Operation, what: &str) -> Result<(), Status> {
         let security = &self.state.security;
@@ -90,6 +106,7 @@ impl SecurityApi for SecurityService {
         let caller = caller(&request);
         let r = request.into_inner();
         self.require(&caller, Operation::Alter, "create users")?;
+        self.guard_super_user_name(&caller, &r.name)?;
         let store = self.state.metadata.store();
         users::create(store.as_ref(), &r.name, &r.password, false).await?;
         self.state.security.users.reload(store.as_ref()).await?;
@@ -109,6 +126,7 @@ impl SecurityApi for SecurityService {
         let caller = caller(&request);
         let r = request.into_inner();
         self.require(&caller, Operation::Alter, "delete users")?;
+        self.guard_super_user_name(&caller, &r.name)?;
         let store = self.state.metadata.store();
         users::delete(store.as_ref(), &r.name).await?;
         self.state.security.users.reload(store.as_ref()).await?;

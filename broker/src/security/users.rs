@@ -5,6 +5,7 @@
 //! store before a password is refused, so a user created on another broker works at once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,27 +35,38 @@ pub fn user_key(name: &str) -> String {
     format!("{USERS_PREFIX}{name}")
 }
 
+type Known = Arc<BTreeMap<String, (UserRecord, i64)>>;
+
 /// The cache: name -> (record, revision).
 #[derive(Debug, Default)]
 pub struct Users {
-    known: RwLock<Arc<BTreeMap<String, (UserRecord, i64)>>>,
+    /// The snapshot in use, with the ticket of the reload that read it (see `acls::Acls`: a
+    /// reload that started earlier never replaces a later one).
+    known: RwLock<(u64, Known)>,
+    tickets: AtomicU64,
 }
 
 impl Users {
     pub fn get(&self, name: &str) -> Option<(UserRecord, i64)> {
-        self.known.read().get(name).cloned()
+        self.known.read().1.get(name).cloned()
     }
 
+    /// On every authorized call: looks, without copying the record.
     pub fn is_super_user(&self, name: &str) -> bool {
-        self.get(name).is_some_and(|(r, _)| r.super_user)
+        self.known
+            .read()
+            .1
+            .get(name)
+            .is_some_and(|(r, _)| r.super_user)
     }
 
-    pub fn all(&self) -> Arc<BTreeMap<String, (UserRecord, i64)>> {
-        self.known.read().clone()
+    pub fn all(&self) -> Known {
+        self.known.read().1.clone()
     }
 
     /// Reads every user record from the store into the cache.
     pub async fn reload(&self, store: &dyn Coordinator) -> Result<()> {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut fresh = BTreeMap::new();
         for (key, v) in store.list(USERS_PREFIX).await? {
             let name = key.strip_prefix(USERS_PREFIX).unwrap_or(&key).to_string();
@@ -65,7 +77,10 @@ impl Users {
                 Err(e) => tracing::warn!(key, error = %e, "ignoring an unreadable user record"),
             }
         }
-        *self.known.write() = Arc::new(fresh);
+        let mut known = self.known.write();
+        if ticket > known.0 {
+            *known = (ticket, Arc::new(fresh));
+        }
         Ok(())
     }
 
