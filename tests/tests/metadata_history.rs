@@ -76,11 +76,14 @@ async fn etcd_stays_flat_under_a_loop_of_offset_commits() {
         "the loop wrote {} revisions; too few to show anything",
         last_rev - first_rev
     );
-    // Without compaction every revision stays (~400 bytes each: megabytes between the
-    // samples). Compaction lags by up to the history kept plus a sample, so allow a quarter.
+    // Without compaction every revision stays: the database in use grows by ~420 bytes per
+    // revision written (measured with STRATA_TEST_METADATA_HISTORY=100h: 3.35 MB over 8,061
+    // revisions). With it, what is in use follows the commit rate over the history kept, and
+    // that rate varies by 2-3x between rounds on a busy machine (a CI run went from 450 to
+    // 1,000 commits/s: +108 bytes per revision written, no leak), so the bound sits between.
     let written = last_rev - first_rev;
     assert!(
-        last_in_use < first_in_use + written * 100,
+        last_in_use < first_in_use + written * 250,
         "etcd's database in use grew from {first_in_use} to {last_in_use} bytes"
     );
     assert!(
