@@ -18,9 +18,10 @@ use crate::metrics;
 use crate::security::{audit, Operation, Principal, ResourceType};
 use crate::state::BrokerState;
 
-/// The principal the authentication layer found for `request`.
+/// The principal the authentication layer found for `request`, copied (for calls that keep it
+/// past `into_inner`).
 pub(crate) fn principal<T>(request: &Request<T>) -> Principal {
-    crate::security::service::caller(request).principal
+    crate::security::service::principal_of(request).clone()
 }
 
 /// How long acks=all may wait for the ISR when the request does not say.
@@ -49,12 +50,14 @@ impl Log for LogService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        let who = principal(&request);
+        let timer = metrics::PRODUCE.begin(request.get_ref().records.len());
+        self.state.security.authorize_request(
+            &request,
+            Operation::Write,
+            ResourceType::Topic,
+            &request.get_ref().topic,
+        )?;
         let req = request.into_inner();
-        let timer = metrics::PRODUCE.begin(req.records.len());
-        self.state
-            .security
-            .authorize(&who, Operation::Write, ResourceType::Topic, &req.topic)?;
         let answer = self.produce_batches(req).await;
         timer.finish(answer.map(Response::new), |_| 0)
     }
@@ -64,8 +67,8 @@ impl Log for LogService {
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<pb::FetchResponse>, Status> {
         let timer = metrics::FETCH.begin(0);
-        self.state.security.authorize(
-            &principal(&request),
+        self.state.security.authorize_request(
+            &request,
             Operation::Read,
             ResourceType::Topic,
             &request.get_ref().topic,
@@ -79,8 +82,8 @@ impl Log for LogService {
         request: Request<pb::ListOffsetsRequest>,
     ) -> Result<Response<pb::ListOffsetsResponse>, Status> {
         let timer = metrics::LIST_OFFSETS.begin(0);
-        self.state.security.authorize(
-            &principal(&request),
+        self.state.security.authorize_request(
+            &request,
             Operation::Describe,
             ResourceType::Topic,
             &request.get_ref().topic,
@@ -105,7 +108,7 @@ impl Log for LogService {
     ) -> Result<Response<pb::InitProducerIdResponse>, Status> {
         // KIP-679: an idempotent producer needs WRITE on some topic.
         self.state.security.authorize_some(
-            &principal(&request),
+            crate::security::service::principal_of(&request),
             Operation::Write,
             ResourceType::Topic,
         )?;
@@ -266,7 +269,8 @@ impl AdminService {
     /// cannot pass its change off as forwarded and skip its audit event.
     fn forwarded<T>(&self, request: &Request<T>) -> bool {
         request.metadata().contains_key(crate::admin::FORWARDED_KEY)
-            && (principal(request).is_broker() || !self.state.security.config.auth.any())
+            && (crate::security::service::principal_of(request).is_broker()
+                || !self.state.security.config.auth.any())
     }
 
     fn authorize_topic<T>(
@@ -277,7 +281,7 @@ impl AdminService {
     ) -> Result<(), BrokerError> {
         self.state
             .security
-            .authorize(&principal(request), operation, ResourceType::Topic, topic)
+            .authorize_request(request, operation, ResourceType::Topic, topic)
     }
 }
 
@@ -421,8 +425,8 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ClusterInfoRequest>,
     ) -> Result<Response<pb::ClusterInfoResponse>, Status> {
-        self.state.security.authorize(
-            &principal(&request),
+        self.state.security.authorize_request(
+            &request,
             Operation::Describe,
             ResourceType::Cluster,
             CLUSTER,

@@ -63,16 +63,17 @@ fn acls_decide_who_may_produce_consume_and_administer() {
     let ca = pki.arg("ca.crt");
     let (admin_pw, writer_pw) = (pki.arg("admin.pw"), pki.arg("writer.pw"));
     let (reader_crt, reader_key) = (pki.arg("reader.crt"), pki.arg("reader.key"));
+    let admin_creds = [
+        "--tls-ca",
+        &ca,
+        "--user",
+        "admin",
+        "--password-file",
+        &admin_pw,
+    ];
     let admin = |args: &[&str], stdin: Option<&[u8]>| {
         let mut all = args.to_vec();
-        all.extend([
-            "--tls-ca",
-            &ca,
-            "--user",
-            "admin",
-            "--password-file",
-            &admin_pw,
-        ]);
+        all.extend(admin_creds);
         let out = run_cli(&addr, &all, stdin);
         assert!(out.status.success(), "admin {args:?}: {}", stderr(&out));
         stdout(&out)
@@ -280,14 +281,7 @@ fn acls_decide_who_may_produce_consume_and_administer() {
         ),
     ] {
         let mut all = args.clone();
-        all.extend([
-            "--tls-ca",
-            &ca,
-            "--user",
-            "admin",
-            "--password-file",
-            &admin_pw,
-        ]);
+        all.extend(admin_creds);
         refused(run_cli(&addr, &all, None), wanted);
     }
     assert_eq!(

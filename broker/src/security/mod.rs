@@ -10,6 +10,7 @@
 //! - `users`: user records in the metadata (`security/users/NAME`), cached on every broker.
 //! - `acl`: Kafka's ACL rule (deny wins, no entry denies).
 //! - `acls`: ACL entries in the metadata (`security/acls/...`), cached on every broker.
+//! - `latest`: the cache both users and ACLs reload into (a slow read never wins).
 //! - `service`: the Security gRPC service (whoami, users, ACLs).
 //! - `audit`: the audit events (target `strata::audit`) of every change, naming the principal.
 //!
@@ -23,6 +24,7 @@ pub mod acl;
 pub mod acls;
 pub mod audit;
 pub mod authn;
+mod latest;
 pub mod listener;
 pub mod passwords;
 pub mod principal;
@@ -208,18 +210,37 @@ impl Security {
         resource: ResourceType,
         name: &str,
     ) -> bool {
+        self.by_acls(principal, |acls, who| {
+            acl::allows(acls::applicable(acls, who), who, operation, resource, name)
+        })
+    }
+
+    /// True without the ACL authorizer and for super users; otherwise `rule` decides, given
+    /// the cached entries and the principal's name.
+    fn by_acls(
+        &self,
+        principal: &Principal,
+        rule: impl FnOnce(&std::collections::HashMap<String, Vec<acl::AclEntry>>, &str) -> bool,
+    ) -> bool {
         if !self.config.acl_authorizer || self.is_super_user(principal) {
             return true;
         }
-        let who = principal.to_string();
-        let acls = self.acls.snapshot();
-        acl::allows(
-            acls::applicable(&acls, &who),
-            &who,
-            operation,
-            resource,
-            name,
-        )
+        rule(&self.acls.snapshot(), &principal.to_string())
+    }
+
+    /// [`Security::authorize`] for the caller of `request`; without the ACL authorizer it does
+    /// not even look at the caller (the produce and fetch paths pay one branch).
+    pub fn authorize_request<T>(
+        &self,
+        request: &tonic::Request<T>,
+        operation: Operation,
+        resource: ResourceType,
+        name: &str,
+    ) -> Result<()> {
+        if !self.config.acl_authorizer {
+            return Ok(());
+        }
+        self.authorize(service::principal_of(request), operation, resource, name)
     }
 
     /// [`Security::allowed`], or the error Kafka gives (TOPIC_, GROUP_ or
@@ -257,12 +278,9 @@ impl Security {
         operation: Operation,
         resource: ResourceType,
     ) -> Result<()> {
-        if !self.config.acl_authorizer || self.is_super_user(principal) {
-            return Ok(());
-        }
-        let who = principal.to_string();
-        let acls = self.acls.snapshot();
-        if acl::allows_some(acls::applicable(&acls, &who), &who, operation, resource) {
+        if self.by_acls(principal, |acls, who| {
+            acl::allows_some(acls::applicable(acls, who), who, operation, resource)
+        }) {
             return Ok(());
         }
         let op = operation.as_str();

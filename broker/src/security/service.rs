@@ -26,6 +26,17 @@ pub struct SecurityService {
     pub state: Arc<BrokerState>,
 }
 
+static ANONYMOUS: Principal = Principal::Anonymous;
+
+/// The principal the authentication layer found, borrowed (anonymous when the layer did not
+/// run): what every authorization check reads, without a copy.
+pub fn principal_of<T>(request: &Request<T>) -> &Principal {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or(&ANONYMOUS, |c| &c.principal)
+}
+
 /// The caller the authentication layer found (anonymous when the layer did not run).
 pub fn caller<T>(request: &Request<T>) -> Caller {
     request

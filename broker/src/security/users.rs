@@ -5,15 +5,14 @@
 //! store before a password is refused, so a user created on another broker works at once.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use strata_coordinator::{Coordinator, CoordinatorError, Expect};
 use tokio::sync::watch;
 
+use super::latest::Latest;
 use super::passwords::{self, Stored};
 use super::principal::validate_user_name;
 use crate::error::{BrokerError, Result};
@@ -37,36 +36,30 @@ pub fn user_key(name: &str) -> String {
 
 type Known = Arc<BTreeMap<String, (UserRecord, i64)>>;
 
-/// The cache: name -> (record, revision).
+/// The cache: name -> (record, revision), reloaded through [`Latest`].
 #[derive(Debug, Default)]
 pub struct Users {
-    /// The snapshot in use, with the ticket of the reload that read it (see `acls::Acls`: a
-    /// reload that started earlier never replaces a later one).
-    known: RwLock<(u64, Known)>,
-    tickets: AtomicU64,
+    known: Latest<BTreeMap<String, (UserRecord, i64)>>,
 }
 
 impl Users {
     pub fn get(&self, name: &str) -> Option<(UserRecord, i64)> {
-        self.known.read().1.get(name).cloned()
+        self.known.with(|k| k.get(name).cloned())
     }
 
     /// On every authorized call: looks, without copying the record.
     pub fn is_super_user(&self, name: &str) -> bool {
         self.known
-            .read()
-            .1
-            .get(name)
-            .is_some_and(|(r, _)| r.super_user)
+            .with(|k| k.get(name).is_some_and(|(r, _)| r.super_user))
     }
 
     pub fn all(&self) -> Known {
-        self.known.read().1.clone()
+        self.known.get()
     }
 
     /// Reads every user record from the store into the cache.
     pub async fn reload(&self, store: &dyn Coordinator) -> Result<()> {
-        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let ticket = self.known.ticket();
         let mut fresh = BTreeMap::new();
         for (key, v) in store.list(USERS_PREFIX).await? {
             let name = key.strip_prefix(USERS_PREFIX).unwrap_or(&key).to_string();
@@ -77,10 +70,7 @@ impl Users {
                 Err(e) => tracing::warn!(key, error = %e, "ignoring an unreadable user record"),
             }
         }
-        let mut known = self.known.write();
-        if ticket > known.0 {
-            *known = (ticket, Arc::new(fresh));
-        }
+        self.known.install(ticket, fresh);
         Ok(())
     }
 
