@@ -61,12 +61,34 @@ pub fn strata_bin() -> PathBuf {
 /// fail over quickly, below Kafka's default minimum of 6 s (which production keeps).
 pub const TEST_GROUP_MIN_SESSION_TIMEOUT: &str = "1s";
 
-/// A free port on loopback (bound, read, released).
+/// A free port on loopback for a server the test starts, never handed out twice by this
+/// process.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel picked (`bind(:0)`) is released before the server binds it, and in that window an
+/// outgoing connection of any process (a broker dialling etcd) can take the same ephemeral
+/// port, which failed a CI run with "Address already in use". Each test binary starts at an
+/// offset of its own pid so binaries running side by side rarely probe the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000; // 10000..32000, below the ephemeral range
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        // Free now on loopback and on every address (a server may bind 0.0.0.0).
+        let free = |ip: &str| TcpListener::bind((ip, port)).is_ok(); // released at once
+        if free("127.0.0.1") && free("0.0.0.0") {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 /// Waits until something accepts TCP connections at `addr`.
