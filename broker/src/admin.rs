@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use strata_proto as pb;
 
+use crate::control::placement;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{
     validate_topic_name, MetadataStore, PartitionState, Revisioned, TopicPhase, TopicRecord,
 };
-use crate::placement;
 use crate::snapshot::TopicState;
 use crate::state::BrokerState;
 use crate::topic_changes;
@@ -107,7 +107,7 @@ impl BrokerState {
 
     /// A client of the controller's Admin service, for a request this broker must forward
     /// (never one that was forwarded here already).
-    async fn controller_admin(&self, forwarded: bool) -> Result<AdminClient<Channel>> {
+    pub(crate) async fn controller_admin(&self, forwarded: bool) -> Result<AdminClient<Channel>> {
         let controller = self.elected_controller().await?;
         let address = match controller {
             Some(id) if !forwarded => self
@@ -245,7 +245,10 @@ impl BrokerState {
     }
 
     /// Every partition's status, from its leader (here or on another broker).
-    async fn gather_status(&self, name: &str) -> Result<HashMap<u32, pb::PartitionStatus>> {
+    pub(crate) async fn gather_status(
+        &self,
+        name: &str,
+    ) -> Result<HashMap<u32, pb::PartitionStatus>> {
         let snapshot = self.replicas.snapshot();
         let topic = snapshot.topic(name)?;
         let mut by_leader: BTreeMap<i32, Vec<u32>> = BTreeMap::new();
@@ -325,6 +328,15 @@ impl BrokerState {
                     upload_lag_bytes: lag,
                     manifest_version: p.remote_summary().map_or(0, |r| r.version),
                     upload_lag_seconds: lag_seconds,
+                    followers: p
+                        .follower_ends()
+                        .into_iter()
+                        .map(|(broker, end)| pb::FollowerEnd {
+                            broker,
+                            log_end_offset: end,
+                            bytes_behind: p.local_bytes_from(end.max(0)).unwrap_or(0),
+                        })
+                        .collect(),
                 })
             })
             .collect()
@@ -572,7 +584,10 @@ impl BrokerState {
 }
 
 /// The topic's record, if it is part of the cluster with no change of its structure under way.
-async fn ready_topic(metadata: &MetadataStore, name: &str) -> Result<Revisioned<TopicRecord>> {
+pub(crate) async fn ready_topic(
+    metadata: &MetadataStore,
+    name: &str,
+) -> Result<Revisioned<TopicRecord>> {
     let topic = metadata
         .topic(name)
         .await?
@@ -590,14 +605,14 @@ async fn ready_topic(metadata: &MetadataStore, name: &str) -> Result<Revisioned<
     }
 }
 
-fn kept_changing(name: &str, what: &str) -> BrokerError {
+pub(crate) fn kept_changing(name: &str, what: &str) -> BrokerError {
     BrokerError::Internal(format!(
         "topic {name:?} kept changing while it was {what}; try again"
     ))
 }
 
 /// `request` marked as forwarded by a broker to the controller (never forwarded again).
-fn forwarded_request<T>(request: T) -> tonic::Request<T> {
+pub(crate) fn forwarded_request<T>(request: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(request);
     request.metadata_mut().insert(
         FORWARDED_KEY,

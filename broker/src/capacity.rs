@@ -165,6 +165,7 @@ mod tests {
             isr: replicas.to_vec(),
             leader_incarnation: 0,
             emptied: vec![],
+            reassigning: None,
         }
     }
 

@@ -120,6 +120,10 @@ pub enum BrokerError {
     #[error("{0}")]
     ResourceNotFound(String),
     #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -188,6 +192,8 @@ impl BrokerError {
             BrokerError::GroupAuthorizationFailed(_) => ErrorCode::GroupAuthorizationFailed,
             BrokerError::DuplicateResource(_) => ErrorCode::DuplicateResource,
             BrokerError::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
+            BrokerError::InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+            BrokerError::NoReassignmentInProgress(_) => ErrorCode::NoReassignmentInProgress,
         }
     }
 

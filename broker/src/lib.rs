@@ -7,9 +7,9 @@
 //!   of its leader state, follower truncation and producer state.
 //! - [`replicas`]: the replicas this broker hosts, kept in line with the metadata.
 //! - [`cluster`]: following the metadata (watch + periodic resync).
-//! - [`controller`]: the elected broker that places replicas and moves leadership.
+//! - [`control`]: the elected controller (places replicas, moves leadership, drives
+//!   reassignments) and the pure placement, election and reassignment rules.
 //! - [`capacity`]: how many replicas a broker can host (its limits), checked on topic changes.
-//! - [`placement`]: placement and leader election rules (pure).
 //! - [`disk_id`]: the data directory's identity, sent in the registration.
 //! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
 //!   changes) and the follower's fetchers.
@@ -34,7 +34,7 @@ pub mod admin;
 pub mod capacity;
 pub mod cluster;
 pub mod config;
-pub mod controller;
+pub mod control;
 pub mod disk_id;
 pub mod error;
 pub mod groups;
@@ -44,7 +44,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod metrics_http;
 pub mod peers;
-pub mod placement;
 pub mod replica;
 pub mod replicas;
 pub mod replication;

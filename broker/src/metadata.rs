@@ -118,6 +118,27 @@ pub struct PartitionState {
     /// only when no other replica is alive. Cleared when a leader is elected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub emptied: Vec<i32>,
+    /// A reassignment in progress (KIP-455): `replicas` is then the original replicas followed
+    /// by the ones being added, until the controller shrinks it to the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassigning: Option<Reassigning>,
+}
+
+/// What a partition's reassignment is doing: see `control::reassign`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassigning {
+    /// The replicas asked for, in order (the first is the preferred leader afterwards).
+    pub target: Vec<i32>,
+    /// Target replicas not among the original ones: they catch up outside the ISR first.
+    pub adding: Vec<i32>,
+    /// Original replicas not in the target: dropped (and their data deleted) at the end.
+    pub removing: Vec<i32>,
+    /// Catch-up traffic to the adding replicas, in bytes per second on the leader (0: none).
+    #[serde(default)]
+    pub throttle_bytes_per_sec: u64,
+    /// When the reassignment was asked for (ms since the epoch, by the controller's clock).
+    #[serde(default)]
+    pub started_ms: i64,
 }
 
 /// A value read with the revision to compare against when writing it back.

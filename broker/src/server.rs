@@ -108,6 +108,7 @@ impl Broker {
             peers: Peers::new(security.peer_tls.clone()),
             security,
             is_controller: AtomicBool::new(false),
+            controller_fence: Default::default(),
             sync_lock: tokio::sync::Mutex::new(()),
             fetchers: Default::default(),
             isr_joiners: Default::default(),
@@ -181,7 +182,10 @@ impl Broker {
                 state.clone(),
                 stop_rx.clone(),
             )),
-            tokio::spawn(crate::controller::run(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::control::controller::run(
+                state.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(crate::tier::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::groups::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::security::users::follow(

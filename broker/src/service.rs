@@ -433,6 +433,61 @@ impl Admin for AdminService {
         )?;
         Ok(Response::new(self.state.cluster_info().await?))
     }
+
+    async fn alter_partition_reassignments(
+        &self,
+        request: Request<pb::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::AlterPartitionReassignmentsResponse>, Status> {
+        let forwarded = self.forwarded(&request);
+        self.state.security.authorize_request(
+            &request,
+            Operation::Alter,
+            ResourceType::Cluster,
+            CLUSTER,
+        )?;
+        let who = principal(&request);
+        let req = request.into_inner();
+        let (what, throttle) = (
+            if req.cancel {
+                "reassignment cancelled"
+            } else {
+                "reassignment started"
+            },
+            req.throttle_bytes_per_sec,
+        );
+        let answer = self
+            .state
+            .alter_partition_reassignments(req, forwarded)
+            .await?;
+        if !forwarded {
+            for p in &answer.partitions {
+                audit::changed(
+                    &who,
+                    what,
+                    &format!("partition {}/{}", p.topic, p.partition),
+                    &format!("replicas={:?} throttle={throttle}", p.target),
+                );
+            }
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        request: Request<pb::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
+        self.state.security.authorize_request(
+            &request,
+            Operation::Describe,
+            ResourceType::Cluster,
+            CLUSTER,
+        )?;
+        Ok(Response::new(
+            self.state
+                .list_partition_reassignments(request.into_inner())
+                .await?,
+        ))
+    }
 }
 
 #[tonic::async_trait]

@@ -27,6 +27,9 @@ pub struct BrokerState {
     pub peers: Peers,
     /// True while this broker holds the controller election.
     pub is_controller: AtomicBool,
+    /// While this broker is the controller: the election's fence, which the controller's
+    /// admin writes (reassignments) check so that a deposed controller writes nothing.
+    pub controller_fence: Mutex<Option<strata_coordinator::Write>>,
     /// Serializes metadata syncs.
     pub sync_lock: tokio::sync::Mutex<()>,
     /// Follower fetch tasks, one per followed partition.

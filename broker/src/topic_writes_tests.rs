@@ -88,6 +88,7 @@ fn states(n: usize) -> Vec<PartitionState> {
             isr: vec![i as i32 % 3],
             leader_incarnation: 0,
             emptied: vec![],
+            reassigning: None,
         })
         .collect()
 }

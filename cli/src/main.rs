@@ -58,6 +58,11 @@ enum Command {
     /// Access control lists: who may do what (brokers run with --authorizer acl).
     #[command(subcommand)]
     Acl(commands::acl::AclCommand),
+    /// Move a partition's replicas between brokers.
+    #[command(subcommand)]
+    Partition(commands::reassign::PartitionCommand),
+    /// Run, verify or cancel a reassignment plan (Kafka's JSON reassignment format).
+    Reassign(commands::reassign::ReassignArgs),
 }
 
 pub use connect::ConnectArgs;
@@ -106,6 +111,8 @@ fn main() -> ExitCode {
             Command::User(cmd) => commands::user::run(cmd).await,
             Command::Whoami(args) => commands::user::whoami(args).await,
             Command::Acl(cmd) => commands::acl::run(cmd).await,
+            Command::Partition(cmd) => commands::reassign::partition(cmd).await,
+            Command::Reassign(args) => commands::reassign::plan(args).await,
         }
     });
     match result {

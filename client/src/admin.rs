@@ -145,6 +145,71 @@ impl Admin {
         .await
     }
 
+    /// Moves partitions to new replica lists (`(topic, partition, replicas)`, the first replica
+    /// the preferred leader), throttling catch-up to `throttle_bytes_per_sec` per leader broker
+    /// (0: none). The controller checks the whole request before it moves anything.
+    pub async fn reassign_partitions(
+        &self,
+        moves: &[(String, u32, Vec<i32>)],
+        throttle_bytes_per_sec: u64,
+    ) -> Result<strata_proto::AlterPartitionReassignmentsResponse> {
+        self.alter_reassignments(moves, throttle_bytes_per_sec, false)
+            .await
+    }
+
+    /// Cancels the moves of these partitions: they go back to their original replicas.
+    pub async fn cancel_reassignments(
+        &self,
+        partitions: &[(String, u32)],
+    ) -> Result<strata_proto::AlterPartitionReassignmentsResponse> {
+        let moves: Vec<(String, u32, Vec<i32>)> = partitions
+            .iter()
+            .map(|(t, p)| (t.clone(), *p, Vec::new()))
+            .collect();
+        self.alter_reassignments(&moves, 0, true).await
+    }
+
+    async fn alter_reassignments(
+        &self,
+        moves: &[(String, u32, Vec<i32>)],
+        throttle_bytes_per_sec: u64,
+        cancel: bool,
+    ) -> Result<strata_proto::AlterPartitionReassignmentsResponse> {
+        let request = strata_proto::AlterPartitionReassignmentsRequest {
+            partitions: moves
+                .iter()
+                .map(
+                    |(topic, partition, replicas)| strata_proto::ReassignmentTarget {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        replicas: replicas.clone(),
+                    },
+                )
+                .collect(),
+            throttle_bytes_per_sec,
+            cancel,
+        };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.alter_partition_reassignments(r).await }
+        })
+        .await
+    }
+
+    /// Partitions being reassigned (of `topics`, or all when empty), with each added replica's
+    /// catch-up.
+    pub async fn list_reassignments(
+        &self,
+        topics: Vec<String>,
+    ) -> Result<strata_proto::ListPartitionReassignmentsResponse> {
+        let request = strata_proto::ListPartitionReassignmentsRequest { topics };
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.list_partition_reassignments(r).await }
+        })
+        .await
+    }
+
     /// The controller, every broker (alive or not) and partition health.
     pub async fn cluster_info(&self) -> Result<ClusterInfoResponse> {
         self.call(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })

@@ -402,6 +402,24 @@ impl Admin for Fake {
         }))
     }
 
+    async fn alter_partition_reassignments(
+        &self,
+        _request: Request<strata_proto::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<strata_proto::AlterPartitionReassignmentsResponse>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker is one broker: it has nowhere to move a partition to",
+        ))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        _request: Request<strata_proto::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<strata_proto::ListPartitionReassignmentsResponse>, Status> {
+        Ok(Response::new(
+            strata_proto::ListPartitionReassignmentsResponse { partitions: vec![] },
+        ))
+    }
+
     async fn cluster_info(
         &self,
         _request: Request<strata_proto::ClusterInfoRequest>,

@@ -45,11 +45,13 @@ pub enum ErrorCode {
     ClusterAuthorizationFailed,
     ResourceNotFound,
     DuplicateResource,
+    InvalidReplicaAssignment,
+    NoReassignmentInProgress,
     Unknown,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 36] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::UnknownTopicOrPartition,
         ErrorCode::InvalidTopic,
         ErrorCode::TopicAlreadyExists,
@@ -85,6 +87,8 @@ impl ErrorCode {
         ErrorCode::ClusterAuthorizationFailed,
         ErrorCode::ResourceNotFound,
         ErrorCode::DuplicateResource,
+        ErrorCode::InvalidReplicaAssignment,
+        ErrorCode::NoReassignmentInProgress,
         ErrorCode::Unknown,
     ];
 
@@ -125,6 +129,8 @@ impl ErrorCode {
             ErrorCode::ClusterAuthorizationFailed => "CLUSTER_AUTHORIZATION_FAILED",
             ErrorCode::ResourceNotFound => "RESOURCE_NOT_FOUND",
             ErrorCode::DuplicateResource => "DUPLICATE_RESOURCE",
+            ErrorCode::InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
+            ErrorCode::NoReassignmentInProgress => "NO_REASSIGNMENT_IN_PROGRESS",
             ErrorCode::Unknown => "UNKNOWN_SERVER_ERROR",
         }
     }
@@ -183,6 +189,7 @@ impl ErrorCode {
             | ErrorCode::InvalidRecord
             | ErrorCode::InvalidTimestamp
             | ErrorCode::MessageTooLarge
+            | ErrorCode::InvalidReplicaAssignment
             | ErrorCode::InvalidRequest => Code::InvalidArgument,
             ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId => {
                 Code::FailedPrecondition
@@ -208,6 +215,7 @@ impl ErrorCode {
             | ErrorCode::ClusterAuthorizationFailed => Code::PermissionDenied,
             ErrorCode::ResourceNotFound => Code::NotFound,
             ErrorCode::DuplicateResource => Code::AlreadyExists,
+            ErrorCode::NoReassignmentInProgress => Code::FailedPrecondition,
             ErrorCode::KafkaStorageError | ErrorCode::Unknown => Code::Internal,
         }
     }

@@ -557,6 +557,21 @@ impl Partition {
             .map_or_else(Vec::new, |l| l.lagging(now_ms, max_lag_ms))
     }
 
+    /// Leader: each follower's log end offset at its last fetch in this leadership (-1: it
+    /// has not fetched yet).
+    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
+        let replicas = self.state().replicas;
+        let leader = self.leader.lock();
+        let Some(l) = leader.as_ref() else {
+            return Vec::new();
+        };
+        replicas
+            .into_iter()
+            .filter(|r| *r != self.broker_id)
+            .map(|r| (r, l.progress(r).map_or(-1, |p| p.log_end_offset)))
+            .collect()
+    }
+
     /// Leader: where its current epoch started (a follower must reach it to join the ISR).
     pub fn epoch_start(&self) -> Option<i64> {
         self.leader.lock().as_ref().map(|l| l.epoch_start())

@@ -19,6 +19,7 @@ fn state(leader: i32, epoch: i32, isr: &[i32]) -> PartitionState {
         isr: isr.to_vec(),
         leader_incarnation: if leader == ME { INCARNATION } else { 99 },
         emptied: Vec::new(),
+        reassigning: None,
     }
 }
 

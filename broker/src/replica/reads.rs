@@ -223,3 +223,27 @@ impl Partition {
         .await
     }
 }
+
+impl Partition {
+    /// Bytes of the local log from `offset` to its end, estimated from segment sizes: the
+    /// segment `offset` falls in counts in proportion to the offsets left in it.
+    pub fn local_bytes_from(&self, offset: i64) -> Result<u64> {
+        self.with_log(|log| {
+            Ok(log
+                .segments()
+                .iter()
+                .map(|s| {
+                    if s.base_offset >= offset {
+                        s.size_bytes
+                    } else if s.next_offset <= offset {
+                        0
+                    } else {
+                        let span = (s.next_offset - s.base_offset) as u128;
+                        let left = (s.next_offset - offset) as u128;
+                        (s.size_bytes as u128 * left / span) as u64
+                    }
+                })
+                .sum())
+        })
+    }
+}

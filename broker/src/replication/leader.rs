@@ -119,6 +119,9 @@ impl BrokerState {
         }
         let mut next = current.value.clone();
         change(&mut next.isr);
+        // Only replicas are members: a join proposed before a reassignment dropped the
+        // follower (a cancel) must not put a non-replica in the ISR.
+        next.isr.retain(|r| next.replicas.contains(r));
         next.isr
             .sort_by_key(|r| next.replicas.iter().position(|x| x == r));
         if next.isr == current.value.isr {

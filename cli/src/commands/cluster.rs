@@ -1,4 +1,5 @@
-//! `strata cluster info`: controller, brokers (alive or not), partition health.
+//! `strata cluster info`: controller, brokers (alive or not), partition health; `strata
+//! cluster reassignments`: the partitions being moved.
 
 use serde_json::json;
 use std::process::ExitCode;
@@ -16,10 +17,22 @@ pub enum ClusterCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Partitions being reassigned: from, to, ISR, bytes and offsets left.
+    Reassignments {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
-    let ClusterCommand::Info { format, connect } = cmd;
+    let (format, connect) = match cmd {
+        ClusterCommand::Info { format, connect } => (format, connect),
+        ClusterCommand::Reassignments { format, connect } => {
+            return crate::commands::reassign::list(format, connect).await
+        }
+    };
     let admin = Admin::connect(connect.client_config()?).await?;
     let info = admin.cluster_info().await?;
     match format {

@@ -7,6 +7,7 @@ pub mod consume;
 pub mod dev;
 pub mod group;
 pub mod produce;
+pub mod reassign;
 pub mod retention;
 pub mod security;
 pub mod serve;

@@ -85,6 +85,7 @@ pub fn place(
                     leader_incarnation: incarnation[&replicas[0]],
                     replicas,
                     emptied: Vec::new(),
+                    reassigning: None,
                 }
             })
             .collect(),
@@ -193,6 +194,7 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
             isr,
             leader_incarnation: live.incarnation(leader),
             emptied: Vec::new(),
+            reassigning: state.reassigning.clone(),
         }),
         None if state.leader >= 0 || kept_isr != state.isr => Some(PartitionState {
             replicas: state.replicas.clone(),
@@ -201,6 +203,7 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
             isr: kept_isr,
             leader_incarnation: 0,
             emptied,
+            reassigning: state.reassigning.clone(),
         }),
         None => None,
     }
@@ -306,6 +309,7 @@ mod tests {
             isr: isr.to_vec(),
             leader_incarnation: 100 + leader as i64,
             emptied: Vec::new(),
+            reassigning: None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The controller: one broker, elected through the coordinator, that places the replicas of new
-//! topics and moves leadership away from brokers that died.
+//! topics, moves leadership away from brokers that died, and finishes reassignments whose
+//! target replicas are in sync (`reassign::finish`, in the same pass as the elections).
 //!
 //! Invariants: only the holder of the controller election writes leadership changes, each as a
 //! compare-and-swap on the partition's revision, bumping the leader epoch; leaders come only
@@ -11,16 +12,16 @@
 //! (placement::elect), and its disk id is recorded only after such a complete pass. Losing the election lease stops the loop
 //! before anything else is written.
 
-use crate::placement::Liveness;
+use crate::control::placement::Liveness;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+use crate::control::{placement, reassign};
 use crate::error::Result;
 use crate::metadata::{TopicPhase, CONTROLLER_ELECTION};
-use crate::placement;
 use crate::state::BrokerState;
 use crate::topic_config;
 
@@ -53,6 +54,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             }
         };
         tracing::info!(broker = me, "this broker is now the controller");
+        *state.controller_fence.lock() = lease.fence();
         state.is_controller.store(true, Ordering::SeqCst);
         let mut changes = store.watch("", crate::metadata::NOT_METADATA).await.ok();
         let mut last_rebalance = tokio::time::Instant::now();
@@ -98,6 +100,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
                 }
                 _ = stop.changed() => {
                     state.is_controller.store(false, Ordering::SeqCst);
+                    *state.controller_fence.lock() = None;
                     if let Err(e) = lease.release().await {
                         tracing::warn!(error = %e, "resigning as controller failed");
                     }
@@ -106,6 +109,7 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             }
         }
         state.is_controller.store(false, Ordering::SeqCst);
+        *state.controller_fence.lock() = None;
         tracing::warn!(
             broker = me,
             "lost the controller election lease; campaigning again"
@@ -215,6 +219,7 @@ async fn elect_leaders(
             .enumerate()
         {
             let next = placement::elect(&current.value, &live, config.unclean_leader_election)
+                .or_else(|| reassign::finish(&current.value, &live))
                 .or_else(|| {
                     rebalance
                         .then(|| placement::prefer(&current.value, &live))
@@ -237,7 +242,12 @@ async fn elect_leaders(
             complete &= written;
             if written {
                 let was = &current.value;
-                if next.leader < 0 && next.isr.is_empty() {
+                if let (Some(r), None) = (&was.reassigning, &next.reassigning) {
+                    if next.leader != was.leader {
+                        crate::metrics::LEADER_ELECTIONS.inc();
+                    }
+                    tracing::info!(topic = %name, partition = index, replicas = ?next.replicas, removed = ?r.removing, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "reassignment finished");
+                } else if next.leader < 0 && next.isr.is_empty() {
                     tracing::warn!(topic = %name, partition = index, "partition offline: its only in-sync replica came back on a new disk; only unclean.leader.election.enable=true brings it back (from a replica that may lack acknowledged records)");
                 } else if next.leader < 0 {
                     tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");

@@ -1,0 +1,13 @@
+//! The cluster's control plane: the elected controller and the pure rules it decides by.
+//!
+//! - [`controller`]: the elected broker's loop: leader elections, finishing interrupted topic
+//!   changes, advancing reassignments, compacting etcd's history.
+//! - [`placement`]: where new replicas go and who leads (pure).
+//! - [`reassign`]: starting, finishing and cancelling a partition's reassignment (pure).
+//! - [`reassignments`]: the controller's side of reassignments: the admin calls and the pass
+//!   that finishes moves.
+
+pub mod controller;
+pub mod placement;
+pub mod reassign;
+pub mod reassignments;
