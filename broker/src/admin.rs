@@ -50,7 +50,7 @@ impl BrokerState {
                 .create_topic(forwarded_request(req))
                 .await
                 .map(|r| r.into_inner())
-                .map_err(BrokerError::Forwarded)?;
+                .map_err(forwarding_failed)?;
             // Read-your-writes for the client that asked this broker: its next call here must
             // see the topic, not wait for this broker's watch to catch up.
             self.sync().await?;
@@ -149,7 +149,7 @@ impl BrokerState {
                 .await?
                 .delete_topic(forwarded_request(request))
                 .await
-                .map_err(BrokerError::Forwarded)?;
+                .map_err(forwarding_failed)?;
             return self.sync().await;
         }
         let metadata = self.metadata.clone();
@@ -400,7 +400,7 @@ impl BrokerState {
                 .await?
                 .create_partitions(forwarded_request(req))
                 .await
-                .map_err(BrokerError::Forwarded)?;
+                .map_err(forwarding_failed)?;
             self.sync().await?;
             return self.describe_topic(&name).await;
         }
@@ -608,6 +608,24 @@ pub(crate) async fn ready_topic(
 pub(crate) fn kept_changing(name: &str, what: &str) -> BrokerError {
     BrokerError::Internal(format!(
         "topic {name:?} kept changing while it was {what}; try again"
+    ))
+}
+
+/// The controller's answer to a forwarded request as it is; a call that never reached it (no
+/// Strata error code: a connection refused by a controller that just died) as NOT_CONTROLLER
+/// with a sentence, so the client retries once the next controller is elected.
+pub(crate) fn forwarding_failed(status: tonic::Status) -> BrokerError {
+    if status
+        .metadata()
+        .get(strata_proto::errors::ERROR_CODE_KEY)
+        .is_some()
+    {
+        return BrokerError::Forwarded(status);
+    }
+    BrokerError::NotController(format!(
+        "the controller did not answer ({}: {}); a new one is elected within a session          timeout, retry in a few seconds",
+        status.code(),
+        status.message()
     ))
 }
 

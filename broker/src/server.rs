@@ -109,6 +109,7 @@ impl Broker {
             security,
             is_controller: AtomicBool::new(false),
             controller_fence: Default::default(),
+            replication_throttle: Default::default(),
             sync_lock: tokio::sync::Mutex::new(()),
             fetchers: Default::default(),
             isr_joiners: Default::default(),

@@ -34,6 +34,8 @@ pub struct BrokerState {
     pub sync_lock: tokio::sync::Mutex<()>,
     /// Follower fetch tasks, one per followed partition.
     pub fetchers: Fetchers,
+    /// Catch-up traffic to replicas being added by reassignments (throttled ones only).
+    pub replication_throttle: Mutex<crate::replication::throttle::Throttle>,
     /// Followers that caught up and should join the ISR: (topic, partition, follower).
     pub isr_joiners: Mutex<HashSet<(String, u32, i32)>>,
     /// The remote tier, when the broker has an object store.

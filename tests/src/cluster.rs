@@ -16,11 +16,40 @@ pub struct ServeCluster {
 impl ServeCluster {
     /// Starts etcd and brokers 1, 2 and 3 of cluster `name` with these `strata serve` flags.
     pub fn start(name: &str, extra: &[&str]) -> ServeCluster {
+        Self::start_n(name, 3, extra)
+    }
+
+    /// Like [`ServeCluster::start`], with brokers 1..=`n`.
+    pub fn start_n(name: &str, n: i32, extra: &[&str]) -> ServeCluster {
         let etcd = EtcdServer::start();
-        let brokers = (1..=3)
+        let brokers = (1..=n)
             .map(|id| ServeBroker::start_with(id, &etcd.endpoint, name, extra))
             .collect();
         ServeCluster { etcd, brokers }
+    }
+
+    /// Partition `partition` of `topic` as a live broker describes it: (replicas, leader, isr).
+    pub fn assignment(&self, topic: &str, partition: usize) -> (Vec<i64>, i64, Vec<i64>) {
+        let d: Value = serde_json::from_str(
+            &self
+                .any_live()
+                .cli_ok(&["topic", "describe", topic, "--format", "json"], None),
+        )
+        .expect("describe answers JSON");
+        let p = &d["partitions"][partition];
+        let ids = |key: &str| -> Vec<i64> {
+            p[key]
+                .as_array()
+                .expect("a list of broker ids")
+                .iter()
+                .map(|v| v.as_i64().expect("a broker id"))
+                .collect()
+        };
+        (
+            ids("replicas"),
+            p["leader"].as_i64().expect("a leader"),
+            ids("isr"),
+        )
     }
 
     pub fn broker(&self, id: i64) -> &ServeBroker {

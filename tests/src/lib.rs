@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod netns;
 pub use strata_proto::tls::pki;
 pub mod procs;
+pub mod reads;
 pub mod replicas;
 pub mod rng;
 pub mod serve;

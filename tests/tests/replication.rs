@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_client::{
-    Acks, ClientConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, SeekTo,
-};
+use strata_client::{Acks, ClientConfig, Producer, ProducerConfig, ProducerRecord};
 use strata_tests::cluster::ServeCluster as Cluster;
 
 const RECORDS: u64 = 200_000;
@@ -123,32 +121,7 @@ fn produce_numbers_at(
 
 /// Reads partition 0 from the start to its high watermark: (offset, number) pairs.
 fn read_all(brokers: &str) -> Vec<(i64, u64)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(
-            brokers.split(',').map(str::to_string),
-        )))
-        .await
-        .expect("consumer connects");
-        consumer.assign(vec![(TOPIC.to_string(), 0)]).await.unwrap();
-        let end = consumer.end_offsets(TOPIC, 0).await.unwrap();
-        consumer.seek(TOPIC, 0, SeekTo::Earliest).await.unwrap();
-        let mut out = Vec::new();
-        while consumer.position(TOPIC, 0).unwrap_or(0) < end {
-            for r in consumer.poll(Duration::from_secs(1)).await.expect("poll") {
-                let value = std::str::from_utf8(r.value.as_deref().unwrap())
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                out.push((r.offset, value));
-            }
-        }
-        out
-    })
+    strata_tests::reads::numbers(brokers, TOPIC)
 }
 
 /// Checks the log against what was acknowledged; prints and returns (acked, found, duplicated, lost).

@@ -159,10 +159,6 @@ async fn elect_leaders(
     let processed = state.metadata.processed_incarnations().await?;
     let disks = state.metadata.recorded_disks().await?;
     let brokers = state.metadata.brokers().await?;
-    let mut live = Liveness {
-        alive: brokers.iter().map(|b| (b.id, b.incarnation)).collect(),
-        ..Liveness::default()
-    };
     // A broker with no processed incarnation registers for the first time: it holds nothing
     // yet (or nothing placed with an older incarnation), so it is recorded as it is; only a
     // change of incarnation is a restart. Likewise its disk id (or one from a broker that
@@ -178,21 +174,7 @@ async fn elect_leaders(
             state.metadata.set_recorded_disk(b.id, &b.disk_id).await?;
         }
     }
-    live.restarted = live
-        .alive
-        .iter()
-        .filter(|(id, inc)| processed.get(id).is_some_and(|p| p != *inc))
-        .map(|(id, _)| *id)
-        .collect();
-    live.new_disk = brokers
-        .iter()
-        .filter(|b| {
-            disks
-                .get(&b.id)
-                .is_some_and(|d| !d.is_empty() && !b.disk_id.is_empty() && *d != b.disk_id)
-        })
-        .map(|b| b.id)
-        .collect();
+    let live = Liveness::judge(&brokers, &processed, &disks);
     for id in &live.new_disk {
         tracing::warn!(
             broker = id,

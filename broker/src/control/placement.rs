@@ -115,6 +115,33 @@ impl Liveness {
         }
     }
 
+    /// The registered `brokers` as the controller judges them: a broker whose incarnation
+    /// differs from the one `processed` records restarted; one whose data directory id
+    /// differs from the one `disks` records is on a new disk.
+    pub fn judge(
+        brokers: &[BrokerRecord],
+        processed: &BTreeMap<i32, i64>,
+        disks: &BTreeMap<i32, String>,
+    ) -> Liveness {
+        Liveness {
+            alive: brokers.iter().map(|b| (b.id, b.incarnation)).collect(),
+            restarted: brokers
+                .iter()
+                .filter(|b| processed.get(&b.id).is_some_and(|p| *p != b.incarnation))
+                .map(|b| b.id)
+                .collect(),
+            new_disk: brokers
+                .iter()
+                .filter(|b| {
+                    disks
+                        .get(&b.id)
+                        .is_some_and(|d| !d.is_empty() && !b.disk_id.is_empty() && *d != b.disk_id)
+                })
+                .map(|b| b.id)
+                .collect(),
+        }
+    }
+
     pub fn is_alive(&self, id: i32) -> bool {
         self.alive.contains_key(&id)
     }

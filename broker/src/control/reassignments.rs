@@ -14,7 +14,7 @@ use strata_proto as pb;
 
 use super::placement::Liveness;
 use super::reassign;
-use crate::admin::{forwarded_request, kept_changing, ready_topic};
+use crate::admin::{forwarded_request, forwarding_failed, kept_changing, ready_topic};
 use crate::error::{BrokerError, Result};
 use crate::metadata::PartitionState;
 use crate::state::BrokerState;
@@ -42,7 +42,7 @@ impl BrokerState {
                 .alter_partition_reassignments(forwarded_request(req))
                 .await
                 .map(|r| r.into_inner())
-                .map_err(BrokerError::Forwarded)?;
+                .map_err(forwarding_failed)?;
             self.sync().await?;
             return Ok(answer);
         }
@@ -210,23 +210,7 @@ impl BrokerState {
         let processed = self.metadata.processed_incarnations().await?;
         let disks = self.metadata.recorded_disks().await?;
         let brokers = self.metadata.brokers().await?;
-        Ok(Liveness {
-            alive: brokers.iter().map(|b| (b.id, b.incarnation)).collect(),
-            restarted: brokers
-                .iter()
-                .filter(|b| processed.get(&b.id).is_some_and(|p| *p != b.incarnation))
-                .map(|b| b.id)
-                .collect(),
-            new_disk: brokers
-                .iter()
-                .filter(|b| {
-                    disks
-                        .get(&b.id)
-                        .is_some_and(|d| !d.is_empty() && !b.disk_id.is_empty() && *d != b.disk_id)
-                })
-                .map(|b| b.id)
-                .collect(),
-        })
+        Ok(Liveness::judge(&brokers, &processed, &disks))
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod fetcher;
 pub mod leader;
+pub mod throttle;
 
 pub use fetcher::Fetchers;
 pub use leader::manage_isr;
