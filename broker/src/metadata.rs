@@ -283,6 +283,20 @@ impl MetadataStore {
             .await
     }
 
+    /// Brokers in controlled shutdown: the incarnation each asked in (a broker that started
+    /// again since is not shutting down).
+    pub async fn shutting_down(&self) -> Result<BTreeMap<i32, i64>> {
+        self.per_broker("shutting_down/", "a number", |s| s.parse().ok())
+            .await
+    }
+
+    /// Asks the controller to move broker `id`'s leaderships and ISR places away: it is
+    /// stopping (controlled shutdown) in `incarnation`.
+    pub async fn set_shutting_down(&self, id: i32, incarnation: i64) -> Result<()> {
+        self.set_per_broker(&format!("shutting_down/{id}"), incarnation.to_string())
+            .await
+    }
+
     /// Every `<prefix><broker id>` key holding one line of text, parsed by `parse`.
     async fn per_broker<T>(
         &self,

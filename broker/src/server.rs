@@ -213,6 +213,14 @@ impl Broker {
         )
         .max_decoding_message_size(limits::MAX_CONTROL_REQUEST)
         .max_encoding_message_size(limits::MAX_CONTROL_ANSWER);
+        // Controlled shutdown: keep serving until the leaderships have moved.
+        let shutdown = {
+            let state = state.clone();
+            async move {
+                shutdown.await;
+                crate::control::shutdown::run(&state).await;
+            }
+        };
         let served = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW)

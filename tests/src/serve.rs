@@ -214,6 +214,22 @@ impl ServeBroker {
             .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// SIGTERM, then waits for the process to exit (a clean stop: controlled shutdown, logs
+    /// closed, registration released); returns how long that took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(status.success(), "kill -TERM broker {}", self.id);
+            let exited = child.wait().expect("reaping strata serve");
+            assert!(exited.success(), "broker {} stopped with {exited}", self.id);
+        }
+        started.elapsed()
+    }
+
     /// A broker lost with its disk: SIGKILL, the data directory removed, started again empty
     /// under the same id.
     pub fn lose_disk(&mut self) {

@@ -174,7 +174,8 @@ async fn elect_leaders(
             state.metadata.set_recorded_disk(b.id, &b.disk_id).await?;
         }
     }
-    let live = Liveness::judge(&brokers, &processed, &disks);
+    let shutting_down = state.metadata.shutting_down().await?;
+    let live = Liveness::judge(&brokers, &processed, &disks, &shutting_down);
     for id in &live.new_disk {
         tracing::warn!(
             broker = id,
@@ -201,6 +202,7 @@ async fn elect_leaders(
             .enumerate()
         {
             let next = placement::elect(&current.value, &live, config.unclean_leader_election)
+                .or_else(|| placement::shed(&current.value, &live))
                 .or_else(|| reassign::finish(&current.value, &live))
                 .or_else(|| {
                     rebalance
@@ -229,6 +231,9 @@ async fn elect_leaders(
                         crate::metrics::LEADER_ELECTIONS.inc();
                     }
                     tracing::info!(topic = %name, partition = index, replicas = ?next.replicas, removed = ?r.removing, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "reassignment finished");
+                } else if next.leader != was.leader && live.shutting_down.contains(&was.leader) {
+                    crate::metrics::LEADER_ELECTIONS.inc();
+                    tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "controlled shutdown: moved the leadership to another in-sync replica");
                 } else if next.leader < 0 && next.isr.is_empty() {
                     tracing::warn!(topic = %name, partition = index, "partition offline: its only in-sync replica came back on a new disk; only unclean.leader.election.enable=true brings it back (from a replica that may lack acknowledged records)");
                 } else if next.leader < 0 {

@@ -2,12 +2,15 @@
 //!
 //! - [`controller`]: the elected broker's loop: leader elections, finishing interrupted topic
 //!   changes, advancing reassignments, compacting etcd's history.
-//! - [`placement`]: where new replicas go and who leads (pure).
+//! - [`placement`]: where new replicas go, who leads, and what a controlled shutdown moves
+//!   (pure).
 //! - [`reassign`]: starting, finishing and cancelling a partition's reassignment (pure).
 //! - [`reassignments`]: the controller's side of reassignments: the admin calls and the pass
 //!   that finishes moves.
+//! - [`shutdown`]: controlled shutdown, the stopping broker's side.
 
 pub mod controller;
 pub mod placement;
 pub mod reassign;
 pub mod reassignments;
+pub mod shutdown;

@@ -103,6 +103,9 @@ pub struct Liveness {
     pub alive: BTreeMap<i32, i64>,
     pub restarted: BTreeSet<i32>,
     pub new_disk: BTreeSet<i32>,
+    /// Alive brokers in controlled shutdown: their leaderships and ISR places move to others
+    /// ([`shed`]), and they take a new leadership only when no other broker can.
+    pub shutting_down: BTreeSet<i32>,
 }
 
 impl Liveness {
@@ -112,6 +115,7 @@ impl Liveness {
             alive: alive.iter().copied().collect(),
             restarted: BTreeSet::new(),
             new_disk: BTreeSet::new(),
+            shutting_down: BTreeSet::new(),
         }
     }
 
@@ -122,6 +126,7 @@ impl Liveness {
         brokers: &[BrokerRecord],
         processed: &BTreeMap<i32, i64>,
         disks: &BTreeMap<i32, String>,
+        shutting_down: &BTreeMap<i32, i64>,
     ) -> Liveness {
         Liveness {
             alive: brokers.iter().map(|b| (b.id, b.incarnation)).collect(),
@@ -139,7 +144,17 @@ impl Liveness {
                 })
                 .map(|b| b.id)
                 .collect(),
+            shutting_down: brokers
+                .iter()
+                .filter(|b| shutting_down.get(&b.id) == Some(&b.incarnation))
+                .map(|b| b.id)
+                .collect(),
         }
+    }
+
+    /// Eligible and not in controlled shutdown: a broker to hand a leadership to.
+    pub fn may_lead(&self, id: i32) -> bool {
+        self.is_eligible(id) && !self.shutting_down.contains(&id)
     }
 
     pub fn is_alive(&self, id: i32) -> bool {
@@ -195,7 +210,8 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
         });
     }
     let first = |f: &dyn Fn(i32) -> bool| state.replicas.iter().copied().find(|r| f(*r));
-    let next = first(&|r| eligible_isr.contains(&r))
+    let next = first(&|r| eligible_isr.contains(&r) && live.may_lead(r))
+        .or_else(|| first(&|r| eligible_isr.contains(&r)))
         .map(|l| (l, eligible_isr.clone()))
         .or_else(|| {
             first(&|r| state.isr.contains(&r) && live.has_its_disk(r)).map(|l| (l, vec![l]))
@@ -242,7 +258,7 @@ pub fn prefer(state: &PartitionState, live: &Liveness) -> Option<PartitionState>
     let preferred = *state.replicas.first()?;
     let eligible = state.leader >= 0
         && state.leader != preferred
-        && live.is_eligible(preferred)
+        && live.may_lead(preferred)
         && state.isr.contains(&preferred);
     eligible.then(|| PartitionState {
         leader: preferred,
@@ -250,6 +266,32 @@ pub fn prefer(state: &PartitionState, live: &Liveness) -> Option<PartitionState>
         leader_incarnation: live.incarnation(preferred),
         ..state.clone()
     })
+}
+
+/// Controlled shutdown: moves a leadership held by a broker in controlled shutdown to the
+/// first other in-sync replica that may lead (a new epoch), and takes brokers in controlled
+/// shutdown out of the ISR while another member leads, so acks=all stops waiting for them
+/// before they stop. `None` when nothing changes, and for a leader no other in-sync replica
+/// can replace (it keeps leading until it stops; the partition is then offline or elected as
+/// usual).
+pub fn shed(state: &PartitionState, live: &Liveness) -> Option<PartitionState> {
+    if live.shutting_down.is_empty() || state.leader < 0 {
+        return None;
+    }
+    let leaving = |r: &i32| live.shutting_down.contains(r);
+    let mut next = state.clone();
+    if leaving(&state.leader) {
+        let successor = state
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| *r != state.leader && state.isr.contains(r) && live.may_lead(*r))?;
+        next.leader = successor;
+        next.leader_epoch = state.leader_epoch + 1;
+        next.leader_incarnation = live.incarnation(successor);
+    }
+    next.isr.retain(|r| !leaving(r));
+    (next != *state).then_some(next)
 }
 
 #[cfg(test)]
@@ -504,5 +546,38 @@ mod tests {
             None,
             "not until its restart is processed"
         );
+    }
+
+    fn stopping(ids: &[i32], leaving: &[i32]) -> Liveness {
+        let mut l = live(ids);
+        l.shutting_down = leaving.iter().copied().collect();
+        l
+    }
+
+    #[test]
+    fn a_controlled_shutdown_moves_the_lead_and_leaves_the_isr() {
+        let s = state(&[1, 2, 3], 1, 4, &[1, 2, 3]);
+        let l = stopping(&[1, 2, 3], &[1]);
+        let shed = shed(&s, &l).unwrap();
+        assert_eq!(decided(&shed), (2, 5, vec![2, 3], 102));
+        assert_eq!(super::shed(&shed, &l), None, "nothing more to move");
+        // A follower stopping leaves the ISR; the leader and epoch stay.
+        let l = stopping(&[1, 2, 3], &[3]);
+        assert_eq!(
+            decided(&super::shed(&s, &l).unwrap()),
+            (1, 4, vec![1, 2], 101)
+        );
+        // Alone in the ISR: it keeps leading until it stops.
+        let alone = state(&[1, 2, 3], 1, 4, &[1]);
+        assert_eq!(super::shed(&alone, &stopping(&[1, 2, 3], &[1])), None);
+        // A restarted replica is not a successor; the stopping one is not a new leader
+        // while another can lead, nor preferred back.
+        let mut l = stopping(&[1, 2, 3], &[1]);
+        l.restarted.insert(2);
+        assert_eq!(super::shed(&s, &l).unwrap().leader, 3);
+        let dead_leader = state(&[1, 2, 3], 3, 4, &[1, 2, 3]);
+        let l = stopping(&[1, 2], &[1]);
+        assert_eq!(elect(&dead_leader, &l, false).unwrap().leader, 2);
+        assert_eq!(prefer(&state(&[1, 2, 3], 2, 4, &[1, 2, 3]), &l), None);
     }
 }

@@ -136,7 +136,7 @@ pub fn finish(state: &PartitionState, live: &Liveness) -> Option<PartitionState>
     let (leader, leader_epoch, leader_incarnation) = if r.target.contains(&state.leader) {
         (state.leader, state.leader_epoch, state.leader_incarnation)
     } else {
-        let next = r.target.iter().copied().find(|t| live.is_eligible(*t))?;
+        let next = r.target.iter().copied().find(|t| live.may_lead(*t))?;
         (next, state.leader_epoch + 1, live.incarnation(next))
     };
     Some(PartitionState {
@@ -181,7 +181,7 @@ pub fn cancel(state: &PartitionState, live: &Liveness, what: &str) -> Result<Par
             let Some(next) = original
                 .iter()
                 .copied()
-                .find(|b| isr.contains(b) && live.is_eligible(*b))
+                .find(|b| isr.contains(b) && live.may_lead(*b))
             else {
                 return Err(BrokerError::InvalidRequest(format!(
                     "{what}: cannot cancel the reassignment now: broker {} leads and is one of \

@@ -210,7 +210,13 @@ impl BrokerState {
         let processed = self.metadata.processed_incarnations().await?;
         let disks = self.metadata.recorded_disks().await?;
         let brokers = self.metadata.brokers().await?;
-        Ok(Liveness::judge(&brokers, &processed, &disks))
+        let shutting_down = self.metadata.shutting_down().await?;
+        Ok(Liveness::judge(
+            &brokers,
+            &processed,
+            &disks,
+            &shutting_down,
+        ))
     }
 }
 

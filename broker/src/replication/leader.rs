@@ -185,7 +185,20 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
             _ = stop.changed() => return,
         }
         let joiners: HashSet<(String, u32, i32)> = std::mem::take(&mut *state.isr_joiners.lock());
+        // A follower in controlled shutdown was taken out of the ISR by the controller: it
+        // keeps fetching until it stops, and joining again would make acks=all wait for it.
+        let leaving = if joiners.is_empty() {
+            Default::default()
+        } else {
+            shutting_down(&state).await
+        };
         for (topic, partition, follower) in joiners {
+            if leaving.contains(&follower) {
+                if let Some(p) = state.replicas.local(&topic, partition) {
+                    p.join_failed(follower);
+                }
+                continue;
+            }
             let Some(p) = state.replicas.local(&topic, partition) else {
                 continue;
             };
@@ -231,4 +244,26 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
             }
         }
     }
+}
+
+/// Alive brokers in controlled shutdown (in the incarnation they asked in).
+async fn shutting_down(state: &BrokerState) -> HashSet<i32> {
+    let asked = match state.metadata.shutting_down().await {
+        Ok(asked) => asked,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read which brokers are shutting down");
+            return HashSet::new();
+        }
+    };
+    let snapshot = state.replicas.snapshot();
+    asked
+        .into_iter()
+        .filter(|(id, incarnation)| {
+            snapshot
+                .alive
+                .get(id)
+                .is_some_and(|b| b.incarnation == *incarnation)
+        })
+        .map(|(id, _)| id)
+        .collect()
 }
