@@ -4,11 +4,13 @@
 //!   changes, advancing reassignments, compacting etcd's history.
 //! - [`placement`]: where new replicas go, who leads, and what a controlled shutdown moves
 //!   (pure).
+//! - [`balance`]: drain and balance plans: which replicas to move (pure).
 //! - [`reassign`]: starting, finishing and cancelling a partition's reassignment (pure).
 //! - [`reassignments`]: the controller's side of reassignments: the admin calls and the pass
 //!   that finishes moves.
 //! - [`shutdown`]: controlled shutdown, the stopping broker's side.
 
+pub mod balance;
 pub mod controller;
 pub mod placement;
 pub mod reassign;

@@ -10,9 +10,10 @@
 //!   the high watermark and the epoch start), so they hold every acknowledged record when
 //!   they join;
 //! - a move finishes only when every target replica is in the ISR (Kafka's rule), and in that
-//!   one write the replicas shrink to the target, the ISR to its target members, and a leader
-//!   that leaves hands over to an eligible in-sync target replica at a new epoch: every record
-//!   the high watermark passed is on every target replica, so nothing acknowledged is lost;
+//!   one write the replicas shrink to the target, the ISR to its target members, and the
+//!   target's first replica takes the lead when it may (else a leader that leaves hands over
+//!   to the first target replica that may lead) at a new epoch: every record the high
+//!   watermark passed is on every target replica, so nothing acknowledged is lost;
 //! - a cancel restores the original replicas; a leader among the added ones hands back to an
 //!   eligible in-sync original replica, and a cancel that would leave no such replica to lead
 //!   is refused with a sentence (the partition would go offline);
@@ -133,11 +134,20 @@ pub fn finish(state: &PartitionState, live: &Liveness) -> Option<PartitionState>
     if state.leader < 0 || !r.target.iter().all(|t| state.isr.contains(t)) {
         return None;
     }
-    let (leader, leader_epoch, leader_incarnation) = if r.target.contains(&state.leader) {
-        (state.leader, state.leader_epoch, state.leader_incarnation)
+    // The target's first replica leads when it can (a plan that reorders replicas moves the
+    // leadership with it); else the leader stays if it is in the target; else the first
+    // target replica that may lead takes over.
+    let preferred = r.target[0];
+    let next = if preferred != state.leader && live.may_lead(preferred) {
+        Some(preferred)
+    } else if r.target.contains(&state.leader) {
+        None
     } else {
-        let next = r.target.iter().copied().find(|t| live.may_lead(*t))?;
-        (next, state.leader_epoch + 1, live.incarnation(next))
+        Some(r.target.iter().copied().find(|t| live.may_lead(*t))?)
+    };
+    let (leader, leader_epoch, leader_incarnation) = match next {
+        Some(next) => (next, state.leader_epoch + 1, live.incarnation(next)),
+        None => (state.leader, state.leader_epoch, state.leader_incarnation),
     };
     Some(PartitionState {
         replicas: r.target.clone(),
@@ -295,7 +305,7 @@ mod tests {
         let mut restarted = l.clone();
         restarted.restarted.insert(4);
         assert_eq!(finish(&caught_up, &restarted).unwrap().leader, 2);
-        // A leader that stays keeps its epoch.
+        // A leader that stays first keeps its epoch; a reorder hands the lead to the new first.
         let stays = start(&s, &[1, 2, 4], 0, 7, "t/0").unwrap().unwrap();
         let stays = PartitionState {
             isr: vec![1, 2, 3, 4],
@@ -305,6 +315,12 @@ mod tests {
         assert_eq!(
             (done.leader, done.leader_epoch, done.isr),
             (1, 3, vec![1, 2, 4])
+        );
+        let reorder = start(&s, &[2, 1, 3], 0, 7, "t/0").unwrap().unwrap();
+        let done = finish(&reorder, &l).unwrap();
+        assert_eq!(
+            (done.replicas, done.leader, done.leader_epoch),
+            (vec![2, 1, 3], 2, 4)
         );
     }
 
