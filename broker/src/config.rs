@@ -40,6 +40,9 @@ pub struct BrokerConfig {
     pub replica_lag_time_max: Duration,
     /// How often the controller moves leadership back to preferred replicas.
     pub leader_rebalance_interval: Duration,
+    /// The controller runs `cluster balance` on its own at `leader_rebalance_interval` when
+    /// no reassignment is under way.
+    pub auto_balance: bool,
     /// A producer id not heard from for this long is forgotten by each partition
     /// (producer.id.expiration.ms).
     pub producer_id_expiration: Duration,
@@ -77,6 +80,7 @@ impl BrokerConfig {
             metadata_resync_interval: Duration::from_secs(5),
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
+            auto_balance: false,
             producer_id_expiration: Duration::from_millis(
                 crate::replica::producers::DEFAULT_EXPIRATION_MS as u64,
             ),

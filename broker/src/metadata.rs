@@ -297,6 +297,18 @@ impl MetadataStore {
             .await
     }
 
+    /// Brokers drained by `cluster drain`, with the incarnation they were drained in: balance
+    /// puts nothing on them while they run in it.
+    pub async fn drained(&self) -> Result<BTreeMap<i32, i64>> {
+        self.per_broker("drained/", "a number", |s| s.parse().ok())
+            .await
+    }
+
+    pub async fn set_drained(&self, id: i32, incarnation: i64) -> Result<()> {
+        self.set_per_broker(&format!("drained/{id}"), incarnation.to_string())
+            .await
+    }
+
     /// Every `<prefix><broker id>` key holding one line of text, parsed by `parse`.
     async fn per_broker<T>(
         &self,

@@ -472,6 +472,57 @@ impl Admin for AdminService {
         Ok(Response::new(answer))
     }
 
+    async fn drain_broker(
+        &self,
+        request: Request<pb::DrainBrokerRequest>,
+    ) -> Result<Response<pb::ReassignmentPlan>, Status> {
+        let dry_run = request.get_ref().dry_run;
+        let operation = if dry_run {
+            Operation::Describe
+        } else {
+            Operation::Alter
+        };
+        self.state.security.authorize_request(
+            &request,
+            operation,
+            ResourceType::Cluster,
+            CLUSTER,
+        )?;
+        let who = principal(&request);
+        let broker = request.get_ref().broker;
+        let plan = self.state.drain_broker(request.into_inner()).await?;
+        if plan.started {
+            let detail = format!("{} partitions", plan.moves.len());
+            audit::changed(&who, "broker drained", &format!("broker {broker}"), &detail);
+        }
+        Ok(Response::new(plan))
+    }
+
+    async fn balance_cluster(
+        &self,
+        request: Request<pb::BalanceClusterRequest>,
+    ) -> Result<Response<pb::ReassignmentPlan>, Status> {
+        let dry_run = request.get_ref().dry_run;
+        let operation = if dry_run {
+            Operation::Describe
+        } else {
+            Operation::Alter
+        };
+        self.state.security.authorize_request(
+            &request,
+            operation,
+            ResourceType::Cluster,
+            CLUSTER,
+        )?;
+        let who = principal(&request);
+        let plan = self.state.balance_cluster(request.into_inner()).await?;
+        if plan.started {
+            let detail = format!("{} partitions", plan.moves.len());
+            audit::changed(&who, "cluster balanced", "cluster", &detail);
+        }
+        Ok(Response::new(plan))
+    }
+
     async fn list_partition_reassignments(
         &self,
         request: Request<pb::ListPartitionReassignmentsRequest>,

@@ -210,6 +210,36 @@ impl Admin {
         .await
     }
 
+    /// Plans (and unless `dry_run`, starts) moving every replica off `broker`.
+    pub async fn drain_broker(
+        &self,
+        broker: i32,
+        dry_run: bool,
+        throttle_bytes_per_sec: u64,
+    ) -> Result<strata_proto::ReassignmentPlan> {
+        let request = strata_proto::DrainBrokerRequest {
+            broker,
+            dry_run,
+            throttle_bytes_per_sec,
+        };
+        self.call(|mut c| async move { c.drain_broker(request).await })
+            .await
+    }
+
+    /// Plans (and unless `dry_run`, starts) evening out replicas and leaders across brokers.
+    pub async fn balance_cluster(
+        &self,
+        dry_run: bool,
+        throttle_bytes_per_sec: u64,
+    ) -> Result<strata_proto::ReassignmentPlan> {
+        let request = strata_proto::BalanceClusterRequest {
+            dry_run,
+            throttle_bytes_per_sec,
+        };
+        self.call(|mut c| async move { c.balance_cluster(request).await })
+            .await
+    }
+
     /// The controller, every broker (alive or not) and partition health.
     pub async fn cluster_info(&self) -> Result<ClusterInfoResponse> {
         self.call(|mut c| async move { c.cluster_info(ClusterInfoRequest {}).await })

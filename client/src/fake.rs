@@ -411,6 +411,25 @@ impl Admin for Fake {
         ))
     }
 
+    async fn drain_broker(
+        &self,
+        _request: Request<strata_proto::DrainBrokerRequest>,
+    ) -> Result<Response<strata_proto::ReassignmentPlan>, Status> {
+        Err(Status::unimplemented(
+            "the fake broker is one broker: it has nowhere to drain to",
+        ))
+    }
+
+    async fn balance_cluster(
+        &self,
+        _request: Request<strata_proto::BalanceClusterRequest>,
+    ) -> Result<Response<strata_proto::ReassignmentPlan>, Status> {
+        Ok(Response::new(strata_proto::ReassignmentPlan {
+            moves: vec![],
+            started: false,
+        }))
+    }
+
     async fn list_partition_reassignments(
         &self,
         _request: Request<strata_proto::ListPartitionReassignmentsRequest>,

@@ -410,3 +410,86 @@ fn a_move_to_a_dead_broker_waits_survives_a_controller_kill_can_be_cancelled_and
     );
     assert_eq!(c.read(spare, "slow", 0, 20_000).len(), 20_000);
 }
+
+/// How many replicas of `topic` each broker 1..=4 hosts.
+fn hosted(c: &Cluster, topic: &str, partitions: usize) -> [usize; 4] {
+    let mut n = [0; 4];
+    for p in 0..partitions {
+        for r in c.assignment(topic, p).0 {
+            n[(r - 1) as usize] += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_new_broker_gets_partitions_by_auto_balance_and_a_drain_empties_it() {
+    let flags = [
+        "--session-timeout",
+        TEST_SESSION_TIMEOUT,
+        "--auto-balance",
+        "--leader-rebalance-interval",
+        "2s",
+    ];
+    let mut c = Cluster::start_n("reassign-balance", 3, &flags);
+    c.create_topic("spread", 6, 2, &[]);
+    assert_eq!(hosted(&c, "spread", 6), [4, 4, 4, 0]);
+    let out = c
+        .any_live()
+        .cli_ok(&["cluster", "balance", "--dry-run"], None);
+    assert!(out.contains("Nothing to move"), "{out}");
+
+    // A new broker: the controller balances on its own, 12 replicas over four brokers.
+    let etcd = c.etcd.endpoint.clone();
+    c.brokers.push(strata_tests::serve::ServeBroker::start_with(
+        4,
+        &etcd,
+        "reassign-balance",
+        &flags,
+    ));
+    c.wait(Duration::from_secs(60), "broker 4 given its share", || {
+        (hosted(&c, "spread", 6) == [3, 3, 3, 3] && reassignments(&c).is_empty()).then_some(())
+    });
+    let leaders: Vec<i64> = (0..6).map(|p| c.assignment("spread", p).0[0]).collect();
+    for b in 1..=4 {
+        let n = leaders.iter().filter(|l| **l == b).count();
+        assert!(
+            (1..=2).contains(&n),
+            "broker {b} is preferred leader of {n}: {leaders:?}"
+        );
+    }
+    let out = c
+        .any_live()
+        .cli_ok(&["cluster", "balance", "--dry-run"], None);
+    assert!(out.contains("Nothing to move"), "{out}");
+
+    // Drain it again: the dry run prints a Kafka plan; the drain empties it, and balancing
+    // leaves it empty while it runs.
+    let plan: Value = serde_json::from_str(&c.any_live().cli_ok(
+        &["cluster", "drain", "4", "--dry-run", "--format", "json"],
+        None,
+    ))
+    .expect("a plan in JSON");
+    assert_eq!(plan["version"], 1);
+    let planned = plan["partitions"].as_array().unwrap();
+    assert_eq!(planned.len(), 3, "{plan}");
+    assert!(planned
+        .iter()
+        .all(|p| !p["replicas"].as_array().unwrap().contains(&4.into())));
+    assert_eq!(hosted(&c, "spread", 6)[3], 3, "a dry run moves nothing");
+    let out = c
+        .any_live()
+        .cli_ok(&["cluster", "drain", "4", "--wait"], None);
+    assert!(out.contains("Broker 4 hosts no replica"), "{out}");
+    assert_eq!(hosted(&c, "spread", 6)[3], 0);
+    std::thread::sleep(Duration::from_secs(5));
+    if hosted(&c, "spread", 6)[3] != 0 {
+        c.print_logs();
+        panic!("auto-balance refilled a drained broker");
+    }
+    refused(
+        &c,
+        &["cluster", "drain", "9"],
+        "no broker with id 9 ever registered",
+    );
+}

@@ -160,10 +160,7 @@ pub fn balance(brokers: &[Broker], partitions: &[Assigned]) -> Vec<Move> {
     let mut load = Load::of(brokers, &now);
     // Replicas: one at a time, from the most loaded broker to the least loaded that can take
     // one of its partitions.
-    loop {
-        let Some((&most, &high)) = load.replicas.iter().max_by_key(|(id, n)| (**n, -**id)) else {
-            break;
-        };
+    while let Some((&most, &high)) = load.replicas.iter().max_by_key(|(id, n)| (**n, -**id)) {
         let mut receivers: Vec<(usize, i32)> =
             load.replicas.iter().map(|(id, n)| (*n, *id)).collect();
         receivers.sort();
@@ -190,10 +187,7 @@ pub fn balance(brokers: &[Broker], partitions: &[Assigned]) -> Vec<Move> {
         load = Load::of(brokers, &now);
     }
     // Preferred leaders: swap the first replica with a less loaded one of the same partition.
-    loop {
-        let Some((&most, &high)) = load.leaders.iter().max_by_key(|(id, n)| (**n, -**id)) else {
-            break;
-        };
+    while let Some((&most, &high)) = load.leaders.iter().max_by_key(|(id, n)| (**n, -**id)) {
         let mut receivers: Vec<(usize, i32)> =
             load.leaders.iter().map(|(id, n)| (*n, *id)).collect();
         receivers.sort();

@@ -73,6 +73,11 @@ pub async fn run(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
             if let Err(e) = elect_leaders(&state, rebalance, &lease).await {
                 tracing::warn!(error = %e, "leader election pass failed");
             }
+            if rebalance && state.config.auto_balance {
+                if let Err(e) = state.auto_balance().await {
+                    tracing::warn!(error = %e, "auto-balance failed");
+                }
+            }
             match state.metadata.topics().await {
                 Ok(topics) => crate::topic_changes::finish_interrupted(&state, &topics),
                 Err(e) => {

@@ -1,5 +1,6 @@
 //! `strata cluster info`: controller, brokers (alive or not), partition health; `strata
-//! cluster reassignments`: the partitions being moved.
+//! cluster reassignments`: the partitions being moved; `drain` and `balance` (in
+//! `commands::balance`).
 
 use serde_json::json;
 use std::process::ExitCode;
@@ -12,6 +13,38 @@ use crate::ConnectArgs;
 pub enum ClusterCommand {
     /// Show the controller, the brokers and partition health.
     Info {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Move every replica and leadership off a broker (then it can be stopped for good).
+    Drain {
+        broker: i32,
+        /// Wait until every move has finished.
+        #[arg(long)]
+        wait: bool,
+        /// Print the plan; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Catch-up bytes per second per leader broker (64MiB, 10MB...).
+        #[arg(long, value_parser = crate::parse::size)]
+        throttle: Option<usize>,
+        /// `json` prints the plan in Kafka's reassignment format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Even out replica and leader counts across the live brokers (rack-aware, fewest moves).
+    Balance {
+        /// Print the plan; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Catch-up bytes per second per leader broker (64MiB, 10MB...).
+        #[arg(long, value_parser = crate::parse::size)]
+        throttle: Option<usize>,
+        /// `json` prints the plan in Kafka's reassignment format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         #[command(flatten)]
@@ -32,6 +65,25 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
         ClusterCommand::Reassignments { format, connect } => {
             return crate::commands::reassign::list(format, connect).await
         }
+        ClusterCommand::Drain {
+            broker,
+            wait,
+            dry_run,
+            throttle,
+            format,
+            connect,
+        } => {
+            return crate::commands::balance::drain(
+                broker, wait, dry_run, throttle, format, connect,
+            )
+            .await
+        }
+        ClusterCommand::Balance {
+            dry_run,
+            throttle,
+            format,
+            connect,
+        } => return crate::commands::balance::balance(dry_run, throttle, format, connect).await,
     };
     let admin = Admin::connect(connect.client_config()?).await?;
     let info = admin.cluster_info().await?;

@@ -1,6 +1,7 @@
 //! One module per `strata` subcommand.
 
 pub mod acl;
+pub mod balance;
 pub mod bench;
 pub mod cluster;
 pub mod consume;

@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// How often leadership moves back to preferred replicas, e.g. 30s.
     #[arg(long, env = "STRATA_LEADER_REBALANCE_INTERVAL", value_parser = parse::duration)]
     pub leader_rebalance_interval: Option<Duration>,
+    /// The controller evens out replicas and leaders across live brokers on its own, at the
+    /// leader rebalance interval, whenever no reassignment is under way (off by default; the
+    /// same moves as `strata cluster balance`). A new broker then gets partitions by itself.
+    #[arg(long, env = "STRATA_AUTO_BALANCE")]
+    pub auto_balance: bool,
     /// A producer id not heard from for this long is forgotten by each partition (Kafka's
     /// producer.id.expiration.ms; its next write must start again at sequence 0), e.g. 1d.
     #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION", value_parser = parse::duration)]
@@ -137,6 +142,7 @@ struct ServeFile {
     session_timeout: Option<String>,
     replica_lag_time_max: Option<String>,
     leader_rebalance_interval: Option<String>,
+    auto_balance: Option<bool>,
     producer_id_expiration: Option<String>,
     object_store: Option<String>,
     s3_endpoint: Option<String>,
@@ -168,6 +174,7 @@ pub struct ServeSettings {
     pub session_timeout: Duration,
     pub replica_lag_time_max: Duration,
     pub leader_rebalance_interval: Duration,
+    pub auto_balance: bool,
     pub producer_id_expiration: Duration,
     pub object_store: Option<String>,
     pub s3_endpoint: Option<String>,
@@ -345,6 +352,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         session_timeout,
         replica_lag_time_max,
         leader_rebalance_interval,
+        auto_balance: args.auto_balance || file.auto_balance.unwrap_or(false),
         producer_id_expiration,
         object_store: args.object_store.or(file.object_store),
         s3_endpoint: args.s3_endpoint.or(file.s3_endpoint),
@@ -402,6 +410,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.session_ttl = s.session_timeout;
     config.replica_lag_time_max = s.replica_lag_time_max;
     config.leader_rebalance_interval = s.leader_rebalance_interval;
+    config.auto_balance = s.auto_balance;
     config.producer_id_expiration = s.producer_id_expiration;
     config.retention_check_interval = s.retention_check_interval;
     config.max_partitions_per_broker = s.max_partitions_per_broker;
