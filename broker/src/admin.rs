@@ -615,16 +615,16 @@ pub(crate) fn kept_changing(name: &str, what: &str) -> BrokerError {
 /// Strata error code: a connection refused by a controller that just died) as NOT_CONTROLLER
 /// with a sentence, so the client retries once the next controller is elected.
 pub(crate) fn forwarding_failed(status: tonic::Status) -> BrokerError {
-    if status
+    let answered = status
         .metadata()
         .get(strata_proto::errors::ERROR_CODE_KEY)
-        .is_some()
-    {
+        .is_some();
+    if answered || status.code() != tonic::Code::Unavailable {
         return BrokerError::Forwarded(status);
     }
     BrokerError::NotController(format!(
-        "the controller did not answer ({}: {}); a new one is elected within a session          timeout, retry in a few seconds",
-        status.code(),
+        "the controller could not be reached ({}); a new one is elected within a session \
+         timeout: retry in a few seconds",
         status.message()
     ))
 }

@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     /// The controller runs `cluster balance` on its own at `leader_rebalance_interval` when
     /// no reassignment is under way.
     pub auto_balance: bool,
+    /// How long a stopping broker waits for its leaderships to move (0: no controlled
+    /// shutdown).
+    pub controlled_shutdown_timeout: Duration,
     /// A producer id not heard from for this long is forgotten by each partition
     /// (producer.id.expiration.ms).
     pub producer_id_expiration: Duration,
@@ -81,6 +84,7 @@ impl BrokerConfig {
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
             auto_balance: false,
+            controlled_shutdown_timeout: Duration::from_secs(15),
             producer_id_expiration: Duration::from_millis(
                 crate::replica::producers::DEFAULT_EXPIRATION_MS as u64,
             ),

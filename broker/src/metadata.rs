@@ -361,6 +361,12 @@ impl MetadataStore {
         let known = self.known_brokers().await?;
         let controller = self.controller().await?.unwrap_or(-1);
         let topics = self.topics().await?;
+        let asked = self.shutting_down().await?;
+        let shutting_down = alive
+            .iter()
+            .filter(|b| asked.get(&b.id) == Some(&b.incarnation))
+            .map(|b| b.id)
+            .collect();
         let mut all_partitions: BTreeMap<String, Vec<(u32, Revisioned<PartitionState>)>> =
             BTreeMap::new();
         for (key, v) in self.store.list("partitions/").await? {
@@ -383,6 +389,7 @@ impl MetadataStore {
             known_brokers: known.into_iter().map(|b| (b.id, b)).collect(),
             alive: alive.into_iter().map(|b| (b.id, b)).collect(),
             topics: BTreeMap::new(),
+            shutting_down,
         };
         for t in topics {
             let mut parts = all_partitions.remove(&t.value.name).unwrap_or_default();

@@ -16,6 +16,8 @@ pub struct ClusterSnapshot {
     /// Brokers whose registration lease is alive.
     pub alive: BTreeMap<i32, BrokerRecord>,
     pub topics: BTreeMap<String, TopicState>,
+    /// Alive brokers in controlled shutdown (`shutting_down/<id>` in their current incarnation).
+    pub shutting_down: BTreeSet<i32>,
 }
 
 #[derive(Debug, Clone)]

@@ -24,13 +24,16 @@ pub struct Broker {
     pub rack: Option<String>,
 }
 
-/// A partition's replicas now; `movable` is false for one already being reassigned.
+/// A partition's replicas now; `movable` is false for one already being reassigned; `down`
+/// lists its replicas on brokers that are not alive (a move waits for every target replica
+/// to be in sync, so one keeping such a replica could not finish).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
     pub topic: String,
     pub partition: u32,
     pub replicas: Vec<i32>,
     pub movable: bool,
+    pub down: Vec<i32>,
 }
 
 /// One planned reassignment: the partition's replicas now and after.
@@ -108,6 +111,14 @@ pub fn drain(
                 p.topic, p.partition
             ));
         }
+        if let Some(down) = p.down.iter().find(|b| **b != leaving) {
+            return Err(format!(
+                "{}/{} also has a replica on broker {down}, which is down: the move could not \
+                 finish until it is back; start it again, or move that replica first (strata \
+                 partition reassign)",
+                p.topic, p.partition
+            ));
+        }
         let at = p.replicas.iter().position(|r| *r == leaving).unwrap_or(0);
         let others: Vec<i32> = p
             .replicas
@@ -170,12 +181,16 @@ pub fn balance(brokers: &[Broker], partitions: &[Assigned]) -> Vec<Move> {
             .find_map(|(_, to)| {
                 now.iter()
                     .position(|p| {
-                        p.movable && p.replicas.contains(&most) && !p.replicas.contains(to) && {
-                            let others: Vec<i32> =
-                                p.replicas.iter().copied().filter(|r| *r != most).collect();
-                            !shares_rack(brokers, &others, *to)
-                                || shares_rack(brokers, &others, most)
-                        }
+                        p.movable
+                            && p.down.is_empty()
+                            && p.replicas.contains(&most)
+                            && !p.replicas.contains(to)
+                            && {
+                                let others: Vec<i32> =
+                                    p.replicas.iter().copied().filter(|r| *r != most).collect();
+                                !shares_rack(brokers, &others, *to)
+                                    || shares_rack(brokers, &others, most)
+                            }
                     })
                     .map(|i| (i, *to))
             });
@@ -197,7 +212,10 @@ pub fn balance(brokers: &[Broker], partitions: &[Assigned]) -> Vec<Move> {
             .find_map(|(_, to)| {
                 now.iter()
                     .position(|p| {
-                        p.movable && p.replicas.first() == Some(&most) && p.replicas.contains(to)
+                        p.movable
+                            && p.down.is_empty()
+                            && p.replicas.first() == Some(&most)
+                            && p.replicas.contains(to)
                     })
                     .map(|i| (i, *to))
             });
@@ -244,6 +262,7 @@ mod tests {
                 partition: i as u32,
                 replicas: r.to_vec(),
                 movable: true,
+                down: vec![],
             })
             .collect()
     }

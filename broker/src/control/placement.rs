@@ -255,6 +255,9 @@ pub fn elect(state: &PartitionState, live: &Liveness, unclean: bool) -> Option<P
 /// Moves leadership back to the preferred replica (the first) when it is eligible, in sync and
 /// not leading; `None` otherwise.
 pub fn prefer(state: &PartitionState, live: &Liveness) -> Option<PartitionState> {
+    if state.reassigning.is_some() {
+        return None; // the move's end hands the lead to its target's first replica
+    }
     let preferred = *state.replicas.first()?;
     let eligible = state.leader >= 0
         && state.leader != preferred
@@ -285,12 +288,15 @@ pub fn shed(state: &PartitionState, live: &Liveness) -> Option<PartitionState> {
             .replicas
             .iter()
             .copied()
-            .find(|r| *r != state.leader && state.isr.contains(r) && live.may_lead(*r))?;
-        next.leader = successor;
-        next.leader_epoch = state.leader_epoch + 1;
-        next.leader_incarnation = live.incarnation(successor);
+            .find(|r| *r != state.leader && state.isr.contains(r) && live.may_lead(*r));
+        if let Some(successor) = successor {
+            next.leader = successor;
+            next.leader_epoch = state.leader_epoch + 1;
+            next.leader_incarnation = live.incarnation(successor);
+        }
     }
-    next.isr.retain(|r| !leaving(r));
+    // Stopping followers leave the ISR; a stopping leader nobody can replace stays in it.
+    next.isr.retain(|r| *r == next.leader || !leaving(r));
     (next != *state).then_some(next)
 }
 
@@ -570,6 +576,13 @@ mod tests {
         // Alone in the ISR: it keeps leading until it stops.
         let alone = state(&[1, 2, 3], 1, 4, &[1]);
         assert_eq!(super::shed(&alone, &stopping(&[1, 2, 3], &[1])), None);
+        // Two stopping together with nobody else in sync: the leader stays, the other leaves.
+        let pair = state(&[1, 2, 3], 1, 4, &[1, 2]);
+        let both = stopping(&[1, 2, 3], &[1, 2]);
+        assert_eq!(
+            decided(&super::shed(&pair, &both).unwrap()),
+            (1, 4, vec![1], 101)
+        );
         // A restarted replica is not a successor; the stopping one is not a new leader
         // while another can lead, nor preferred back.
         let mut l = stopping(&[1, 2, 3], &[1]);

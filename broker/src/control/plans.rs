@@ -27,13 +27,15 @@ impl BrokerState {
         let (brokers, partitions) = self.plan_input().await?;
         let moves = balance::drain(req.broker, &brokers, &partitions)
             .map_err(BrokerError::InvalidRequest)?;
+        let plan = self
+            .start_plan(moves, req.dry_run, req.throttle_bytes_per_sec)
+            .await?;
         if !req.dry_run {
             if let Some(b) = snapshot.alive.get(&req.broker) {
                 self.metadata.set_drained(b.id, b.incarnation).await?;
             }
         }
-        self.start_plan(moves, req.dry_run, req.throttle_bytes_per_sec)
-            .await
+        Ok(plan)
     }
 
     /// Plans (and unless a dry run, starts) the moves that even out the live brokers.
@@ -94,6 +96,12 @@ impl BrokerState {
                         .as_ref()
                         .map_or_else(|| p.replicas.clone(), |r| r.target.clone()),
                     movable: p.reassigning.is_none(),
+                    down: p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| !snapshot.alive.contains_key(r))
+                        .collect(),
                 })
             })
             .collect();

@@ -71,8 +71,11 @@ pub fn check_target(target: &[i32], known: &BTreeSet<i32>, what: &str) -> Result
 }
 
 /// The state that starts moving the partition to `target` (already checked), or `None` when
-/// nothing changes (the replicas are already `target`, or the same move with the same
-/// throttle is under way).
+/// nothing changes (the replicas are already `target`, or the same move is under way and no
+/// new throttle is given). A new target for a partition already moving replaces the old one
+/// (KIP-455), planned again from the original replicas: replicas added for the old target and
+/// not in the new one leave, and so leave the ISR; refused when the leader would leave that
+/// way or no in-sync replica would remain.
 pub fn start(
     state: &PartitionState,
     target: &[i32],
@@ -80,46 +83,63 @@ pub fn start(
     now_ms: i64,
     what: &str,
 ) -> Result<Option<PartitionState>> {
+    let mut throttle = throttle_bytes_per_sec;
     if let Some(r) = &state.reassigning {
-        if r.target != target {
-            return Err(BrokerError::InvalidReplicaAssignment(format!(
-                "{what} is already being reassigned to {:?}; cancel that first (strata reassign \
-                 --plan FILE --cancel) to ask for {target:?}",
-                r.target
-            )));
+        if throttle == 0 {
+            throttle = r.throttle_bytes_per_sec; // a repeated ask without --throttle keeps it
         }
-        if r.throttle_bytes_per_sec == throttle_bytes_per_sec {
-            return Ok(None);
+        if r.target == target {
+            if r.throttle_bytes_per_sec == throttle {
+                return Ok(None);
+            }
+            let mut next = state.clone();
+            if let Some(r) = next.reassigning.as_mut() {
+                r.throttle_bytes_per_sec = throttle;
+            }
+            return Ok(Some(next));
         }
-        let mut next = state.clone();
-        if let Some(r) = next.reassigning.as_mut() {
-            r.throttle_bytes_per_sec = throttle_bytes_per_sec;
-        }
-        return Ok(Some(next));
-    }
-    if state.replicas == target {
+    } else if state.replicas == target {
         return Ok(None);
     }
+    let original = original(state);
     let adding: Vec<i32> = target
         .iter()
         .copied()
-        .filter(|b| !state.replicas.contains(b))
+        .filter(|b| !original.contains(b))
         .collect();
-    let removing: Vec<i32> = state
-        .replicas
+    let removing: Vec<i32> = original
         .iter()
         .copied()
         .filter(|b| !target.contains(b))
         .collect();
-    let mut replicas = state.replicas.clone();
+    let mut replicas = original;
     replicas.extend(&adding);
+    let isr: Vec<i32> = state
+        .isr
+        .iter()
+        .copied()
+        .filter(|b| replicas.contains(b))
+        .collect();
+    if state.leader >= 0 && !replicas.contains(&state.leader) {
+        return Err(BrokerError::InvalidReplicaAssignment(format!(
+            "{what}: broker {} leads it, and is neither an original replica nor in the new              target {target:?}; keep it in the target (it can be moved away afterwards)",
+            state.leader
+        )));
+    }
+    if isr.is_empty() && !state.isr.is_empty() {
+        return Err(BrokerError::InvalidReplicaAssignment(format!(
+            "{what}: the new target {target:?} would drop every in-sync replica ({}); keep one              of them in the target",
+            join(&state.isr)
+        )));
+    }
     Ok(Some(PartitionState {
         replicas,
+        isr,
         reassigning: Some(Reassigning {
             target: target.to_vec(),
             adding,
             removing,
-            throttle_bytes_per_sec,
+            throttle_bytes_per_sec: throttle,
             started_ms: now_ms,
         }),
         ..state.clone()
@@ -137,7 +157,7 @@ pub fn finish(state: &PartitionState, live: &Liveness) -> Option<PartitionState>
     // The target's first replica leads when it can (a plan that reorders replicas moves the
     // leadership with it); else the leader stays if it is in the target; else the first
     // target replica that may lead takes over.
-    let preferred = r.target[0];
+    let preferred = *r.target.first()?;
     let next = if preferred != state.leader && live.may_lead(preferred) {
         Some(preferred)
     } else if r.target.contains(&state.leader) {
@@ -184,26 +204,32 @@ pub fn cancel(state: &PartitionState, live: &Liveness, what: &str) -> Result<Par
         .copied()
         .filter(|b| original.contains(b))
         .collect();
-    let (leader, leader_epoch, leader_incarnation) =
-        if state.leader < 0 || original.contains(&state.leader) {
-            (state.leader, state.leader_epoch, state.leader_incarnation)
-        } else {
-            let Some(next) = original
-                .iter()
-                .copied()
-                .find(|b| isr.contains(b) && live.may_lead(*b))
-            else {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "{what}: cannot cancel the reassignment now: broker {} leads and is one of \
-                     the added replicas, and no original replica ({}) is alive and in sync to \
-                     take the lead back; let the reassignment finish, or cancel once an \
-                     original replica has caught up",
-                    state.leader,
-                    join(&original)
-                )));
-            };
-            (next, state.leader_epoch + 1, live.incarnation(next))
+    // The leader stays only when it is an original replica leading in the incarnation it was
+    // elected in; otherwise (an added replica leads, or the leader died and no election ran
+    // yet) an eligible in-sync original replica takes over, or the cancel is refused.
+    let current = state.leader >= 0
+        && original.contains(&state.leader)
+        && live.is_eligible(state.leader)
+        && live.incarnation(state.leader) == state.leader_incarnation;
+    let (leader, leader_epoch, leader_incarnation) = if current {
+        (state.leader, state.leader_epoch, state.leader_incarnation)
+    } else {
+        let Some(next) = original
+            .iter()
+            .copied()
+            .find(|b| isr.contains(b) && live.may_lead(*b))
+        else {
+            return Err(BrokerError::InvalidRequest(format!(
+                "{what}: cannot cancel the reassignment now: no original replica ({}) is \
+                     alive and in sync to lead (the leader is broker {}); let the reassignment \
+                     finish, give it a new target, or cancel once an original replica has \
+                     caught up",
+                join(&original),
+                state.leader
+            )));
         };
+        (next, state.leader_epoch + 1, live.incarnation(next))
+    };
     Ok(PartitionState {
         replicas: original,
         leader,
@@ -272,14 +298,35 @@ mod tests {
         let r = moving.reassigning.as_ref().unwrap();
         assert_eq!((r.adding.clone(), r.removing.clone()), (vec![4], vec![1]));
         assert_eq!(original(&moving), vec![1, 2, 3]);
-        // The same ask again is nothing new; another target is refused.
+        // The same ask again is nothing new.
         assert_eq!(start(&moving, &[4, 2, 3], 1000, 9, "t/0").unwrap(), None);
         let throttled = start(&moving, &[4, 2, 3], 5, 9, "t/0").unwrap().unwrap();
-        assert_eq!(throttled.reassigning.unwrap().throttle_bytes_per_sec, 5);
-        let e = start(&moving, &[4, 5, 3], 0, 9, "t/0").unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("already being reassigned to [4, 2, 3]"));
+        assert_eq!(
+            throttled
+                .reassigning
+                .as_ref()
+                .unwrap()
+                .throttle_bytes_per_sec,
+            5
+        );
+        // A new target replaces the old one, planned from the original replicas; without a
+        // throttle the old one is kept.
+        let replaced = start(&throttled, &[4, 5, 3], 0, 9, "t/0").unwrap().unwrap();
+        assert_eq!(replaced.replicas, vec![1, 2, 3, 4, 5]);
+        let r = replaced.reassigning.as_ref().unwrap();
+        assert_eq!(
+            (r.adding.clone(), r.removing.clone()),
+            (vec![4, 5], vec![1, 2])
+        );
+        assert_eq!(r.throttle_bytes_per_sec, 5);
+        // Refused when the leader, an added replica, would leave with the old target.
+        let led_by_4 = PartitionState {
+            leader: 4,
+            isr: vec![2, 4],
+            ..moving.clone()
+        };
+        let e = start(&led_by_4, &[5, 2, 3], 0, 9, "t/0").unwrap_err();
+        assert!(e.to_string().contains("broker 4 leads it"), "{e}");
         // Asking for what it already is changes nothing.
         assert_eq!(start(&s, &[1, 2, 3], 0, 7, "t/0").unwrap(), None);
     }
@@ -367,10 +414,30 @@ mod tests {
             isr: vec![1, 2, 3, 4],
             ..moving
         };
-        let back = cancel(&plain, &l, "t/0").unwrap();
+        let all = live(&[1, 2, 3, 4, 5, 6]);
+        let back = cancel(&plain, &all, "t/0").unwrap();
         assert_eq!(
             (back.leader, back.leader_epoch, back.isr),
             (1, 3, vec![1, 2, 3])
+        );
+        // The leader died before an election ran: an in-sync original replica takes over,
+        // and with none the cancel is refused rather than leaving an empty ISR.
+        let back = cancel(&plain, &l, "t/0").unwrap();
+        assert_eq!((back.leader, back.leader_epoch), (2, 4));
+        let dead = PartitionState {
+            isr: vec![1, 4],
+            ..plain.clone()
+        };
+        let refused = cancel(&dead, &live(&[2, 3, 4]), "t/0").unwrap_err();
+        assert!(refused.to_string().contains("cannot cancel"));
+        let offline = PartitionState {
+            leader: -1,
+            isr: vec![4],
+            ..plain.clone()
+        };
+        assert!(
+            cancel(&offline, &all, "t/0").is_err(),
+            "would empty the ISR"
         );
         // Nothing to cancel.
         let e = cancel(&s, &l, "t/0").unwrap_err();

@@ -86,9 +86,16 @@ impl BrokerState {
                 now,
                 &what,
             )?;
-            if let Some(r) = started.and_then(|s| s.reassigning) {
+            // Only replicas new to the partition count against the brokers' capacity (a
+            // throttle change or a new target keeps the ones already added).
+            if let Some(next) = started {
                 added.push(PartitionState {
-                    replicas: r.adding,
+                    replicas: next
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|b| !current.value.replicas.contains(b))
+                        .collect(),
                     ..current.value.clone()
                 });
             }

@@ -1,8 +1,9 @@
 //! Controlled shutdown, the stopping broker's side: on SIGTERM (or Ctrl-C) the broker records
 //! in the metadata that it is stopping, in this incarnation, and keeps serving until the
 //! controller has moved every leadership it holds to another in-sync replica and taken it out
-//! of the ISRs it is in (`placement::shed`), bounded by [`wait_for`]. Only then does the
-//! server stop accepting calls and the logs close.
+//! of the ISRs it is in (`placement::shed`), bounded by `--controlled-shutdown-timeout` (15 s,
+//! inside Kubernetes' default 30 s grace period; 0 turns it off). Only then does the server
+//! stop accepting calls and the logs close.
 //!
 //! Invariants: while it waits the broker still answers (a produce to a partition whose
 //! leadership moved gets NOT_LEADER and the client goes to the new leader at once, instead of
@@ -15,20 +16,15 @@ use std::time::Duration;
 use crate::metadata::PartitionState;
 use crate::state::BrokerState;
 
-/// How long a stopping broker waits for its leaderships to move: two sessions, at most 30 s
-/// (a broker that cannot be replaced, the only in-sync replica of a partition, stops then).
-pub fn wait_for(session: Duration) -> Duration {
-    (session * 2).min(Duration::from_secs(30))
-}
-
 /// Partitions that still wait for the controller: ones `me` leads with another ISR member
-/// that could take over, and ones it follows while in their ISR.
-pub fn pending(me: i32, states: &[PartitionState]) -> usize {
+/// that could take over (`may_lead`: alive and not stopping too), and ones it follows while
+/// in their ISR.
+pub fn pending(me: i32, states: &[PartitionState], may_lead: impl Fn(i32) -> bool) -> usize {
     states
         .iter()
         .filter(|s| {
             if s.leader == me {
-                s.isr.iter().any(|r| *r != me)
+                s.isr.iter().any(|r| *r != me && may_lead(*r))
             } else {
                 s.leader >= 0 && s.isr.contains(&me)
             }
@@ -41,7 +37,11 @@ pub fn pending(me: i32, states: &[PartitionState]) -> usize {
 pub async fn run(state: &BrokerState) {
     let me = state.config.broker_id;
     let started = tokio::time::Instant::now();
-    let deadline = started + wait_for(state.config.session_ttl);
+    let bound = state.config.controlled_shutdown_timeout;
+    if bound.is_zero() {
+        return; // --controlled-shutdown-timeout 0: off
+    }
+    let deadline = started + bound;
     if let Err(e) = state
         .metadata
         .set_shutting_down(me, state.incarnation)
@@ -57,7 +57,10 @@ pub async fn run(state: &BrokerState) {
             .iter()
             .flat_map(|t| t.partitions.values().map(|p| p.state()))
             .collect();
-        let left = pending(me, &states);
+        let snapshot = state.replicas.snapshot();
+        let may_lead =
+            |r: i32| snapshot.alive.contains_key(&r) && !snapshot.shutting_down.contains(&r);
+        let left = pending(me, &states, may_lead);
         if left == 0 {
             tracing::info!(
                 broker = me,
@@ -98,18 +101,29 @@ mod tests {
 
     #[test]
     fn waits_for_leaderships_that_can_move_and_isr_places() {
+        let all = |_: i32| true;
         assert_eq!(
-            pending(1, &[state(1, &[1, 2, 3])]),
+            pending(1, &[state(1, &[1, 2, 3])], all),
             1,
             "leads, others in sync"
         );
         assert_eq!(
-            pending(1, &[state(1, &[1])]),
+            pending(1, &[state(1, &[1])], all),
             0,
             "alone: nobody can take over"
         );
-        assert_eq!(pending(1, &[state(2, &[1, 2])]), 1, "an ISR waits for it");
-        assert_eq!(pending(1, &[state(2, &[2, 3])]), 0, "out of the ISR");
-        assert_eq!(pending(1, &[state(-1, &[1])]), 0, "offline");
+        let only_3 = |r: i32| r == 3;
+        assert_eq!(
+            pending(1, &[state(1, &[1, 2])], only_3),
+            0,
+            "2 is stopping or dead"
+        );
+        assert_eq!(
+            pending(1, &[state(2, &[1, 2])], all),
+            1,
+            "an ISR waits for it"
+        );
+        assert_eq!(pending(1, &[state(2, &[2, 3])], all), 0, "out of the ISR");
+        assert_eq!(pending(1, &[state(-1, &[1])], all), 0, "offline");
     }
 }

@@ -50,9 +50,20 @@ impl BrokerState {
         }
         let now = self.clock.now_ms();
         if p.follower_fetched(req.replica_id, req.fetch_offset, now)? {
-            self.isr_joiners
-                .lock()
-                .insert((req.topic.clone(), req.partition, req.replica_id));
+            if self
+                .replicas
+                .snapshot()
+                .shutting_down
+                .contains(&req.replica_id)
+            {
+                // In controlled shutdown: the controller took it out of the ISR, and acks=all
+                // must not wait for a broker about to stop.
+                p.join_failed(req.replica_id);
+            } else {
+                self.isr_joiners
+                    .lock()
+                    .insert((req.topic.clone(), req.partition, req.replica_id));
+            }
         }
         let end = p.log_end_offset();
         let local_start = p.local_log_start_offset()?;
@@ -185,13 +196,8 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
             _ = stop.changed() => return,
         }
         let joiners: HashSet<(String, u32, i32)> = std::mem::take(&mut *state.isr_joiners.lock());
-        // A follower in controlled shutdown was taken out of the ISR by the controller: it
-        // keeps fetching until it stops, and joining again would make acks=all wait for it.
-        let leaving = if joiners.is_empty() {
-            Default::default()
-        } else {
-            shutting_down(&state).await
-        };
+        // A follower that began a controlled shutdown since it was proposed stays out.
+        let leaving = state.replicas.snapshot().shutting_down.clone();
         for (topic, partition, follower) in joiners {
             if leaving.contains(&follower) {
                 if let Some(p) = state.replicas.local(&topic, partition) {
@@ -244,26 +250,4 @@ pub async fn manage_isr(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>
             }
         }
     }
-}
-
-/// Alive brokers in controlled shutdown (in the incarnation they asked in).
-async fn shutting_down(state: &BrokerState) -> HashSet<i32> {
-    let asked = match state.metadata.shutting_down().await {
-        Ok(asked) => asked,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read which brokers are shutting down");
-            return HashSet::new();
-        }
-    };
-    let snapshot = state.replicas.snapshot();
-    asked
-        .into_iter()
-        .filter(|(id, incarnation)| {
-            snapshot
-                .alive
-                .get(id)
-                .is_some_and(|b| b.incarnation == *incarnation)
-        })
-        .map(|(id, _)| id)
-        .collect()
 }

@@ -15,7 +15,7 @@ use crate::ConnectArgs;
 /// `strata cluster drain BROKER`.
 pub async fn drain(
     broker: i32,
-    wait: bool,
+    wait: Option<Duration>,
     dry_run: bool,
     throttle: Option<usize>,
     format: Format,
@@ -26,8 +26,16 @@ pub async fn drain(
         .drain_broker(broker, dry_run, throttle.unwrap_or(0) as u64)
         .await?;
     print_plan(&plan, format, &format!("drain broker {broker}"))?;
-    if wait && plan.started {
-        wait_for_moves(&admin, &plan).await?;
+    if let (Some(within), true) = (wait, plan.started) {
+        if tokio::time::timeout(within, wait_for_moves(&admin, &plan))
+            .await
+            .is_err()
+        {
+            anyhow::bail!(
+                "the drain of broker {broker} did not finish within {within:?}; its moves go on \
+                 (strata cluster reassignments shows them)"
+            );
+        }
         let hosted = hosted_by(&admin, broker).await?;
         if hosted > 0 {
             anyhow::bail!(

@@ -24,6 +24,9 @@ pub enum ClusterCommand {
         /// Wait until every move has finished.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up (the moves go on) after this long.
+        #[arg(long, default_value = "1h", value_parser = crate::parse::duration, requires = "wait")]
+        timeout: std::time::Duration,
         /// Print the plan; move nothing.
         #[arg(long)]
         dry_run: bool,
@@ -68,13 +71,19 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
         ClusterCommand::Drain {
             broker,
             wait,
+            timeout,
             dry_run,
             throttle,
             format,
             connect,
         } => {
             return crate::commands::balance::drain(
-                broker, wait, dry_run, throttle, format, connect,
+                broker,
+                wait.then_some(timeout),
+                dry_run,
+                throttle,
+                format,
+                connect,
             )
             .await
         }

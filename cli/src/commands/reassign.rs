@@ -50,7 +50,8 @@ pub struct ReassignArgs {
     /// Cancel the plan's moves still under way: back to their original replicas.
     #[arg(long)]
     cancel: bool,
-    /// With --execute: catch-up bytes per second per leader broker (64MiB, 10MB...).
+    /// With --execute: catch-up bytes per second per leader broker (64MiB, 10MB...); a move
+    /// already under way keeps its throttle when none is given.
     #[arg(long, value_parser = crate::parse::size, requires = "execute")]
     throttle: Option<usize>,
     #[command(flatten)]
@@ -113,7 +114,14 @@ pub async fn plan(args: ReassignArgs) -> anyhow::Result<ExitCode> {
     }
     let admin = Admin::connect(args.connect.client_config()?).await?;
     if args.execute {
-        let current = current_assignment(&admin, &plan).await?;
+        let mut current = current_assignment(&admin, &plan).await?;
+        // A partition moving now rolls back to where its move started.
+        let moving = in_progress(&admin, &plan).await?;
+        for p in &mut current.partitions {
+            if let Some(m) = moving.get(&(p.topic.clone(), p.partition)) {
+                p.replicas = original(m);
+            }
+        }
         println!(
             "Current replica assignment (save it to roll back with --plan FILE --execute):\n{}\n",
             serde_json::to_string(&current)?
@@ -141,17 +149,33 @@ pub async fn plan(args: ReassignArgs) -> anyhow::Result<ExitCode> {
             println!("No partition of the plan is being reassigned; nothing to cancel.");
             return Ok(ExitCode::SUCCESS);
         }
-        let answer = admin.cancel_reassignments(&cancel).await?;
-        for p in &answer.partitions {
-            println!(
-                "Cancelled the reassignment of {}/{}: replicas {} (leader {}).",
-                p.topic,
-                p.partition,
-                ids(&p.replicas),
-                p.leader
-            );
+        // One partition at a time, as Kafka reports: one that cannot be cancelled (or that
+        // finished meanwhile) does not keep the others moving.
+        let mut failed = 0;
+        for key in &cancel {
+            match admin.cancel_reassignments(std::slice::from_ref(key)).await {
+                Ok(answer) => {
+                    for p in &answer.partitions {
+                        println!(
+                            "Cancelled the reassignment of {}/{}: replicas {} (leader {}).",
+                            p.topic,
+                            p.partition,
+                            ids(&p.replicas),
+                            p.leader
+                        );
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("error: {}/{}: {e}", key.0, key.1);
+                }
+            }
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     // --verify
     let current = current_assignment(&admin, &plan).await?;

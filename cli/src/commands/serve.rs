@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// same moves as `strata cluster balance`). A new broker then gets partitions by itself.
     #[arg(long, env = "STRATA_AUTO_BALANCE")]
     pub auto_balance: bool,
+    /// On SIGTERM, wait at most this long for the controller to move this broker's
+    /// leaderships before stopping (controlled shutdown), e.g. 15s; 0s stops at once.
+    #[arg(long, env = "STRATA_CONTROLLED_SHUTDOWN_TIMEOUT", value_parser = parse::duration)]
+    pub controlled_shutdown_timeout: Option<Duration>,
     /// A producer id not heard from for this long is forgotten by each partition (Kafka's
     /// producer.id.expiration.ms; its next write must start again at sequence 0), e.g. 1d.
     #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION", value_parser = parse::duration)]
@@ -143,6 +147,7 @@ struct ServeFile {
     replica_lag_time_max: Option<String>,
     leader_rebalance_interval: Option<String>,
     auto_balance: Option<bool>,
+    controlled_shutdown_timeout: Option<String>,
     producer_id_expiration: Option<String>,
     object_store: Option<String>,
     s3_endpoint: Option<String>,
@@ -175,6 +180,7 @@ pub struct ServeSettings {
     pub replica_lag_time_max: Duration,
     pub leader_rebalance_interval: Duration,
     pub auto_balance: bool,
+    pub controlled_shutdown_timeout: Duration,
     pub producer_id_expiration: Duration,
     pub object_store: Option<String>,
     pub s3_endpoint: Option<String>,
@@ -245,6 +251,12 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         file.leader_rebalance_interval,
         "leader_rebalance_interval",
         30,
+    )?;
+    let controlled_shutdown_timeout = duration(
+        args.controlled_shutdown_timeout,
+        file.controlled_shutdown_timeout,
+        "controlled_shutdown_timeout",
+        15,
     )?;
     let producer_id_expiration = duration(
         args.producer_id_expiration,
@@ -353,6 +365,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<ServeSettings> {
         replica_lag_time_max,
         leader_rebalance_interval,
         auto_balance: args.auto_balance || file.auto_balance.unwrap_or(false),
+        controlled_shutdown_timeout,
         producer_id_expiration,
         object_store: args.object_store.or(file.object_store),
         s3_endpoint: args.s3_endpoint.or(file.s3_endpoint),
@@ -411,6 +424,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.replica_lag_time_max = s.replica_lag_time_max;
     config.leader_rebalance_interval = s.leader_rebalance_interval;
     config.auto_balance = s.auto_balance;
+    config.controlled_shutdown_timeout = s.controlled_shutdown_timeout;
     config.producer_id_expiration = s.producer_id_expiration;
     config.retention_check_interval = s.retention_check_interval;
     config.max_partitions_per_broker = s.max_partitions_per_broker;
