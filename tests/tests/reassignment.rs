@@ -3,7 +3,8 @@
 //! acknowledged record is there once and in order, the dropped replica's files are deleted);
 //! bad targets refused with a sentence; a move to a dead broker that waits, survives a SIGKILL
 //! of the controller, and finishes once the broker is back; a cancel that rolls back; a
-//! throttled move that takes as long as its rate says.
+//! throttled move that takes as long as its rate says, its target SIGKILLed while it catches
+//! up; a new broker filled by auto-balance and emptied by a drain.
 
 use serde_json::Value;
 use std::path::Path;
@@ -386,6 +387,22 @@ fn a_move_to_a_dead_broker_waits_survives_a_controller_kill_can_be_cancelled_and
         reassignments(&c).into_iter().next()
     });
     assert_eq!(listed["throttle_bytes_per_sec"], 512 * 1024);
+    // The target broker dies while it catches up: the move waits, and finishes once it is
+    // back (its copy resumes where its log ends).
+    c.wait(
+        Duration::from_secs(20),
+        "the new replica catching up",
+        || {
+            let m = reassignments(&c).into_iter().next()?;
+            let end = m["catching_up"][0]["log_end_offset"].as_i64()?;
+            (end > 0 && m["offsets_left"].as_i64()? > 0).then_some(())
+        },
+    );
+    c.broker_mut(spare).kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(reassignments(&c).len(), 1, "the move waits for its target");
+    assert_ne!(c.assignment("slow", 0).0, target);
+    c.broker_mut(spare).restart();
     c.wait(
         Duration::from_secs(60),
         "the throttled move finished",
