@@ -476,25 +476,10 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::DrainBrokerRequest>,
     ) -> Result<Response<pb::ReassignmentPlan>, Status> {
-        let dry_run = request.get_ref().dry_run;
-        let operation = if dry_run {
-            Operation::Describe
-        } else {
-            Operation::Alter
-        };
-        self.state.security.authorize_request(
-            &request,
-            operation,
-            ResourceType::Cluster,
-            CLUSTER,
-        )?;
-        let who = principal(&request);
+        let who = self.authorize_plan(&request, request.get_ref().dry_run)?;
         let broker = request.get_ref().broker;
         let plan = self.state.drain_broker(request.into_inner()).await?;
-        if plan.started {
-            let detail = format!("{} partitions", plan.moves.len());
-            audit::changed(&who, "broker drained", &format!("broker {broker}"), &detail);
-        }
+        audit_plan(&who, &plan, "broker drained", &format!("broker {broker}"));
         Ok(Response::new(plan))
     }
 
@@ -502,24 +487,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::BalanceClusterRequest>,
     ) -> Result<Response<pb::ReassignmentPlan>, Status> {
-        let dry_run = request.get_ref().dry_run;
-        let operation = if dry_run {
-            Operation::Describe
-        } else {
-            Operation::Alter
-        };
-        self.state.security.authorize_request(
-            &request,
-            operation,
-            ResourceType::Cluster,
-            CLUSTER,
-        )?;
-        let who = principal(&request);
+        let who = self.authorize_plan(&request, request.get_ref().dry_run)?;
         let plan = self.state.balance_cluster(request.into_inner()).await?;
-        if plan.started {
-            let detail = format!("{} partitions", plan.moves.len());
-            audit::changed(&who, "cluster balanced", "cluster", &detail);
-        }
+        audit_plan(&who, &plan, "cluster balanced", "cluster");
         Ok(Response::new(plan))
     }
 
@@ -601,5 +571,31 @@ impl Replica for ReplicaService {
         Ok(Response::new(
             self.state.retention_preview(&request.into_inner()).await?,
         ))
+    }
+}
+
+impl AdminService {
+    /// Drain and balance: ALTER on the cluster, DESCRIBE for a dry run. Returns the caller.
+    fn authorize_plan<T>(&self, request: &Request<T>, dry_run: bool) -> Result<Principal, Status> {
+        let operation = if dry_run {
+            Operation::Describe
+        } else {
+            Operation::Alter
+        };
+        self.state.security.authorize_request(
+            request,
+            operation,
+            ResourceType::Cluster,
+            CLUSTER,
+        )?;
+        Ok(principal(request))
+    }
+}
+
+/// An audit event for a drain or balance that started moves.
+fn audit_plan(who: &Principal, plan: &pb::ReassignmentPlan, action: &str, resource: &str) {
+    if plan.started {
+        let detail = format!("{} partitions", plan.moves.len());
+        audit::changed(who, action, resource, &detail);
     }
 }

@@ -165,66 +165,51 @@ pub fn drain(
     Ok(moves)
 }
 
+/// One step of evening out `counts`: from the most loaded broker to the least loaded one
+/// (by more than one) for which `fits(partition, from, to)` finds a partition; `None` once
+/// even or stuck.
+fn next_step(
+    counts: &BTreeMap<i32, usize>,
+    now: &[Assigned],
+    fits: impl Fn(&Assigned, i32, i32) -> bool,
+) -> Option<(usize, i32, i32)> {
+    let (&most, &high) = counts.iter().max_by_key(|(id, n)| (**n, -**id))?;
+    let mut receivers: Vec<(usize, i32)> = counts.iter().map(|(id, n)| (*n, *id)).collect();
+    receivers.sort();
+    receivers
+        .iter()
+        .take_while(|(n, _)| high > n + 1)
+        .find_map(|(_, to)| {
+            now.iter()
+                .position(|p| p.movable && p.down.is_empty() && fits(p, most, *to))
+                .map(|i| (i, most, *to))
+        })
+}
+
 /// Evens out replica counts, then preferred-leader counts, across the live `brokers`.
 pub fn balance(brokers: &[Broker], partitions: &[Assigned]) -> Vec<Move> {
     let mut now: Vec<Assigned> = partitions.to_vec();
-    let mut load = Load::of(brokers, &now);
-    // Replicas: one at a time, from the most loaded broker to the least loaded that can take
-    // one of its partitions.
-    while let Some((&most, &high)) = load.replicas.iter().max_by_key(|(id, n)| (**n, -**id)) {
-        let mut receivers: Vec<(usize, i32)> =
-            load.replicas.iter().map(|(id, n)| (*n, *id)).collect();
-        receivers.sort();
-        let found = receivers
-            .iter()
-            .take_while(|(n, _)| high > n + 1)
-            .find_map(|(_, to)| {
-                now.iter()
-                    .position(|p| {
-                        p.movable
-                            && p.down.is_empty()
-                            && p.replicas.contains(&most)
-                            && !p.replicas.contains(to)
-                            && {
-                                let others: Vec<i32> =
-                                    p.replicas.iter().copied().filter(|r| *r != most).collect();
-                                !shares_rack(brokers, &others, *to)
-                                    || shares_rack(brokers, &others, most)
-                            }
-                    })
-                    .map(|i| (i, *to))
-            });
-        let Some((i, to)) = found else {
-            break;
-        };
-        let at = now[i].replicas.iter().position(|r| *r == most).unwrap_or(0);
+    // Replicas: one at a time to a broker that does not hold the partition, never onto a rack
+    // the partition's other replicas use unless the leaving one shared it already.
+    let takes_replica = |p: &Assigned, from: i32, to: i32| {
+        let others: Vec<i32> = p.replicas.iter().copied().filter(|r| *r != from).collect();
+        p.replicas.contains(&from)
+            && !p.replicas.contains(&to)
+            && (!shares_rack(brokers, &others, to) || shares_rack(brokers, &others, from))
+    };
+    while let Some((i, from, to)) =
+        next_step(&Load::of(brokers, &now).replicas, &now, takes_replica)
+    {
+        let at = now[i].replicas.iter().position(|r| *r == from).unwrap_or(0);
         now[i].replicas[at] = to;
-        load = Load::of(brokers, &now);
     }
-    // Preferred leaders: swap the first replica with a less loaded one of the same partition.
-    while let Some((&most, &high)) = load.leaders.iter().max_by_key(|(id, n)| (**n, -**id)) {
-        let mut receivers: Vec<(usize, i32)> =
-            load.leaders.iter().map(|(id, n)| (*n, *id)).collect();
-        receivers.sort();
-        let found = receivers
-            .iter()
-            .take_while(|(n, _)| high > n + 1)
-            .find_map(|(_, to)| {
-                now.iter()
-                    .position(|p| {
-                        p.movable
-                            && p.down.is_empty()
-                            && p.replicas.first() == Some(&most)
-                            && p.replicas.contains(to)
-                    })
-                    .map(|i| (i, *to))
-            });
-        let Some((i, to)) = found else {
-            break;
-        };
+    // Preferred leaders: swap the first replica with another replica of the same partition.
+    let takes_lead = |p: &Assigned, from: i32, to: i32| {
+        p.replicas.first() == Some(&from) && p.replicas.contains(&to)
+    };
+    while let Some((i, _, to)) = next_step(&Load::of(brokers, &now).leaders, &now, takes_lead) {
         let at = now[i].replicas.iter().position(|r| *r == to).unwrap_or(0);
         now[i].replicas.swap(0, at);
-        load = Load::of(brokers, &now);
     }
     partitions
         .iter()
