@@ -64,7 +64,7 @@ echo "waiting for the history to reach the bucket..." >&2
 until $bin tier status tiered --format json | python3 -c '
 import json,sys
 p=json.load(sys.stdin)["partitions"][0]
-sys.exit(0 if p["remote_bytes"] >= '"$((history_mib * 1048576 * 9 / 10))"' and p["local_segments"] <= 6 else 1)'; do
+sys.exit(0 if p["remote_log_end_offset"] >= '"$((records * 9 / 10))"' and p["local_segments"] <= 6 else 1)'; do
   sleep 2
 done
 $bin tier status tiered >&2

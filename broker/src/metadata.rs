@@ -124,6 +124,20 @@ pub struct PartitionState {
     pub reassigning: Option<Reassigning>,
 }
 
+impl PartitionState {
+    /// The replicas it is meant to have: during a move the original ones (Kafka's rule: the
+    /// replicas being added do not make a partition under-replicated while they catch up).
+    pub fn replication_factor(&self) -> usize {
+        let adding = self.reassigning.as_ref().map_or(0, |r| r.adding.len());
+        self.replicas.len().saturating_sub(adding)
+    }
+
+    /// Fewer in-sync replicas than it is meant to have.
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replication_factor()
+    }
+}
+
 /// What a partition's reassignment is doing: see `control::reassign`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reassigning {

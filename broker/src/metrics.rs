@@ -212,6 +212,7 @@ fn register_broker(r: &Registry) {
 pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
     let now_ms = state.clock.now_ms();
     let (mut hosted, mut leading, mut under_replicated, mut under_min_isr) = (0, 0, 0, 0);
+    let mut reassigning = 0;
     let mut lag = UploadLag::default();
     for topic in state.replicas.local_topics() {
         let tiered = topic.config.remote_storage && state.tier.is_some();
@@ -222,8 +223,11 @@ pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
                 continue;
             }
             leading += 1;
-            if ps.isr.len() < ps.replicas.len() {
+            if ps.is_under_replicated() {
                 under_replicated += 1;
+            }
+            if ps.reassigning.is_some() {
+                reassigning += 1;
             }
             if ps.isr.len() < p.min_insync_replicas() as usize {
                 under_min_isr += 1;
@@ -253,8 +257,14 @@ pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
     );
     out.gauge(
         "strata_under_replicated_partitions",
-        "Partitions this broker leads whose ISR is smaller than their replica set.",
+        "Partitions this broker leads whose ISR is smaller than their replica set (replicas a \
+         reassignment is adding do not count).",
         f64::from(under_replicated),
+    );
+    out.gauge(
+        "strata_reassigning_partitions",
+        "Partitions this broker leads that are being reassigned (moved between brokers).",
+        f64::from(reassigning),
     );
     out.gauge(
         "strata_under_min_isr_partitions",

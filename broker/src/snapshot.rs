@@ -79,10 +79,11 @@ impl ClusterSnapshot {
             .count() as u32
     }
 
-    /// Partitions with fewer in-sync replicas than replicas.
+    /// Partitions with fewer in-sync replicas than they are meant to have (replicas being
+    /// added by a move do not count).
     pub fn under_replicated_partitions(&self) -> u32 {
         self.partitions()
-            .filter(|p| p.isr.len() < p.replicas.len())
+            .filter(|p| p.is_under_replicated())
             .count() as u32
     }
 
