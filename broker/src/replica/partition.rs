@@ -557,6 +557,19 @@ impl Partition {
             .map_or_else(Vec::new, |l| l.lagging(now_ms, max_lag_ms))
     }
 
+    /// Leader: the catch-up throttle (bytes per second) for `follower`'s fetches: set when a
+    /// reassignment with a throttle is adding it and it is not in the ISR yet. Read in place
+    /// (no copy of the state): it is asked on every replica fetch.
+    pub fn catch_up_throttle(&self, follower: i32) -> Option<u64> {
+        let applied = self.state.read();
+        let s = &applied.state;
+        s.reassigning
+            .as_ref()
+            .filter(|r| r.throttle_bytes_per_sec > 0 && r.adding.contains(&follower))
+            .filter(|_| !s.isr.contains(&follower))
+            .map(|r| r.throttle_bytes_per_sec)
+    }
+
     /// Leader: each follower's log end offset at its last fetch in this leadership (-1: it
     /// has not fetched yet).
     pub fn follower_ends(&self) -> Vec<(i32, i64)> {

@@ -85,13 +85,7 @@ impl BrokerState {
         }
         let mut max_bytes = (req.max_bytes as usize).clamp(1, self.config.max_fetch_bytes);
         // A replica a reassignment adds catches up throttled while outside the ISR.
-        let state = p.state();
-        let throttle = state
-            .reassigning
-            .as_ref()
-            .filter(|r| r.throttle_bytes_per_sec > 0 && r.adding.contains(&req.replica_id))
-            .filter(|_| !state.isr.contains(&req.replica_id))
-            .map(|r| r.throttle_bytes_per_sec);
+        let throttle = p.catch_up_throttle(req.replica_id);
         if let Some(rate) = throttle {
             let granted = self
                 .replication_throttle
