@@ -425,12 +425,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ClusterInfoRequest>,
     ) -> Result<Response<pb::ClusterInfoResponse>, Status> {
-        self.state.security.authorize_request(
-            &request,
-            Operation::Describe,
-            ResourceType::Cluster,
-            CLUSTER,
-        )?;
+        self.authorize_cluster(&request, Operation::Describe)?;
         Ok(Response::new(self.state.cluster_info().await?))
     }
 
@@ -439,12 +434,7 @@ impl Admin for AdminService {
         request: Request<pb::AlterPartitionReassignmentsRequest>,
     ) -> Result<Response<pb::AlterPartitionReassignmentsResponse>, Status> {
         let forwarded = self.forwarded(&request);
-        self.state.security.authorize_request(
-            &request,
-            Operation::Alter,
-            ResourceType::Cluster,
-            CLUSTER,
-        )?;
+        self.authorize_cluster(&request, Operation::Alter)?;
         let who = principal(&request);
         let req = request.into_inner();
         let (what, throttle) = (
@@ -497,12 +487,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::ListPartitionReassignmentsRequest>,
     ) -> Result<Response<pb::ListPartitionReassignmentsResponse>, Status> {
-        self.state.security.authorize_request(
-            &request,
-            Operation::Describe,
-            ResourceType::Cluster,
-            CLUSTER,
-        )?;
+        self.authorize_cluster(&request, Operation::Describe)?;
         Ok(Response::new(
             self.state
                 .list_partition_reassignments(request.into_inner())
@@ -582,13 +567,23 @@ impl AdminService {
         } else {
             Operation::Alter
         };
+        self.authorize_cluster(request, operation)?;
+        Ok(principal(request))
+    }
+
+    /// `operation` on the cluster resource.
+    fn authorize_cluster<T>(
+        &self,
+        request: &Request<T>,
+        operation: Operation,
+    ) -> Result<(), Status> {
         self.state.security.authorize_request(
             request,
             operation,
             ResourceType::Cluster,
             CLUSTER,
         )?;
-        Ok(principal(request))
+        Ok(())
     }
 }
 

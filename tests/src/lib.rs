@@ -3,6 +3,7 @@
 //!
 //! Invariant: a test that cannot start what it needs panics (fails); it never skips.
 
+pub mod client;
 pub mod cluster;
 pub mod etcd;
 pub mod faults;

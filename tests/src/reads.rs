@@ -6,12 +6,7 @@ use strata_client::{ClientConfig, Consumer, ConsumerConfig, SeekTo};
 /// Partition 0 of `topic` from its start to its end, each value parsed as a number:
 /// (offset, number) pairs.
 pub fn numbers(brokers: &str, topic: &str) -> Vec<(i64, u64)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    crate::client::block_on(async {
         let mut consumer = Consumer::connect(ConsumerConfig::new(ClientConfig::new(
             brokers.split(',').map(str::to_string),
         )))

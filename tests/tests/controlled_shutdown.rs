@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_client::{Acks, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+use strata_client::ProducerRecord;
+use strata_tests::client::acks_all_producer;
 use strata_tests::cluster::ServeCluster as Cluster;
 use strata_tests::serve::TEST_SESSION_TIMEOUT;
 
@@ -25,17 +26,8 @@ struct Seen {
 /// Produces runs of `RUN` records (acks=all, over every partition) until `stop`.
 fn produce_runs(brokers: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Seen> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut config =
-                ProducerConfig::new(ClientConfig::new(brokers.split(',').map(str::to_string)));
-            config.acks = Acks::All;
-            config.linger = Duration::from_millis(1);
-            let producer = Producer::connect(config).await.expect("producer connects");
+        strata_tests::client::block_on(async move {
+            let producer = acks_all_producer(&brokers, Duration::from_millis(1)).await;
             let mut seen = Seen::default();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_client::{Acks, ClientConfig, Producer, ProducerConfig, ProducerRecord};
+use strata_client::ProducerRecord;
+use strata_tests::client::acks_all_producer;
 use strata_tests::cluster::ServeCluster as Cluster;
 use strata_tests::files_under;
 use strata_tests::serve::TEST_SESSION_TIMEOUT;
@@ -92,17 +93,8 @@ fn produce(
     acked: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Vec<Result<i64, String>>> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut config =
-                ProducerConfig::new(ClientConfig::new(brokers.split(',').map(str::to_string)));
-            config.acks = Acks::All;
-            config.linger = Duration::from_millis(2);
-            let producer = Producer::connect(config).await.expect("producer connects");
+        strata_tests::client::block_on(async move {
+            let producer = acks_all_producer(&brokers, Duration::from_millis(2)).await;
             let (tx, mut rx) = tokio::sync::mpsc::channel(1 << 16);
             let collector = tokio::spawn(async move {
                 let mut outcomes = Vec::new();
