@@ -112,6 +112,7 @@ impl Broker {
             replication_throttle: Default::default(),
             sync_lock: tokio::sync::Mutex::new(()),
             fetchers: Default::default(),
+            fetch_sessions: crate::replication::FetchSessions::new(incarnation),
             isr_joiners: Default::default(),
             topic_changes: Default::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),

@@ -520,23 +520,23 @@ impl Replica for ReplicaService {
         &self,
         request: Request<pb::ReplicaFetchRequest>,
     ) -> Result<Response<pb::ReplicaFetchResponse>, Status> {
-        let caller = crate::security::service::caller(&request);
-        if let crate::security::Principal::Broker(id) = caller.principal {
-            if id != request.get_ref().replica_id {
-                tracing::warn!(target: "strata::audit", principal = %caller.principal, replica_id = request.get_ref().replica_id, "refused: a replica fetch for another broker");
-                return Err(
-                    crate::error::BrokerError::ClusterAuthorizationFailed(format!(
-                        "Broker:{id} may fetch only as replica {id}, not as replica {}",
-                        request.get_ref().replica_id
-                    ))
-                    .into(),
-                );
-            }
-        }
+        check_replica_id(&request, request.get_ref().replica_id)?;
         let timer = metrics::REPLICA_FETCH.begin(0);
         let answer = self.state.replica_fetch(request.into_inner()).await;
         timer.finish(answer.map(Response::new).map_err(Status::from), |r| {
             r.get_ref().records.len()
+        })
+    }
+
+    async fn replica_fetch_session(
+        &self,
+        request: Request<pb::ReplicaSessionRequest>,
+    ) -> Result<Response<pb::ReplicaSessionResponse>, Status> {
+        check_replica_id(&request, request.get_ref().replica_id)?;
+        let timer = metrics::REPLICA_FETCH.begin(0);
+        let answer = self.state.replica_fetch_session(request.into_inner()).await;
+        timer.finish(answer.map(Response::new).map_err(Status::from), |r| {
+            r.get_ref().partitions.iter().map(|p| p.records.len()).sum()
         })
     }
 
@@ -557,6 +557,21 @@ impl Replica for ReplicaService {
             self.state.retention_preview(&request.into_inner()).await?,
         ))
     }
+}
+
+/// A replica fetch names the calling broker's own id (with broker certificates).
+fn check_replica_id<T>(request: &Request<T>, replica_id: i32) -> Result<(), Status> {
+    let caller = crate::security::service::caller(request);
+    if let crate::security::Principal::Broker(id) = caller.principal {
+        if id != replica_id {
+            tracing::warn!(target: "strata::audit", principal = %caller.principal, replica_id, "refused: a replica fetch for another broker");
+            return Err(crate::error::BrokerError::ClusterAuthorizationFailed(format!(
+                "Broker:{id} may fetch only as replica {id}, not as replica {replica_id}"
+            ))
+            .into());
+        }
+    }
+    Ok(())
 }
 
 impl AdminService {

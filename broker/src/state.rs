@@ -32,8 +32,10 @@ pub struct BrokerState {
     pub controller_fence: Mutex<Option<strata_coordinator::Write>>,
     /// Serializes metadata syncs.
     pub sync_lock: tokio::sync::Mutex<()>,
-    /// Follower fetch tasks, one per followed partition.
+    /// Follower fetch streams, one per leader broker followed.
     pub fetchers: Fetchers,
+    /// Leader side: the fetch sessions of the brokers following this one.
+    pub fetch_sessions: crate::replication::FetchSessions,
     /// Catch-up traffic to replicas being added by reassignments (throttled ones only).
     pub replication_throttle: Mutex<crate::replication::throttle::Throttle>,
     /// Followers that caught up and should join the ISR: (topic, partition, follower).

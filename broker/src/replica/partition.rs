@@ -26,11 +26,11 @@
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use strata_log::batch::BatchIter;
 use strata_log::{AppendInfo, Clock, Log, LogConfig};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::leader::{AckState, LeaderState};
@@ -95,6 +95,9 @@ pub struct Partition {
     /// The partition's remote log when the topic is tiered.
     pub(super) remote: RwLock<Option<Arc<strata_tiering::RemoteLog>>>,
     pub(super) remote_summary: RwLock<Option<RemoteSummary>>,
+    /// The fetch sessions of followers that fetch this partition from here: woken by every
+    /// append and role change (dead sessions are pruned as they are met).
+    pub(super) session_wakers: Mutex<Vec<Weak<Notify>>>,
 }
 
 impl Partition {
@@ -138,6 +141,7 @@ impl Partition {
             unclean_leader_election: std::sync::atomic::AtomicBool::new(false),
             remote: RwLock::new(None),
             remote_summary: RwLock::new(None),
+            session_wakers: Mutex::new(Vec::new()),
             clock,
         });
         if partition.leads(&state) {
@@ -169,6 +173,12 @@ impl Partition {
         self.state.read().state.leader_epoch
     }
 
+    /// The leader and leader epoch as last applied (read in place).
+    pub fn leader_and_epoch(&self) -> (i32, i32) {
+        let s = &self.state.read().state;
+        (s.leader, s.leader_epoch)
+    }
+
     /// The topic's min.insync.replicas, as last applied from the metadata.
     pub fn min_insync_replicas(&self) -> u32 {
         self.min_insync_replicas.load(Ordering::Relaxed)
@@ -197,6 +207,10 @@ impl Partition {
             if revision < applied.revision {
                 return false;
             }
+            if revision == applied.revision && applied.state == next {
+                // A resync that found nothing new: no waiter needs waking.
+                return true;
+            }
             let previous = applied.state.clone();
             *applied = Applied {
                 state: next.clone(),
@@ -221,7 +235,35 @@ impl Partition {
         // Wake waiters so that acks=all waits and fetches re-check their role.
         self.high_watermark.send_modify(|_| {});
         self.log_end.send_modify(|_| {});
+        self.wake_sessions();
         true
+    }
+
+    /// Whether `broker` holds a replica of this partition (read in place: asked on every
+    /// replica fetch).
+    pub fn has_replica(&self, broker: i32) -> bool {
+        self.state.read().state.replicas.contains(&broker)
+    }
+
+    /// Leader: `waker` is notified on every append and role change from now on (once however
+    /// often it is added), until it is dropped.
+    pub fn wake_on_change(&self, waker: &Arc<Notify>) {
+        let mut wakers = self.session_wakers.lock();
+        let known = Arc::downgrade(waker);
+        if !wakers.iter().any(|w| w.ptr_eq(&known)) {
+            wakers.push(known);
+        }
+    }
+
+    /// Notifies the fetch sessions waiting for this partition.
+    pub(super) fn wake_sessions(&self) {
+        self.session_wakers.lock().retain(|w| match w.upgrade() {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        });
     }
 
     fn become_leader(&self, state: &PartitionState) {
@@ -380,6 +422,7 @@ impl Partition {
             let info: AppendInfo = log.append(&mut buf, epoch).map_err(|e| me.log_error(e))?;
             me.record_producers(log, &buf);
             me.log_end.send_replace(log.log_end_offset());
+            me.wake_sessions();
             Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, duplicate: false })
         })
         .await?;

@@ -42,29 +42,13 @@ impl BrokerState {
         req: pb::ReplicaFetchRequest,
     ) -> Result<pb::ReplicaFetchResponse> {
         let p = self.leading_at(&req.topic, req.partition, req.leader_epoch)?;
-        if !p.state().replicas.contains(&req.replica_id) {
+        if !p.has_replica(req.replica_id) {
             return Err(BrokerError::InvalidRequest(format!(
                 "broker {} is not a replica of {}/{}",
                 req.replica_id, req.topic, req.partition
             )));
         }
-        let now = self.clock.now_ms();
-        if p.follower_fetched(req.replica_id, req.fetch_offset, now)? {
-            if self
-                .replicas
-                .snapshot()
-                .shutting_down
-                .contains(&req.replica_id)
-            {
-                // In controlled shutdown: the controller took it out of the ISR, and acks=all
-                // must not wait for a broker about to stop.
-                p.join_failed(req.replica_id);
-            } else {
-                self.isr_joiners
-                    .lock()
-                    .insert((req.topic.clone(), req.partition, req.replica_id));
-            }
-        }
+        self.note_follower_fetch(&p, req.replica_id, req.fetch_offset)?;
         let end = p.log_end_offset();
         let local_start = p.local_log_start_offset()?;
         if req.fetch_offset < local_start {
