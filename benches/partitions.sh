@@ -7,13 +7,17 @@
 #   - acks=all produce and consume across every partition (`strata bench`),
 #   - how long after the controller's SIGKILL every partition had a leader again.
 #   bash benches/partitions.sh [PARTITIONS] [IDLE_SECONDS]     # default 3000 30
+#   RECORDS=N (default 2000000) sets the produce and consume runs' size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 partitions=${1:-3000}
 idle=${2:-30}
 records=${RECORDS:-2000000}
-cargo build --release --locked -p strata >&2
-BIN=$PWD/target/release/strata
+# STRATA_BIN: a prebuilt binary to measure instead (an older commit, for a before/after).
+if [ -z "${STRATA_BIN:-}" ]; then
+  cargo build --release --locked -p strata >&2
+fi
+BIN=${STRATA_BIN:-$PWD/target/release/strata}
 BENCH_DIR=$(mktemp -d)
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
@@ -29,7 +33,12 @@ for id in 1 2 3; do
   brokers="$brokers${brokers:+,}127.0.0.1:$port"
 done
 export STRATA_BROKERS=$brokers
-pid_of() { for p in "${bench_broker_pids[@]}"; do [ "${p%%=*}" = "b$1" ] && echo "${p#*=}"; done; }
+pid_of() {
+  local p
+  for p in "${bench_broker_pids[@]}"; do
+    if [ "${p%%=*}" = "b$1" ]; then echo "${p#*=}"; fi
+  done
+}
 
 now() { date +%s.%N; }
 since() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
@@ -38,7 +47,7 @@ info() {
   "$BIN" cluster info --format json 2>/dev/null | python3 -c '
 import json, sys
 i = json.load(sys.stdin)
-print(i["partitions"], i["offline_partitions"], i["under_replicated_partitions"], i["controller"])'
+print(i["partitions"], i["offline_partitions"], i["under_replicated_partitions"], i["controller"])' 2>/dev/null
 }
 # cpu_ticks PID: user + system clock ticks the process used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

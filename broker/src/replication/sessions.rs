@@ -188,6 +188,8 @@ impl BrokerState {
         }
         let forgotten = req.forgotten.into_iter().map(|r| (r.topic, r.partition));
         let mut live = if req.session_id == 0 {
+            // A new session replaces the follower's old one (it reset after a failed round).
+            self.fetch_sessions.by_replica.lock().remove(&replica);
             let id = self.fetch_sessions.next_id.fetch_add(2, Ordering::Relaxed);
             Live {
                 session: LeaderSession::open(id, std::iter::empty()),
