@@ -476,6 +476,54 @@ impl MetadataStore {
     /// also checks `fence` (the controller election's, see `Lease::fence`), so a controller
     /// that was deposed without noticing writes nothing. `Ok(false)` on a conflict with the
     /// partition's revision; `NotController` when the fence no longer holds.
+    /// Many partition updates as [`MetadataStore::update_partition`] writes one: a chunk of
+    /// them per etcd transaction (with the fence), one by one for a chunk whose transaction met
+    /// a changed partition. Returns whether each was written.
+    pub async fn update_partitions(
+        &self,
+        updates: &[(&str, u32, &PartitionState, i64)],
+        fence: Option<Write>,
+    ) -> Result<Vec<bool>> {
+        let mut written = Vec::with_capacity(updates.len());
+        for chunk in updates.chunks(strata_coordinator::MAX_WRITES_PER_COMMIT - 1) {
+            let mut writes: Vec<Write> = fence.iter().cloned().collect();
+            for (topic, partition, state, revision) in chunk {
+                writes.push(Write::put(
+                    partition_key(topic, *partition),
+                    encode(state)?,
+                    Expect::Revision(*revision),
+                ));
+            }
+            match self.store.commit(writes).await {
+                Ok(_) => written.extend(std::iter::repeat_n(true, chunk.len())),
+                Err(CoordinatorError::Conflict { key, .. })
+                    if fence.as_ref().is_none_or(|f| f.key != key) =>
+                {
+                    for (topic, partition, state, revision) in chunk {
+                        written.push(
+                            self.update_partition(
+                                topic,
+                                *partition,
+                                state,
+                                *revision,
+                                fence.clone(),
+                            )
+                            .await?,
+                        );
+                    }
+                }
+                Err(CoordinatorError::Conflict { key, .. }) => {
+                    return Err(BrokerError::NotController(format!(
+                        "this broker no longer holds the controller election (its key {key} \
+                         changed); partition states were not written"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(written)
+    }
+
     pub async fn update_partition(
         &self,
         topic: &str,

@@ -279,6 +279,17 @@ pub fn collect(state: &BrokerState, out: &mut Encoder<'_>) {
         f64::from(offline),
     );
     out.gauge(
+        "strata_replica_fetch_streams",
+        "Fetch streams this broker runs as a follower: one per leader broker it follows, \
+         whatever the number of partitions.",
+        state.fetchers.streams() as f64,
+    );
+    out.gauge(
+        "strata_replica_fetch_sessions",
+        "Fetch sessions open on this broker as a leader: one per follower broker.",
+        state.fetch_sessions.len() as f64,
+    );
+    out.gauge(
         "strata_controller_active",
         "1 on the broker that is the controller, 0 elsewhere.",
         if controller { 1.0 } else { 0.0 },

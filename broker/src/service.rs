@@ -565,10 +565,12 @@ fn check_replica_id<T>(request: &Request<T>, replica_id: i32) -> Result<(), Stat
     if let crate::security::Principal::Broker(id) = caller.principal {
         if id != replica_id {
             tracing::warn!(target: "strata::audit", principal = %caller.principal, replica_id, "refused: a replica fetch for another broker");
-            return Err(crate::error::BrokerError::ClusterAuthorizationFailed(format!(
-                "Broker:{id} may fetch only as replica {id}, not as replica {replica_id}"
-            ))
-            .into());
+            return Err(
+                crate::error::BrokerError::ClusterAuthorizationFailed(format!(
+                    "Broker:{id} may fetch only as replica {id}, not as replica {replica_id}"
+                ))
+                .into(),
+            );
         }
     }
     Ok(())

@@ -294,3 +294,75 @@ async fn an_interrupted_deletion_is_finished() {
     assert!(metadata.topic("t").await.unwrap().is_none());
     assert_eq!(partition_keys(&metadata, "t").await, 0);
 }
+
+#[tokio::test]
+async fn a_failover_of_thousands_of_partitions_is_written_in_chunks_under_the_fence() {
+    let (_dir, metadata) = store();
+    metadata
+        .create_topic(&record("big", 1_000), &states(1_000))
+        .await
+        .unwrap();
+    let fence_revision = metadata
+        .store()
+        .put("fence", Bytes::from("1"), Expect::Absent)
+        .await
+        .unwrap();
+    let fence = Some(Write::check("fence", Expect::Revision(fence_revision)));
+    let read = metadata.partitions("big").await.unwrap();
+    // Someone else changed partition 7 since the read: only it is not written.
+    let mut moved = read[7].value.clone();
+    moved.leader_epoch = 5;
+    metadata
+        .write_partition("big", 7, &moved, read[7].revision)
+        .await
+        .unwrap()
+        .expect("written");
+    let next: Vec<PartitionState> = read
+        .iter()
+        .map(|r| PartitionState {
+            leader_epoch: r.value.leader_epoch + 1,
+            ..r.value.clone()
+        })
+        .collect();
+    let updates: Vec<(&str, u32, &PartitionState, i64)> = next
+        .iter()
+        .zip(&read)
+        .enumerate()
+        .map(|(i, (n, r))| ("big", i as u32, n, r.revision))
+        .collect();
+    let written = metadata
+        .update_partitions(&updates, fence.clone())
+        .await
+        .unwrap();
+    assert_eq!(written.iter().filter(|w| !**w).count(), 1);
+    assert!(!written[7]);
+    let after = metadata.partitions("big").await.unwrap();
+    assert_eq!(after[7].value.leader_epoch, 5);
+    assert!(after
+        .iter()
+        .enumerate()
+        .all(|(i, p)| i == 7 || p.value.leader_epoch == 1));
+
+    // A deposed controller (its fence key changed) writes nothing.
+    metadata
+        .store()
+        .put("fence", Bytes::from("2"), Expect::Any)
+        .await
+        .unwrap();
+    let read = metadata.partitions("big").await.unwrap();
+    let updates: Vec<(&str, u32, &PartitionState, i64)> = read
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ("big", i as u32, &r.value, r.revision))
+        .collect();
+    let err = metadata
+        .update_partitions(&updates, fence)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::NotController(_)), "{err}");
+    let unchanged = metadata.partitions("big").await.unwrap();
+    assert!(unchanged
+        .iter()
+        .zip(&read)
+        .all(|(a, b)| a.revision == b.revision));
+}

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::control::{placement, reassign};
 use crate::error::Result;
-use crate::metadata::{TopicPhase, CONTROLLER_ELECTION};
+use crate::metadata::{PartitionState, TopicPhase, CONTROLLER_ELECTION};
 use crate::state::BrokerState;
 use crate::topic_config;
 
@@ -189,6 +189,7 @@ async fn elect_leaders(
         );
     }
     let mut complete = true;
+    let mut decided = Vec::new();
     for topic in state.metadata.topics().await? {
         if matches!(
             topic.value.phase,
@@ -217,40 +218,31 @@ async fn elect_leaders(
             let Some(next) = next else {
                 continue;
             };
-            if lease.is_lost() || read_at.elapsed() > stale_after {
-                tracing::warn!(
-                    held_ms = read_at.elapsed().as_millis() as u64,
-                    "a leader election pass was held up; starting it again from fresh reads"
-                );
-                return Ok(());
-            }
-            let written = state
-                .metadata
-                .update_partition(name, index as u32, &next, current.revision, lease.fence())
-                .await?;
+            decided.push((name.clone(), index as u32, current, next));
+        }
+    }
+    // Written a chunk per transaction: a failover of thousands of partitions takes a few
+    // dozen etcd commits, not thousands.
+    for chunk in decided.chunks(strata_coordinator::MAX_WRITES_PER_COMMIT - 1) {
+        if lease.is_lost() || read_at.elapsed() > stale_after {
+            tracing::warn!(
+                held_ms = read_at.elapsed().as_millis() as u64,
+                "a leader election pass was held up; starting it again from fresh reads"
+            );
+            return Ok(());
+        }
+        let updates: Vec<(&str, u32, &PartitionState, i64)> = chunk
+            .iter()
+            .map(|(name, index, current, next)| (name.as_str(), *index, next, current.revision))
+            .collect();
+        let written = state
+            .metadata
+            .update_partitions(&updates, lease.fence())
+            .await?;
+        for ((name, index, current, next), written) in chunk.iter().zip(written) {
             complete &= written;
             if written {
-                let was = &current.value;
-                if let (Some(r), None) = (&was.reassigning, &next.reassigning) {
-                    if next.leader != was.leader {
-                        crate::metrics::LEADER_ELECTIONS.inc();
-                    }
-                    tracing::info!(topic = %name, partition = index, replicas = ?next.replicas, removed = ?r.removing, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "reassignment finished");
-                } else if next.leader != was.leader && live.shutting_down.contains(&was.leader) {
-                    crate::metrics::LEADER_ELECTIONS.inc();
-                    tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "controlled shutdown: moved the leadership to another in-sync replica");
-                } else if next.leader < 0 && next.isr.is_empty() {
-                    tracing::warn!(topic = %name, partition = index, "partition offline: its only in-sync replica came back on a new disk; only unclean.leader.election.enable=true brings it back (from a replica that may lack acknowledged records)");
-                } else if next.leader < 0 {
-                    tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
-                } else if next.leader != was.leader {
-                    crate::metrics::LEADER_ELECTIONS.inc();
-                    tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
-                } else if next.leader_epoch != was.leader_epoch {
-                    tracing::info!(topic = %name, partition = index, leader = next.leader, epoch = next.leader_epoch, "re-elected a restarted leader at a new epoch");
-                } else {
-                    tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead or restarted brokers from the ISR");
-                }
+                log_decision(name, *index, &current.value, next, &live);
             }
         }
     }
@@ -275,4 +267,34 @@ async fn elect_leaders(
         }
     }
     Ok(())
+}
+
+/// The log line (and election count) of one partition change the pass wrote.
+fn log_decision(
+    name: &str,
+    index: u32,
+    was: &PartitionState,
+    next: &PartitionState,
+    live: &Liveness,
+) {
+    if let (Some(r), None) = (&was.reassigning, &next.reassigning) {
+        if next.leader != was.leader {
+            crate::metrics::LEADER_ELECTIONS.inc();
+        }
+        tracing::info!(topic = %name, partition = index, replicas = ?next.replicas, removed = ?r.removing, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "reassignment finished");
+    } else if next.leader != was.leader && live.shutting_down.contains(&was.leader) {
+        crate::metrics::LEADER_ELECTIONS.inc();
+        tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "controlled shutdown: moved the leadership to another in-sync replica");
+    } else if next.leader < 0 && next.isr.is_empty() {
+        tracing::warn!(topic = %name, partition = index, "partition offline: its only in-sync replica came back on a new disk; only unclean.leader.election.enable=true brings it back (from a replica that may lack acknowledged records)");
+    } else if next.leader < 0 {
+        tracing::warn!(topic = %name, partition = index, isr = ?next.isr, "partition offline: no in-sync replica is alive");
+    } else if next.leader != was.leader {
+        crate::metrics::LEADER_ELECTIONS.inc();
+        tracing::info!(topic = %name, partition = index, from = was.leader, leader = next.leader, epoch = next.leader_epoch, "elected a new leader");
+    } else if next.leader_epoch != was.leader_epoch {
+        tracing::info!(topic = %name, partition = index, leader = next.leader, epoch = next.leader_epoch, "re-elected a restarted leader at a new epoch");
+    } else {
+        tracing::info!(topic = %name, partition = index, isr = ?next.isr, "removed dead or restarted brokers from the ISR");
+    }
 }

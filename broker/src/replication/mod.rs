@@ -20,5 +20,5 @@ pub mod throttle;
 pub mod truncate;
 
 pub use fetcher::Fetchers;
-pub use sessions::FetchSessions;
 pub use leader::manage_isr;
+pub use sessions::FetchSessions;

@@ -39,10 +39,11 @@ struct Live {
     cursor: Option<Key>,
 }
 
-/// The sessions this broker leads, by follower broker.
+/// The sessions this broker leads, by follower broker: the session's id, and the session
+/// itself between rounds (`None` while a round holds it).
 #[derive(Debug)]
 pub struct FetchSessions {
-    by_replica: Mutex<HashMap<i32, Live>>,
+    by_replica: Mutex<HashMap<i32, (u64, Option<Live>)>>,
     next_id: AtomicU64,
 }
 
@@ -189,37 +190,73 @@ impl BrokerState {
         let forgotten = req.forgotten.into_iter().map(|r| (r.topic, r.partition));
         let mut live = if req.session_id == 0 {
             // A new session replaces the follower's old one (it reset after a failed round).
-            self.fetch_sessions.by_replica.lock().remove(&replica);
             let id = self.fetch_sessions.next_id.fetch_add(2, Ordering::Relaxed);
+            self.fetch_sessions
+                .by_replica
+                .lock()
+                .insert(replica, (id, None));
             Live {
                 session: LeaderSession::open(id, std::iter::empty()),
                 waker: Arc::new(Notify::new()),
                 cursor: None,
             }
         } else {
-            let taken = self.fetch_sessions.by_replica.lock().remove(&replica);
-            let mut live = taken
-                .filter(|l| l.session.id == req.session_id)
-                .ok_or_else(|| {
-                    BrokerError::InvalidRequest(
-                        super::session::Refused::Unknown { id: req.session_id }.to_string(),
-                    )
-                })?;
-            live.session
-                .next_round(req.session_id, req.session_epoch)
-                .map_err(|r| BrokerError::InvalidRequest(r.to_string()))?;
+            let taken = {
+                let mut table = self.fetch_sessions.by_replica.lock();
+                match table
+                    .get_mut(&replica)
+                    .filter(|(id, _)| *id == req.session_id)
+                    .and_then(|(_, live)| live.take())
+                {
+                    Some(live) => Some(live),
+                    None => {
+                        // A round of this session is running (a duplicate): the session ends.
+                        // Another id is left alone (a newer session, or none).
+                        if table
+                            .get(&replica)
+                            .is_some_and(|(id, _)| *id == req.session_id)
+                        {
+                            table.remove(&replica);
+                        }
+                        None
+                    }
+                }
+            };
+            let mut live = taken.ok_or_else(|| {
+                BrokerError::InvalidRequest(
+                    super::session::Refused::Unknown { id: req.session_id }.to_string(),
+                )
+            })?;
+            if let Err(refused) = live.session.next_round(req.session_id, req.session_epoch) {
+                self.fetch_sessions.by_replica.lock().remove(&replica);
+                return Err(BrokerError::InvalidRequest(refused.to_string()));
+            }
             live
         };
         for (_, _, _, p) in &listed {
             p.wake_on_change(&live.waker);
         }
         live.session.update(listed, forgotten);
-        let result = self.round(replica, &mut live, answers, req.max_wait_ms, req.max_bytes, req.partition_max_bytes).await;
+        let result = self
+            .round(
+                replica,
+                &mut live,
+                answers,
+                req.max_wait_ms,
+                req.max_bytes,
+                req.partition_max_bytes,
+            )
+            .await;
         let id = live.session.id;
         {
             let mut table = self.fetch_sessions.by_replica.lock();
-            // A newer session of the same follower opened meanwhile wins.
-            table.entry(replica).or_insert(live);
+            // Back in its slot, unless a newer session of the same follower took it meanwhile
+            // (or a refused round ended the session).
+            if let Some((owner, slot @ None)) = table.get_mut(&replica) {
+                if *owner == id {
+                    *slot = Some(live);
+                }
+            }
         }
         Ok(pb::ReplicaSessionResponse {
             session_id: id,
@@ -259,7 +296,8 @@ impl BrokerState {
         loop {
             // Armed before looking, so an append after the look still ends the wait.
             let notified = waker.notified();
-            self.gather(replica, live, &mut answers, total, per_partition).await;
+            self.gather(replica, live, &mut answers, total, per_partition)
+                .await;
             if !answers.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(answers);
             }
@@ -279,7 +317,12 @@ impl BrokerState {
         total: usize,
         per_partition: usize,
     ) {
-        if !live.session.partitions.values().any(|e| has_news(&e.handle, e)) {
+        if !live
+            .session
+            .partitions
+            .values()
+            .any(|e| has_news(&e.handle, e))
+        {
             return; // the idle case: nothing copied, nothing allocated
         }
         let mut budget = total;
@@ -317,7 +360,10 @@ impl BrokerState {
             }
             let has_records = e.fetch_offset < p.log_end_offset();
             if has_records && budget > 0 {
-                match self.read_for(&p, replica, e.fetch_offset, per_partition.min(budget)).await {
+                match self
+                    .read_for(&p, replica, e.fetch_offset, per_partition.min(budget))
+                    .await
+                {
                     Ok(records) => {
                         budget -= records.len().min(budget);
                         data.records = records;

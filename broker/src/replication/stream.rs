@@ -249,7 +249,10 @@ impl Stream {
             .collect()
     }
 
-    async fn fetch(&mut self, round: &Round) -> std::result::Result<pb::ReplicaSessionResponse, String> {
+    async fn fetch(
+        &mut self,
+        round: &Round,
+    ) -> std::result::Result<pb::ReplicaSessionResponse, String> {
         let req = pb::ReplicaSessionRequest {
             replica_id: self.me,
             session_id: round.session_id,
@@ -351,7 +354,8 @@ impl Stream {
 fn write(p: &Partition, leader: i32, epoch: i32, d: &pb::SessionPartitionData) -> Result<()> {
     let own_end = p.log_end_offset();
     if d.records.is_empty()
-        && truncation::out_of_range(own_end, d.log_start_offset) == OutOfRange::ResetTo(d.log_start_offset)
+        && truncation::out_of_range(own_end, d.log_start_offset)
+            == OutOfRange::ResetTo(d.log_start_offset)
     {
         tracing::warn!(topic = %p.topic, partition = p.index, leader, log_end = own_end,
             leader_log_start = d.log_start_offset,
