@@ -4,8 +4,11 @@
 #   bash benches/cluster.sh produce --replicas 3 --acks all --records 2000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p strata >&2
-bin=target/release/strata
+# STRATA_BIN: a prebuilt binary to measure instead (an older commit, for a before/after).
+if [ -z "${STRATA_BIN:-}" ]; then
+  cargo build --release --locked -p strata >&2
+fi
+bin=${STRATA_BIN:-target/release/strata}
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
 etcd --data-dir "$dir/etcd" --listen-client-urls http://127.0.0.1:23790 \
