@@ -1,8 +1,8 @@
 //! How many partition replicas one broker can host, and the check that refuses a topic change
 //! that would put more on a broker than it can hold.
 //!
-//! A replica keeps files open (its segment, offset index and time index) and memory-maps its
-//! indexes, so a broker runs out of file handles (`ulimit -n`) or mappings (`vm.max_map_count`)
+//! A replica keeps a file open (its segment; its indexes are mapped and closed) and memory-maps
+//! its two indexes, so a broker runs out of file handles (`ulimit -n`) or mappings (`vm.max_map_count`)
 //! long before it runs out of disk. Each broker works out its own capacity at start, the
 //! smallest of `--max-partitions-per-broker` and what its limits allow, and registers it; the
 //! controller refuses a creation or an addition of partitions that would pass any broker's.
@@ -18,8 +18,8 @@ use crate::snapshot::ClusterSnapshot;
 
 /// The default `--max-partitions-per-broker`.
 pub const DEFAULT_MAX_PARTITIONS: u32 = 10_000;
-/// Files a replica of one segment keeps open: the segment, its offset and time indexes.
-pub const FILES_PER_REPLICA: u64 = 3;
+/// Files a replica of one segment keeps open: the segment (its indexes are mapped, not open).
+pub const FILES_PER_REPLICA: u64 = 1;
 /// Memory maps per replica: the two indexes of its active segment.
 pub const MAPS_PER_REPLICA: u64 = 2;
 /// Files kept for everything else: connections, etcd, sealed segments' extra handles.
@@ -39,7 +39,7 @@ pub fn capacity(configured: u32, open_files: Option<u64>, max_map_count: Option<
     let by_files = open_files.map(|files| Capacity {
         replicas: fit(files, RESERVED_FILES, FILES_PER_REPLICA),
         set_by: format!(
-            "its open-files limit of {files} (ulimit -n) at {FILES_PER_REPLICA} files per partition"
+            "its open-files limit of {files} (ulimit -n) at {FILES_PER_REPLICA} file per partition"
         ),
     });
     let by_maps = max_map_count.map(|maps| Capacity {
@@ -123,8 +123,8 @@ mod tests {
         let c = capacity(10_000, None, None);
         assert_eq!(c.replicas, 10_000);
         assert!(c.set_by.contains("--max-partitions-per-broker"));
-        let c = capacity(10_000, Some(20_000), Some(65_530));
-        assert_eq!(c.replicas, (20_000 - RESERVED_FILES as u32) / 3);
+        let c = capacity(100_000, Some(20_000), Some(65_530));
+        assert_eq!(c.replicas, 20_000 - RESERVED_FILES as u32);
         assert!(
             c.set_by.contains("open-files limit of 20000"),
             "{}",

@@ -11,6 +11,10 @@
 //! preallocated to `segment.index.bytes` (rounded down to the entry size) and the number of
 //! used entries lives in memory; sealing or closing the segment trims them to that number.
 //!
+//! The file is not kept open: it is mapped and closed (as Kafka's indexes are), so a replica
+//! holds one file handle (its segment) and two mappings, and the few operations that need the
+//! file (a resize, an fsync) open it for the moment.
+//!
 //! Invariant kept here: entries are strictly increasing in both fields, so a lookup is one
 //! binary search, and an index is only trusted after [`OffsetIndex::sanity_check`] /
 //! [`TimeIndex::sanity_check`] passed; an index that fails it is rebuilt from the log, which
@@ -34,7 +38,6 @@ pub const TIME_ENTRY_LEN: usize = 12;
 #[derive(Debug)]
 pub struct IndexFile {
     path: PathBuf,
-    file: File,
     /// `None` when the file is empty (an empty mapping is not portable).
     mmap: Option<MmapMut>,
     entry_len: usize,
@@ -59,7 +62,6 @@ impl IndexFile {
             .len();
         let mut index = IndexFile {
             path: path.to_path_buf(),
-            file,
             mmap: None,
             entry_len,
             entries: (len / entry_len as u64) as usize,
@@ -70,8 +72,17 @@ impl IndexFile {
                 "its size {len} is not a multiple of the entry size {entry_len}"
             )));
         }
-        index.remap(len)?;
+        index.remap(&file, len)?;
         Ok(index)
+    }
+
+    /// The file, opened for a resize or an fsync (closed again when dropped).
+    fn file(&self) -> Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| LogError::io(format!("opening index {}", self.path.display()), e))
     }
 
     fn damaged(&self, reason: String) -> LogError {
@@ -81,8 +92,8 @@ impl IndexFile {
         }
     }
 
-    /// Maps the first `len` bytes of the file (which must be that long).
-    fn remap(&mut self, len: u64) -> Result<()> {
+    /// Maps the first `len` bytes of `file` (which must be that long).
+    fn remap(&mut self, file: &File, len: u64) -> Result<()> {
         self.mmap = None;
         self.capacity = (len / self.entry_len as u64) as usize;
         if len == 0 {
@@ -90,7 +101,7 @@ impl IndexFile {
         }
         // SAFETY: the file is ours (one Log per directory) and is only resized by this type,
         // which drops the mapping first; nothing else truncates it while mapped.
-        let map = unsafe { MmapMut::map_mut(&self.file) }
+        let map = unsafe { MmapMut::map_mut(file) }
             .map_err(|e| LogError::io(format!("mapping index {}", self.path.display()), e))?;
         self.mmap = Some(map);
         Ok(())
@@ -99,10 +110,10 @@ impl IndexFile {
     fn set_len(&mut self, len: u64) -> Result<()> {
         self.flush_map()?;
         self.mmap = None;
-        self.file
-            .set_len(len)
+        let file = self.file()?;
+        file.set_len(len)
             .map_err(|e| LogError::io(format!("resizing index {}", self.path.display()), e))?;
-        self.remap(len)
+        self.remap(&file, len)
     }
 
     /// Grows the file to `max_bytes` (rounded down to whole entries) so appends go to the
@@ -197,7 +208,7 @@ impl IndexFile {
 
     pub fn flush(&self) -> Result<()> {
         self.flush_map()?;
-        self.file
+        self.file()?
             .sync_all()
             .map_err(|e| LogError::io(format!("fsyncing index {}", self.path.display()), e))
     }
