@@ -52,6 +52,9 @@ pub struct Fake {
     pub produce_delay: Mutex<Duration>,
     pub produced: Mutex<Vec<ProduceCall>>,
     pub list_offsets: Mutex<Vec<Spec>>,
+    /// ProduceMany calls taken, and whether to refuse them as an older broker would.
+    pub produce_many_calls: Mutex<usize>,
+    pub produce_many_unimplemented: Mutex<bool>,
 }
 
 fn unknown(topic: &str) -> Status {
@@ -180,6 +183,52 @@ impl Log for Fake {
             last_offset: last,
             log_start_offset: 0,
         }))
+    }
+
+    /// Each partition as its own produce call (failures injected per partition).
+    async fn produce_many(
+        &self,
+        request: Request<ProduceManyRequest>,
+    ) -> Result<Response<ProduceManyResponse>, Status> {
+        if *self.produce_many_unimplemented.lock() {
+            return Err(Status::unimplemented("ProduceMany"));
+        }
+        *self.produce_many_calls.lock() += 1;
+        let r = request.into_inner();
+        let mut partitions = Vec::new();
+        for p in r.partitions {
+            let one = ProduceRequest {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                acks: r.acks,
+                timeout_ms: r.timeout_ms,
+                records: p.records,
+            };
+            partitions.push(match self.produce(Request::new(one)).await {
+                Ok(answer) => {
+                    let a = answer.into_inner();
+                    PartitionProduced {
+                        topic: p.topic,
+                        partition: p.partition,
+                        error_code: String::new(),
+                        error_message: String::new(),
+                        base_offset: a.base_offset,
+                        last_offset: a.last_offset,
+                        log_start_offset: a.log_start_offset,
+                    }
+                }
+                Err(status) => PartitionProduced {
+                    topic: p.topic,
+                    partition: p.partition,
+                    error_code: ErrorCode::of(&status).as_str().to_string(),
+                    error_message: status.message().to_string(),
+                    base_offset: -1,
+                    last_offset: -1,
+                    log_start_offset: -1,
+                },
+            });
+        }
+        Ok(Response::new(ProduceManyResponse { partitions }))
     }
 
     async fn fetch(

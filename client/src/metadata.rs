@@ -173,6 +173,14 @@ impl Cluster {
         })
     }
 
+    /// The leader's address as the cache has it, without any I/O (`None`: not cached, or no
+    /// leader).
+    pub fn cached_leader(&self, topic: &str, partition: u32) -> Option<String> {
+        let cache = self.cache.read();
+        let id = *cache.topics.get(topic)?.leaders.get(partition as usize)?;
+        (id >= 0).then(|| cache.brokers.get(&id).cloned()).flatten()
+    }
+
     /// The address of the leader of `topic`/`partition`.
     pub async fn leader(&self, topic: &str, partition: u32) -> Result<String> {
         let meta = self.topic(topic).await?;

@@ -494,3 +494,62 @@ async fn no_sequence_restart_for_a_batch_that_may_have_been_appended() {
         vec!["a", "c"]
     );
 }
+
+/// Batches of several partitions ready at once for one leader go out as one ProduceMany; a
+/// partition refused in it is retried alone, in order; an older broker without ProduceMany
+/// gets every batch alone.
+#[tokio::test]
+async fn batches_for_one_leader_share_a_request_and_failures_retry_alone() {
+    let server = fake::start(&[("t", 4)]).await;
+    let p = producer(&server, |c| c.linger = Duration::from_millis(20)).await;
+    // Warm the metadata cache: the sender groups by the leaders it knows without any I/O.
+    p.send(ProducerRecord::new("t", "warm").partition(0))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    server
+        .fake
+        .produce_failures
+        .lock()
+        .push_back(ErrorCode::NotLeaderOrFollower.status("not the leader of t/?"));
+    let mut futures = Vec::new();
+    for partition in 0..4 {
+        for i in 0..3 {
+            let rec = ProducerRecord::new("t", format!("p{partition}-{i}")).partition(partition);
+            futures.push((partition, p.send(rec).await.unwrap()));
+        }
+    }
+    for (partition, f) in futures {
+        let md = f.await.expect("delivered despite the refused partition");
+        assert_eq!(md.partition, partition);
+    }
+    assert!(*server.fake.produce_many_calls.lock() >= 1, "one request for the leader");
+    for partition in 0..4 {
+        let values: Vec<String> = server
+            .fake
+            .values("t", partition)
+            .into_iter()
+            .map(|(_, v)| v)
+            .filter(|v| v != "warm")
+            .collect();
+        let want: Vec<String> = (0..3).map(|i| format!("p{partition}-{i}")).collect();
+        assert_eq!(values, want, "partition {partition}: once each, in order");
+    }
+
+    *server.fake.produce_many_unimplemented.lock() = true;
+    let calls = *server.fake.produce_many_calls.lock();
+    let mut futures = Vec::new();
+    for partition in 0..4 {
+        let rec = ProducerRecord::new("t", "old-broker").partition(partition);
+        futures.push(p.send(rec).await.unwrap());
+    }
+    for f in futures {
+        f.await.expect("delivered one partition per request");
+    }
+    assert_eq!(*server.fake.produce_many_calls.lock(), calls);
+    for partition in 0..4 {
+        let values = server.fake.values("t", partition);
+        assert_eq!(values.last().unwrap().1, "old-broker");
+    }
+}
