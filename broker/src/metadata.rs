@@ -472,10 +472,6 @@ impl MetadataStore {
         }
     }
 
-    /// Replaces a partition's state if it is still at `revision`, as the controller: the write
-    /// also checks `fence` (the controller election's, see `Lease::fence`), so a controller
-    /// that was deposed without noticing writes nothing. `Ok(false)` on a conflict with the
-    /// partition's revision; `NotController` when the fence no longer holds.
     /// Many partition updates as [`MetadataStore::update_partition`] writes one: a chunk of
     /// them per etcd transaction (with the fence), one by one for a chunk whose transaction met
     /// a changed partition. Returns whether each was written.
@@ -524,6 +520,10 @@ impl MetadataStore {
         Ok(written)
     }
 
+    /// Replaces a partition's state if it is still at `revision`, as the controller: the write
+    /// also checks `fence` (the controller election's, see `Lease::fence`), so a controller
+    /// that was deposed without noticing writes nothing. `Ok(false)` on a conflict with the
+    /// partition's revision; `NotController` when the fence no longer holds.
     pub async fn update_partition(
         &self,
         topic: &str,

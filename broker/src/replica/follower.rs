@@ -18,6 +18,16 @@ impl Partition {
         s.leader == leader && s.leader_epoch == epoch && leader != self.broker_id
     }
 
+    /// The offset to fetch from `leader` at `epoch` (the log end), or `None` when this replica
+    /// no longer follows it there. Read under the log's lock with the role check, so the
+    /// offset never includes records this replica appended in another role (as a new leader,
+    /// or from another leader) that the old leader would count as replicated.
+    pub fn follower_fetch_offset(&self, leader: i32, epoch: i32) -> Option<i64> {
+        let guard = self.log.read();
+        let log = guard.as_ref()?;
+        self.follows(leader, epoch).then(|| log.log_end_offset())
+    }
+
     /// Follower of `leader` at `epoch`: appends batches exactly as the leader stored them,
     /// then takes the leader's high watermark (capped by its own log end offset). Refused
     /// when the role changed (checked under the log's write lock).

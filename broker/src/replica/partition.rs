@@ -249,10 +249,19 @@ impl Partition {
     /// often it is added), until it is dropped.
     pub fn wake_on_change(&self, waker: &Arc<Notify>) {
         let mut wakers = self.session_wakers.lock();
+        wakers.retain(|w| w.strong_count() > 0);
         let known = Arc::downgrade(waker);
         if !wakers.iter().any(|w| w.ptr_eq(&known)) {
             wakers.push(known);
         }
+    }
+
+    /// Leader: `waker` is no longer notified (its session forgot this partition).
+    pub fn stop_waking(&self, waker: &Arc<Notify>) {
+        let known = Arc::downgrade(waker);
+        self.session_wakers
+            .lock()
+            .retain(|w| w.strong_count() > 0 && !w.ptr_eq(&known));
     }
 
     /// Notifies the fetch sessions waiting for this partition.

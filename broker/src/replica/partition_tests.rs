@@ -147,3 +147,26 @@ async fn a_long_poll_reads_each_new_batch_once_and_answers_them_in_order() {
     assert_eq!(got.records.len(), 6 * size, "each batch once");
     assert_eq!(got.high_watermark, 6);
 }
+
+/// The window (issue 17 review): this replica followed leader 2 at epoch 3 and became leader
+/// at epoch 4 before its fetch stream heard of it; as leader it appends. The stream's next
+/// round to broker 2 must not report that log end as its fetch offset (broker 2, not yet
+/// knowing epoch 4, would count records it never wrote as replicated). Reading the log end
+/// directly, as the first stream did, reports it.
+#[tokio::test]
+async fn a_follower_fetch_offset_is_refused_once_the_role_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = partition(dir.path(), state(2, 3, &[1, 2, 3]), 10);
+    p.append_replica(2, 3, &leader_batch(3, 2), 2).unwrap();
+    assert_eq!(p.follower_fetch_offset(2, 3), Some(2));
+    assert!(p.set_state(state(ME, 4, &[ME]), 11));
+    p.append(one_record("mine"), None, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(p.log_end_offset(), 3, "what the first stream reported");
+    assert_eq!(p.follower_fetch_offset(2, 3), None);
+    // Following another leader is refused the same way.
+    assert!(p.set_state(state(3, 5, &[1, 3]), 12));
+    assert_eq!(p.follower_fetch_offset(2, 3), None);
+    assert_eq!(p.follower_fetch_offset(3, 5), Some(3));
+}

@@ -110,15 +110,19 @@ impl<T> LeaderSession<T> {
         Ok(())
     }
 
-    /// Adds or updates listed partitions and removes forgotten ones. A listed partition's
-    /// bounds count as not sent when its epoch changed (the follower starts over with it).
+    /// Adds or updates listed partitions and removes forgotten ones (returned, so the I/O
+    /// layer can let go of them). A listed partition's bounds count as not sent when its epoch
+    /// changed (the follower starts over with it).
     pub fn update(
         &mut self,
         listed: impl IntoIterator<Item = (Key, i64, i32, T)>,
         forgotten: impl IntoIterator<Item = Key>,
-    ) {
+    ) -> Vec<T> {
+        let mut removed = Vec::new();
         for key in forgotten {
-            self.partitions.remove(&key);
+            if let Some(e) = self.partitions.remove(&key) {
+                removed.push(e.handle);
+            }
         }
         for (key, fetch_offset, leader_epoch, handle) in listed {
             match self.partitions.get_mut(&key) {
@@ -139,6 +143,7 @@ impl<T> LeaderSession<T> {
                 }
             }
         }
+        removed
     }
 }
 
@@ -152,6 +157,10 @@ pub struct FollowerSession {
     told: HashMap<Key, (i64, i32)>,
 }
 
+/// Most partitions one round lists: a session of more lists the rest in the next rounds, so
+/// no request grows with the partition count past the server's decode limit.
+pub const MAX_LISTED: usize = 2000;
+
 /// One round's request, before it becomes protobuf.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Round {
@@ -163,28 +172,38 @@ pub struct Round {
 
 impl FollowerSession {
     /// The next round for the partitions fetched now (key, fetch offset, leader epoch): all of
-    /// them when no session is open, otherwise those new or changed, and forgets the rest.
-    pub fn round(&mut self, fetching: &[(Key, i64, i32)]) -> Round {
+    /// them when no session is open, otherwise those new or changed, at most [`MAX_LISTED`]
+    /// (the others wait for the next rounds), and forgets the rest.
+    pub fn round(&mut self, fetching: &[(&Key, i64, i32)]) -> Round {
         let mut round = Round {
             session_id: self.id,
-            session_epoch: if self.id == 0 { 0 } else { self.epoch + 1 },
+            session_epoch: if self.id == 0 {
+                0
+            } else {
+                self.epoch.wrapping_add(1)
+            },
             ..Round::default()
         };
         if self.id == 0 {
             self.told.clear();
         }
-        let mut now: HashMap<&Key, ()> = HashMap::with_capacity(fetching.len());
+        let mut new = 0;
         for (key, offset, epoch) in fetching {
-            now.insert(key, ());
-            if self.told.get(key) != Some(&(*offset, *epoch)) {
-                round.listed.push((key.clone(), *offset, *epoch));
+            let told = self.told.get(*key);
+            new += usize::from(told.is_none());
+            if round.listed.len() < MAX_LISTED && told != Some(&(*offset, *epoch)) {
+                round.listed.push(((*key).clone(), *offset, *epoch));
             }
         }
-        if self.id != 0 {
+        // Partitions told before and no longer fetched: |told| - |fetching| + |new|, so the
+        // usual round, which forgets nothing, builds no set.
+        if self.id != 0 && self.told.len() + new > fetching.len() {
+            let now: std::collections::HashSet<&Key> =
+                fetching.iter().map(|(k, _, _)| *k).collect();
             let mut gone: Vec<Key> = self
                 .told
                 .keys()
-                .filter(|k| !now.contains_key(k))
+                .filter(|k| !now.contains(k))
                 .cloned()
                 .collect();
             gone.sort();
@@ -233,6 +252,26 @@ mod tests {
         ("t".to_string(), p)
     }
 
+    fn refs(v: &[(Key, i64, i32)]) -> Vec<(&Key, i64, i32)> {
+        v.iter().map(|(k, o, e)| (k, *o, *e)).collect()
+    }
+
+    #[test]
+    fn a_round_lists_at_most_max_listed_and_the_rest_next() {
+        let mut f = FollowerSession::default();
+        let fetching: Vec<(Key, i64, i32)> = (0..(MAX_LISTED as u32 + 10))
+            .map(|p| (key(p), 0, 1))
+            .collect();
+        let first = f.round(&refs(&fetching));
+        assert_eq!(first.listed.len(), MAX_LISTED);
+        f.answered(&first, 9, &[]);
+        let second = f.round(&refs(&fetching));
+        assert_eq!(second.listed.len(), 10);
+        assert!(second.forgotten.is_empty());
+        f.answered(&second, 9, &[]);
+        assert!(f.round(&refs(&fetching)).listed.is_empty());
+    }
+
     fn bounds(hw: i64) -> Bounds {
         Bounds {
             high_watermark: hw,
@@ -246,18 +285,18 @@ mod tests {
     fn a_follower_lists_everything_once_then_only_what_changed() {
         let mut f = FollowerSession::default();
         let fetching = vec![(key(0), 10, 1), (key(1), 20, 1)];
-        let first = f.round(&fetching);
+        let first = f.round(&refs(&fetching));
         assert_eq!((first.session_id, first.session_epoch), (0, 0));
         assert_eq!(first.listed.len(), 2);
         f.answered(&first, 7, &[]);
         // Nothing changed: an empty round of the same session.
-        let idle = f.round(&fetching);
+        let idle = f.round(&refs(&fetching));
         assert_eq!((idle.session_id, idle.session_epoch), (7, 1));
         assert!(idle.listed.is_empty() && idle.forgotten.is_empty());
         f.answered(&idle, 7, &[]);
         // Partition 1 appended, partition 0 moved to a new epoch, partition 2 is new.
         let next = vec![(key(0), 10, 2), (key(1), 25, 1), (key(2), 0, 1)];
-        let r = f.round(&next);
+        let r = f.round(&refs(&next));
         assert_eq!(r.session_epoch, 2);
         assert_eq!(
             r.listed,
@@ -265,7 +304,7 @@ mod tests {
         );
         f.answered(&r, 7, &[]);
         // Partition 1 is no longer fetched here.
-        let r = f.round(&[(key(0), 10, 2), (key(2), 0, 1)]);
+        let r = f.round(&refs(&[(key(0), 10, 2), (key(2), 0, 1)]));
         assert_eq!(r.forgotten, vec![key(1)]);
         assert!(r.listed.is_empty());
     }
@@ -274,9 +313,9 @@ mod tests {
     fn a_partition_answered_with_an_error_is_listed_again() {
         let mut f = FollowerSession::default();
         let fetching = vec![(key(0), 10, 1), (key(1), 20, 1)];
-        let r = f.round(&fetching);
+        let r = f.round(&refs(&fetching));
         f.answered(&r, 3, &[key(1)]);
-        let r = f.round(&fetching);
+        let r = f.round(&refs(&fetching));
         assert_eq!(r.listed, vec![(key(1), 20, 1)]);
     }
 
@@ -284,10 +323,10 @@ mod tests {
     fn a_reset_opens_a_new_session_listing_everything() {
         let mut f = FollowerSession::default();
         let fetching = vec![(key(0), 10, 1), (key(1), 20, 1)];
-        let r = f.round(&fetching);
+        let r = f.round(&refs(&fetching));
         f.answered(&r, 3, &[]);
         f.reset();
-        let r = f.round(&fetching);
+        let r = f.round(&refs(&fetching));
         assert_eq!((r.session_id, r.session_epoch, r.listed.len()), (0, 0, 2));
         assert!(r.forgotten.is_empty());
     }
@@ -345,7 +384,7 @@ mod tests {
                 .enumerate()
                 .map(|(p, o)| (key(p as u32), *o, 1))
                 .collect();
-            let r = f.round(&fetching);
+            let r = f.round(&refs(&fetching));
             let accepted = if r.session_id == 0 {
                 leader = Some(LeaderSession::open(
                     round_no + 1,

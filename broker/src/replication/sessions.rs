@@ -37,6 +37,26 @@ struct Live {
     session: LeaderSession<Arc<Partition>>,
     waker: Arc<Notify>,
     cursor: Option<Key>,
+    /// The catch-up throttle is spent until then: throttled partitions' records are no news.
+    throttled_until: Option<tokio::time::Instant>,
+}
+
+impl Live {
+    /// Takes partitions out of the session (answered with an error, or forgotten).
+    fn drop_partitions(&mut self, keys: &[Key]) {
+        for key in keys {
+            if let Some(e) = self.session.partitions.remove(key) {
+                e.handle.stop_waking(&self.waker);
+            }
+        }
+    }
+}
+
+/// What a read for a follower found.
+enum Read {
+    Records(bytes::Bytes),
+    /// The catch-up throttle is spent for this long.
+    Throttled(Duration),
 }
 
 /// The sessions this broker leads, by follower broker: the session's id, and the session
@@ -102,14 +122,23 @@ fn bounds_of(p: &Partition) -> Result<Bounds> {
     })
 }
 
-/// Whether a session partition has anything to answer: records past its fetch offset, a
-/// restart below the log start, bounds not sent yet, or an error (a closed log).
-fn has_news(p: &Partition, e: &super::session::Entry<Arc<Partition>>) -> bool {
+/// Whether a session partition has anything to answer: records past its fetch offset (not
+/// while `throttled` and the partition is a throttled catch-up), a restart below the log
+/// start, bounds not sent yet, a lost leadership or an error (a closed log).
+fn has_news(
+    p: &Partition,
+    e: &super::session::Entry<Arc<Partition>>,
+    replica: i32,
+    throttled: bool,
+) -> bool {
+    if p.leader_and_epoch().1 != e.leader_epoch || !p.is_leader() {
+        return true;
+    }
     match bounds_of(p) {
         Ok(bounds) => {
-            e.fetch_offset < bounds.log_start_offset
-                || e.fetch_offset < p.log_end_offset()
-                || e.is_news(&bounds)
+            let records = e.fetch_offset < p.log_end_offset()
+                && !(throttled && p.catch_up_throttle(replica).is_some());
+            e.fetch_offset < bounds.log_start_offset || records || e.is_news(&bounds)
         }
         Err(_) => true,
     }
@@ -199,6 +228,7 @@ impl BrokerState {
                 session: LeaderSession::open(id, std::iter::empty()),
                 waker: Arc::new(Notify::new()),
                 cursor: None,
+                throttled_until: None,
             }
         } else {
             let taken = {
@@ -236,7 +266,9 @@ impl BrokerState {
         for (_, _, _, p) in &listed {
             p.wake_on_change(&live.waker);
         }
-        live.session.update(listed, forgotten);
+        for p in live.session.update(listed, forgotten) {
+            p.stop_waking(&live.waker);
+        }
         let result = self
             .round(
                 replica,
@@ -285,9 +317,7 @@ impl BrokerState {
                 dropped.push(key.clone());
             }
         }
-        for key in &dropped {
-            live.session.partitions.remove(key);
-        }
+        live.drop_partitions(&dropped);
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis(max_wait_ms as u64).min(MAX_SESSION_WAIT);
         let total = (max_bytes as usize).clamp(1, self.config.max_fetch_bytes);
@@ -296,14 +326,18 @@ impl BrokerState {
         loop {
             // Armed before looking, so an append after the look still ends the wait.
             let notified = waker.notified();
+            let now = tokio::time::Instant::now();
+            if live.throttled_until.is_some_and(|t| t <= now) {
+                live.throttled_until = None;
+            }
             self.gather(replica, live, &mut answers, total, per_partition)
                 .await;
-            if !answers.is_empty() || tokio::time::Instant::now() >= deadline {
+            if !answers.is_empty() || now >= deadline {
                 return Ok(answers);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(answers);
-            }
+            // Woken by an append or a role change, when the throttle refills, or at the end.
+            let wake_at = live.throttled_until.map_or(deadline, |t| t.min(deadline));
+            let _ = tokio::time::timeout_at(wake_at, notified).await;
         }
     }
 
@@ -317,11 +351,12 @@ impl BrokerState {
         total: usize,
         per_partition: usize,
     ) {
+        let throttled = live.throttled_until.is_some();
         if !live
             .session
             .partitions
             .values()
-            .any(|e| has_news(&e.handle, e))
+            .any(|e| has_news(&e.handle, e, replica, throttled))
         {
             return; // the idle case: nothing copied, nothing allocated
         }
@@ -342,7 +377,8 @@ impl BrokerState {
                 continue;
             };
             let p = e.handle.clone();
-            let bounds = match bounds_of(&p) {
+            let led = self.check_session_partition(&p, replica, e.leader_epoch);
+            let bounds = match led.and_then(|()| bounds_of(&p)) {
                 Ok(b) => b,
                 Err(err) => {
                     answers.push(refusal(&key, &err));
@@ -359,17 +395,22 @@ impl BrokerState {
                 continue;
             }
             let has_records = e.fetch_offset < p.log_end_offset();
-            if has_records && budget > 0 {
+            let throttled =
+                live.throttled_until.is_some() && p.catch_up_throttle(replica).is_some();
+            if has_records && budget > 0 && !throttled {
                 match self
                     .read_for(&p, replica, e.fetch_offset, per_partition.min(budget))
                     .await
                 {
-                    Ok(records) => {
+                    Ok(Read::Records(records)) => {
                         budget -= records.len().min(budget);
                         data.records = records;
                         if budget == 0 {
                             live.cursor = Some(key.clone());
                         }
+                    }
+                    Ok(Read::Throttled(wait)) => {
+                        live.throttled_until = Some(tokio::time::Instant::now() + wait);
                     }
                     Err(err) => {
                         answers.push(refusal(&key, &err));
@@ -383,20 +424,18 @@ impl BrokerState {
                 answers.push(data);
             }
         }
-        for key in &dropped {
-            live.session.partitions.remove(key);
-        }
+        live.drop_partitions(&dropped);
     }
 
     /// Records of `p` from `offset` for `replica`, within `max_bytes` and the catch-up
-    /// throttle of a replica a reassignment is adding (empty when the throttle is spent).
+    /// throttle of a replica a reassignment is adding.
     async fn read_for(
         &self,
         p: &Arc<Partition>,
         replica: i32,
         offset: i64,
         max_bytes: usize,
-    ) -> Result<bytes::Bytes> {
+    ) -> Result<Read> {
         let mut max_bytes = max_bytes;
         let throttle = p.catch_up_throttle(replica);
         if let Some(rate) = throttle {
@@ -406,13 +445,13 @@ impl BrokerState {
                 .grant(rate, self.clock.now_ms());
             match granted {
                 Ok(allowed) => max_bytes = max_bytes.min(allowed.max(1)),
-                Err(_) => return Ok(Default::default()),
+                Err(wait) => return Ok(Read::Throttled(wait)),
             }
         }
         let read = p.read(offset, max_bytes, i64::MAX).await?;
         if throttle.is_some() {
             self.replication_throttle.lock().spent(read.records.len());
         }
-        Ok(read.records)
+        Ok(Read::Records(read.records))
     }
 }

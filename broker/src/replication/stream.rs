@@ -55,7 +55,7 @@ impl Drop for Task {
 
 #[derive(Debug)]
 enum Phase {
-    Truncating(#[allow(dead_code)] Task),
+    Truncating(Task),
     Fetching,
     Waiting(Instant),
 }
@@ -110,8 +110,9 @@ pub async fn run(
             s.truncated(done);
         }
         s.restart_due();
-        let fetching = s.fetching();
+        let fetching = Stream::fetching(&s.parts, s.leader);
         if fetching.is_empty() {
+            drop(fetching);
             let due = s.next_due();
             tokio::select! {
                 changed = assigned.changed() => if changed.is_err() { return },
@@ -121,6 +122,7 @@ pub async fn run(
             continue;
         }
         let round = s.session.round(&fetching);
+        drop(fetching);
         match s.fetch(&round).await {
             Ok(resp) => {
                 backoff = BACKOFF;
@@ -196,10 +198,9 @@ impl Stream {
             return;
         }
         match outcome {
-            Ok(()) => {
-                t.phase = Phase::Fetching;
-                t.backoff = BACKOFF;
-            }
+            // The backoff is reset by the first append that works: a partition the leader
+            // keeps refusing backs off more each time.
+            Ok(()) => t.phase = Phase::Fetching,
             Err(e) => {
                 tracing::debug!(topic = %key.0, partition = key.1, leader = self.leader, error = %e, "truncation to the leader's log not done yet");
                 t.phase = Phase::Waiting(Instant::now() + t.backoff);
@@ -208,13 +209,18 @@ impl Stream {
         }
     }
 
-    /// Partitions whose backoff is over start their epoch exchange again.
+    /// Partitions whose backoff is over start their epoch exchange again, and so do those
+    /// whose exchange ended without a word (its task panicked).
     fn restart_due(&mut self) {
         let now = Instant::now();
         let due: Vec<Key> = self
             .parts
             .iter()
-            .filter(|(_, t)| matches!(t.phase, Phase::Waiting(at) if at <= now))
+            .filter(|(_, t)| match &t.phase {
+                Phase::Waiting(at) => *at <= now,
+                Phase::Truncating(task) => task.0.is_finished(),
+                Phase::Fetching => false,
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -240,12 +246,18 @@ impl Stream {
             .min()
     }
 
-    /// The partitions in the session now, with their fetch offsets.
-    fn fetching(&self) -> Vec<(Key, i64, i32)> {
-        self.parts
+    /// The partitions in the session now, with their fetch offsets: only those that still
+    /// follow this leader at the stream's epoch (between a leadership change and the sync
+    /// that tells the stream, a replica may already append in its new role, and the old
+    /// leader must not count those records as replicated).
+    fn fetching(parts: &HashMap<Key, Tracked>, leader: i32) -> Vec<(&Key, i64, i32)> {
+        parts
             .iter()
             .filter(|(_, t)| matches!(t.phase, Phase::Fetching))
-            .map(|(k, t)| (k.clone(), t.partition.log_end_offset(), t.epoch))
+            .filter_map(|(k, t)| {
+                let offset = t.partition.follower_fetch_offset(leader, t.epoch)?;
+                Some((k, offset, t.epoch))
+            })
             .collect()
     }
 
@@ -334,7 +346,9 @@ impl Stream {
         let outcomes = match outcomes {
             Ok(o) => o,
             Err(e) => {
+                // The leader marked all of it as told: a new session makes it answer again.
                 tracing::warn!(leader, error = %e, "cannot write what the leader sent");
+                self.session.reset();
                 return;
             }
         };

@@ -524,7 +524,10 @@ async fn batches_for_one_leader_share_a_request_and_failures_retry_alone() {
         let md = f.await.expect("delivered despite the refused partition");
         assert_eq!(md.partition, partition);
     }
-    assert!(*server.fake.produce_many_calls.lock() >= 1, "one request for the leader");
+    assert!(
+        *server.fake.produce_many_calls.lock() >= 1,
+        "one request for the leader"
+    );
     for partition in 0..4 {
         let values: Vec<String> = server
             .fake
