@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts etcd and three `strata serve` brokers on this machine (own ports and data under a temp
-# dir), runs `strata bench` with the given arguments against them, and stops everything.
+# dir), runs `strata bench` with the given arguments (and every broker as --broker-pid)
+# against them, and stops everything.
 #   bash benches/cluster.sh produce --replicas 3 --acks all --records 2000000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,11 +20,13 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 brokers=""
+pids=()
 for id in 1 2 3; do
   port=$((17090 + id))
   STRATA_LOG=warn $bin serve --id $id --listen 127.0.0.1:$port --data-dir "$dir/b$id" \
        --etcd 127.0.0.1:23790 --cluster bench >"$dir/b$id.log" 2>&1 &
+  pids+=(--broker-pid "b$id=$!")
   brokers="$brokers${brokers:+,}127.0.0.1:$port"
 done
 sleep 2
-$bin bench "$@" --brokers "$brokers"
+$bin bench "$@" --brokers "$brokers" "${pids[@]}"

@@ -158,6 +158,28 @@ def main():
             lines.append(f"| {label} | {kafka} | {target_text(t)} | not run | - | - |")
             continue
         lines.append(f"| {label} | {kafka} | {target_text(t)} | {measured_text(r, t)} | {met(r, t)} | {rss_text(r)} |")
+    idle = load(d, "idle-3000.json")
+    if idle is not None:
+        per = idle["idle_cpu_percent_per_1000_partitions"]
+        brokers = sorted(idle["idle_cpu_percent"])
+        lines += [
+            "",
+            "## Many partitions at rest",
+            "",
+            f"`strata bench {(load(d, 'idle-3000.meta.json') or {}).get('args', '')}`: one RF 3 topic, "
+            "nothing produced; CPU sampled per broker process. Apache Kafka 3.9 on a machine like "
+            "this one, same layout: 14% of a core per 1,000 partitions.",
+            "",
+            "| partitions | every ISR full after | idle CPU, all brokers | per 1,000 partitions | target | met | per broker: CPU, open fds, RSS |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| {idle['partitions']:,} | {idle['ready_seconds']:.1f} s | "
+            f"{idle['idle_cpu_percent_total']:.1f}% of a core | {per:.1f}% | <= 5% | "
+            f"{'yes' if per <= 5 else '**no**'} | "
+            + ", ".join(
+                f"{b} {idle['idle_cpu_percent'][b]:.1f}% / {idle['open_fds'][b]:,} / "
+                f"{idle['rss_bytes'][b] / 2**20:.0f} MiB" for b in brokers)
+            + " |",
+        ]
     lines += ["", "![throughput and latency](results.svg)", "", "## Every run", "",
               "| id | records | seconds | records/s | MB/s | p50 ms | p99 ms | p99.9 ms | latency of | command |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -93,6 +93,7 @@ scenario latency-rf1        latency --duration "$latency_duration" --rate 50000 
                                     --partitions 6 --topic lat-rf1 --replicas 1 --acks 1
 scenario replay-s3          replay --records 4000000 --record-size 100 --partitions 6 \
                                     --topic replay-s3 --replicas 1
+scenario idle-3000          idle --partitions 3000 --replicas 3 --duration 30s --topic idle
 bench_stop_all
 bench_broker_pids=()
 

@@ -113,6 +113,35 @@ fn every_scenario_runs_and_reports() {
         remote > 30000,
         "most records came from the remote tier: {v}"
     );
+
+    // Idle: 200 partitions at rest, the broker's CPU, files and memory.
+    let v = bench(
+        &broker,
+        &[
+            "idle",
+            "--partitions",
+            "200",
+            "--duration",
+            "2s",
+            "--topic",
+            "idle",
+        ],
+    );
+    assert_eq!(v["scenario"], "idle");
+    assert_eq!(v["records"], 0);
+    assert_eq!(v["partitions"], 200);
+    assert!(v["ready_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    let cpu = v["idle_cpu_percent"]["dev"].as_f64().unwrap();
+    assert!(
+        (0.0..200.0).contains(&cpu),
+        "idle CPU {cpu}% of a core: {v}"
+    );
+    assert_eq!(v["idle_cpu_percent_total"].as_f64().unwrap(), cpu);
+    assert!(
+        v["open_fds"]["dev"].as_u64().unwrap() >= 200,
+        "a file per partition at least: {v}"
+    );
+    assert!(v["rss_bytes"]["dev"].as_u64().unwrap() > 1 << 20, "{v}");
 }
 
 #[test]
@@ -129,6 +158,11 @@ fn bad_bench_flags_are_refused_with_a_sentence() {
             "--records must be above 0",
         ),
         (&["produce", "--broker-pid", "x=y"][..], "numeric PID"),
+        (&["idle", "--records", "5"][..], "does not apply to idle"),
+        (
+            &["idle", "--duration", "1s"][..],
+            "give each broker as --broker-pid",
+        ),
     ] {
         let mut all = vec!["bench"];
         all.extend_from_slice(args);

@@ -13,6 +13,9 @@
 //!   the consumer's `poll` returning the record.
 //! - `replay`: fills a tiered topic, waits until local retention has moved every sealed segment
 //!   to the object store, then reads the topic from offset 0.
+//! - `idle`: what many partitions cost at rest: creates the topic (e.g. `--partitions 3000
+//!   --replicas 3`), times it until every ISR is full, then samples each `--broker-pid`'s CPU
+//!   over `--duration` (30 s) with no load, with its open files and RSS.
 //!
 //! A run prints a result table (or `--format json` with the keys `scenario`, `records`, `bytes`,
 //! `seconds`, `records_per_sec`, `mb_per_sec`, `latency_ms.p50/p99/p999` and, with
@@ -20,6 +23,7 @@
 //! The bench measures the client side too: it shares the machine with what it measures.
 
 mod consume;
+mod idle;
 mod latency;
 mod payload;
 mod produce;
@@ -46,6 +50,7 @@ pub enum Scenario {
     ProduceConsume,
     Latency,
     Replay,
+    Idle,
 }
 
 impl Scenario {
@@ -56,6 +61,7 @@ impl Scenario {
             Scenario::ProduceConsume => "produce-consume",
             Scenario::Latency => "latency",
             Scenario::Replay => "replay",
+            Scenario::Idle => "idle",
         }
     }
 }
@@ -72,7 +78,8 @@ pub struct BenchArgs {
     /// Records to send (default 1000000; for latency, --rate times --duration).
     #[arg(long, conflicts_with = "duration")]
     pub records: Option<u64>,
-    /// Run for this long instead of a record count (produce, produce-consume, latency: default 30s).
+    /// Run for this long instead of a record count (produce, produce-consume, latency, idle:
+    /// default 30s).
     #[arg(long, value_parser = parse::duration)]
     pub duration: Option<Duration>,
     /// Partitions of the topic when the bench creates it.
@@ -158,14 +165,22 @@ impl Plan {
         if args.partitions == 0 {
             bail!("--partitions must be at least 1");
         }
+        if args.scenario == Scenario::Idle && args.broker_pids.is_empty() {
+            bail!("idle measures the brokers' CPU time: give each broker as --broker-pid NAME=PID");
+        }
         let amount = match (args.records, args.duration, args.scenario) {
+            (Some(n), _, Scenario::Idle) => bail!(
+                "--records {n} does not apply to idle: it sends nothing; use --duration"
+            ),
             (Some(n), _, _) => Amount::Records(n),
             (None, Some(d), Scenario::Consume | Scenario::Replay) => bail!(
                 "--duration {d:?} does not apply to {}: it reads a fixed number of records; use --records",
                 args.scenario.name()
             ),
             (None, Some(d), _) => Amount::Duration(d),
-            (None, None, Scenario::Latency) => Amount::Duration(Duration::from_secs(30)),
+            (None, None, Scenario::Latency | Scenario::Idle) => {
+                Amount::Duration(Duration::from_secs(30))
+            }
             (None, None, _) => Amount::Records(1_000_000),
         };
         if args.scenario == Scenario::Latency {
@@ -221,6 +236,7 @@ impl Plan {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let plan = Plan::from_args(&args)?;
     let mut configs: HashMap<String, String> = match plan.scenario {
         Scenario::Replay => replay::topic_defaults(),
@@ -252,6 +268,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             replay::wait_for_tiering(&plan, args.tier_wait).await?;
             rss.reset()?;
             replay::run(&plan).await?
+        }
+        Scenario::Idle => {
+            let Amount::Duration(duration) = plan.amount else {
+                bail!("idle runs for a --duration");
+            };
+            idle::run(&plan, &args.broker_pids, duration, started).await?
         }
     };
     let peaks = rss.peaks()?;

@@ -25,6 +25,8 @@ pub enum LatencyKind {
     Poll,
     /// Scheduled send time to the consumer receiving the record.
     EndToEnd,
+    /// Nothing sent (the idle scenario).
+    None,
 }
 
 impl LatencyKind {
@@ -33,6 +35,7 @@ impl LatencyKind {
             LatencyKind::ProduceAck => "produce_ack",
             LatencyKind::Poll => "poll",
             LatencyKind::EndToEnd => "end_to_end",
+            LatencyKind::None => "none",
         }
     }
 
@@ -43,6 +46,7 @@ impl LatencyKind {
             LatencyKind::EndToEnd => {
                 "scheduled send to consumer receipt, per record (coordinated-omission safe)"
             }
+            LatencyKind::None => "none: nothing is sent",
         }
     }
 }
