@@ -24,6 +24,9 @@ pub(crate) fn principal<T>(request: &Request<T>) -> Principal {
     crate::security::service::principal_of(request).clone()
 }
 
+#[path = "log_many.rs"]
+mod many;
+
 /// How long acks=all may wait for the ISR when the request does not say.
 const DEFAULT_PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_PRODUCE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -77,6 +80,18 @@ impl Log for LogService {
         let req = request.into_inner();
         let answer = self.produce_many_partitions(&who, req).await;
         timer.finish(answer.map(Response::new), |_| 0)
+    }
+
+    async fn fetch_many(
+        &self,
+        request: Request<pb::FetchManyRequest>,
+    ) -> Result<Response<pb::FetchManyResponse>, Status> {
+        let timer = metrics::FETCH.begin(0);
+        let who = principal(&request);
+        let answer = self.fetch_many_partitions(&who, request.into_inner()).await;
+        timer.finish(answer.map(Response::new), |r| {
+            r.get_ref().partitions.iter().map(|p| p.records.len()).sum()
+        })
     }
 
     async fn fetch(
@@ -137,84 +152,7 @@ impl Log for LogService {
     }
 }
 
-/// A partition's answer in a multi-partition call: the code of docs/errors.md and the sentence
-/// a one-partition call would have failed with.
-fn partition_error(status: &Status) -> (String, String) {
-    (
-        strata_proto::ErrorCode::of(status).as_str().to_string(),
-        status.message().to_string(),
-    )
-}
-
 impl LogService {
-    /// Appends to every partition of the request at once; each is authorized and answered on
-    /// its own. A partition named twice refuses the whole request (its batches' order would
-    /// be undefined).
-    async fn produce_many_partitions(
-        &self,
-        who: &Principal,
-        req: pb::ProduceManyRequest,
-    ) -> Result<pb::ProduceManyResponse, Status> {
-        let mut seen = std::collections::HashSet::with_capacity(req.partitions.len());
-        for p in &req.partitions {
-            if !seen.insert((p.topic.as_str(), p.partition)) {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "partition {}/{} appears twice in one ProduceMany request; send its batches together",
-                    p.topic, p.partition
-                ))
-                .into());
-            }
-        }
-        let security = &self.state.security;
-        let appends = req.partitions.into_iter().map(|p| {
-            let (topic, partition) = (p.topic.clone(), p.partition);
-            let one = pb::ProduceRequest {
-                topic: p.topic,
-                partition: p.partition,
-                acks: req.acks,
-                timeout_ms: req.timeout_ms,
-                records: p.records,
-            };
-            async move {
-                let outcome = match security.authorize(
-                    who,
-                    Operation::Write,
-                    ResourceType::Topic,
-                    &one.topic,
-                ) {
-                    Ok(()) => self.produce_batches(one).await,
-                    Err(e) => Err(e.into()),
-                };
-                match outcome {
-                    Ok(r) => pb::PartitionProduced {
-                        topic,
-                        partition,
-                        error_code: String::new(),
-                        error_message: String::new(),
-                        base_offset: r.base_offset,
-                        last_offset: r.last_offset,
-                        log_start_offset: r.log_start_offset,
-                    },
-                    Err(status) => {
-                        let (error_code, error_message) = partition_error(&status);
-                        pb::PartitionProduced {
-                            topic,
-                            partition,
-                            error_code,
-                            error_message,
-                            base_offset: -1,
-                            last_offset: -1,
-                            log_start_offset: -1,
-                        }
-                    }
-                }
-            }
-        });
-        Ok(pb::ProduceManyResponse {
-            partitions: futures::future::join_all(appends).await,
-        })
-    }
-
     async fn produce_batches(
         &self,
         req: pb::ProduceRequest,

@@ -1,5 +1,6 @@
-//! The consumer: manually assigned partitions, each with a background fetch task that
-//! long-polls its leader and keeps up to `prefetch_batches` responses ready for `poll`.
+//! The consumer: manually assigned partitions, fetched in the background (one long poll per
+//! leader broker for every partition it leads, see `fetcher`) into a buffer per partition of up
+//! to `prefetch_batches` answers, ready for `poll`.
 //!
 //! `poll` decodes batches (the CRC is checked there: a corrupt batch is an error, never
 //! records), drops records below the partition's position (a fetch answers with the whole batch
@@ -11,22 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_log::batch::BatchIter;
 use strata_log::records::decode_all;
 use strata_log::Header;
 use strata_proto::list_offsets_request::Spec;
-use strata_proto::{FetchRequest, ListOffsetsRequest};
+use strata_proto::ListOffsetsRequest;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::ConsumerConfig;
 use crate::error::{Error, Result};
+use crate::fetcher::{Feeds, Fetched};
 use crate::metadata::Cluster;
-
-/// Longest wait between two attempts of a failing fetch.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Where to move a partition's position.
 #[derive(Clone, Copy, Debug)]
@@ -53,16 +50,15 @@ pub struct ConsumerRecord {
     pub headers: Vec<Header>,
 }
 
-/// What a fetch task hands to `poll`: one response's batch bytes, or the error that stopped it.
-type Fetched = Result<Bytes>;
-
 #[derive(Debug)]
 struct Assigned {
     topic: Arc<str>,
     partition: u32,
     position: i64,
     rx: mpsc::Receiver<Fetched>,
-    task: JoinHandle<()>,
+    /// The fetcher's record of this partition, stopped when this is dropped.
+    feeds: Arc<Feeds>,
+    generation: u64,
     /// An error met while records were already collected; returned by the next `poll`.
     held: Option<Error>,
     /// Paused: `poll` returns nothing from it (its fetch task stops once its buffer is full).
@@ -71,7 +67,14 @@ struct Assigned {
 
 impl Drop for Assigned {
     fn drop(&mut self) {
-        self.task.abort();
+        self.feeds
+            .stop(&(self.topic.clone(), self.partition), self.generation);
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.fetcher.abort();
     }
 }
 
@@ -82,6 +85,8 @@ pub struct Consumer {
     config: Arc<ConsumerConfig>,
     parts: Vec<Assigned>,
     ready: Arc<Notify>,
+    feeds: Arc<Feeds>,
+    fetcher: JoinHandle<()>,
     /// Partition `poll` starts draining from, rotated for fairness.
     next: usize,
 }
@@ -90,11 +95,22 @@ impl Consumer {
     /// Loads the cluster's metadata.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         let cluster = Cluster::connect(config.client.clone()).await?;
+        let config = Arc::new(config);
+        let ready = Arc::new(Notify::new());
+        let feeds = Arc::new(Feeds::default());
+        let fetcher = tokio::spawn(crate::fetcher::run(
+            feeds.clone(),
+            cluster.clone(),
+            config.clone(),
+            ready.clone(),
+        ));
         Ok(Consumer {
             cluster,
-            config: Arc::new(config),
+            config,
             parts: Vec::new(),
-            ready: Arc::new(Notify::new()),
+            ready,
+            feeds,
+            fetcher,
             next: 0,
         })
     }
@@ -274,28 +290,24 @@ impl Consumer {
     }
 
     fn start(&self, topic: Arc<str>, partition: u32, position: i64) -> Assigned {
-        let (tx, rx) = mpsc::channel(self.config.prefetch_batches.max(1));
-        let task = tokio::spawn(fetch_loop(
-            self.cluster.clone(),
-            self.config.clone(),
-            topic.clone(),
-            partition,
+        let (rx, generation) = self.feeds.start(
+            (topic.clone(), partition),
             position,
-            tx,
-            self.ready.clone(),
-        ));
+            self.config.prefetch_batches,
+        );
         Assigned {
             topic,
             partition,
             position,
             rx,
-            task,
+            feeds: self.feeds.clone(),
+            generation,
             held: None,
             paused: false,
         }
     }
 
-    /// Decodes everything the fetch tasks have ready, without waiting.
+    /// Decodes everything the fetcher has ready, without waiting.
     fn drain(&mut self) -> Result<Vec<ConsumerRecord>> {
         let mut out = Vec::new();
         let n = self.parts.len();
@@ -313,7 +325,13 @@ impl Consumer {
                 part.held = Some(err);
                 return Ok(out);
             }
+            let mut drained = false;
             while let Ok(fetched) = part.rx.try_recv() {
+                if !drained {
+                    // Room in its buffer: the fetcher may ask for more.
+                    drained = true;
+                    self.feeds.wake.notify_one();
+                }
                 let result = fetched.and_then(|bytes| {
                     decode_all(&bytes).map_err(|e| Error::Corrupt(e.to_string()))
                 });
@@ -344,83 +362,4 @@ impl Consumer {
         }
         Ok(out)
     }
-}
-
-/// Long-polls one partition from `offset` until the consumer drops the receiver or a
-/// non-retriable error ends it (that error is the last thing it sends).
-async fn fetch_loop(
-    cluster: Arc<Cluster>,
-    config: Arc<ConsumerConfig>,
-    topic: Arc<str>,
-    partition: u32,
-    mut offset: i64,
-    tx: mpsc::Sender<Fetched>,
-    ready: Arc<Notify>,
-) {
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let started = Instant::now();
-        let result = async {
-            let address = cluster.leader(&topic, partition).await?;
-            let mut client = cluster.conns().log(&address).await?;
-            let request = FetchRequest {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                max_wait_ms: config.fetch_max_wait.as_millis().min(u32::MAX as u128) as u32,
-                min_bytes: config.fetch_min_bytes,
-                max_bytes: config.fetch_max_bytes,
-            };
-            client
-                .fetch(request)
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| cluster.conns().error(s, &address))
-        }
-        .await;
-        let message = match result {
-            Ok(response) => {
-                backoff = FIRST_BACKOFF;
-                if response.records.is_empty() {
-                    // A broker that answers an empty long poll early must not make this spin.
-                    let floor = started + config.fetch_max_wait.min(Duration::from_millis(50));
-                    tokio::time::sleep_until(floor).await;
-                    continue;
-                }
-                match next_offset(&response.records) {
-                    Ok(next) => {
-                        offset = offset.max(next);
-                        Ok(response.records)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) if e.is_retriable() => {
-                tracing::debug!(%topic, partition, error = %e, "fetch failed; retrying");
-                cluster.refresh_after(&topic, &e).await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(e) => Err(e),
-        };
-        let stop = message.is_err();
-        if tx.send(message).await.is_err() {
-            return;
-        }
-        ready.notify_one();
-        if stop {
-            return;
-        }
-    }
-}
-
-/// The offset after the last batch of a fetch response (headers only; `poll` checks CRCs).
-fn next_offset(records: &Bytes) -> Result<i64> {
-    let mut next = -1;
-    for item in BatchIter::new(records) {
-        let (header, _) = item.map_err(|e| Error::Corrupt(e.to_string()))?;
-        next = header.next_offset();
-    }
-    Ok(next)
 }

@@ -55,6 +55,9 @@ pub struct Fake {
     /// ProduceMany calls taken, and whether to refuse them as an older broker would.
     pub produce_many_calls: Mutex<usize>,
     pub produce_many_unimplemented: Mutex<bool>,
+    /// FetchMany calls taken, and whether to refuse them as an older broker would.
+    pub fetch_many_calls: Mutex<usize>,
+    pub fetch_many_unimplemented: Mutex<bool>,
 }
 
 fn unknown(topic: &str) -> Status {
@@ -229,6 +232,61 @@ impl Log for Fake {
             });
         }
         Ok(Response::new(ProduceManyResponse { partitions }))
+    }
+
+    /// Each partition as its own non-waiting fetch, repeated until one has records or the
+    /// wait is over.
+    async fn fetch_many(
+        &self,
+        request: Request<FetchManyRequest>,
+    ) -> Result<Response<FetchManyResponse>, Status> {
+        if *self.fetch_many_unimplemented.lock() {
+            return Err(Status::unimplemented("FetchMany"));
+        }
+        *self.fetch_many_calls.lock() += 1;
+        let r = request.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(r.max_wait_ms as u64);
+        loop {
+            let mut partitions = Vec::new();
+            for p in &r.partitions {
+                let one = FetchRequest {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    max_wait_ms: 0,
+                    min_bytes: 0,
+                    max_bytes: p.max_bytes,
+                };
+                partitions.push(match self.fetch(Request::new(one)).await {
+                    Ok(a) => {
+                        let a = a.into_inner();
+                        PartitionFetched {
+                            topic: p.topic.clone(),
+                            partition: p.partition,
+                            high_watermark: a.high_watermark,
+                            log_start_offset: a.log_start_offset,
+                            log_end_offset: a.log_end_offset,
+                            records: a.records,
+                            ..Default::default()
+                        }
+                    }
+                    Err(status) => PartitionFetched {
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        error_code: ErrorCode::of(&status).as_str().to_string(),
+                        error_message: status.message().to_string(),
+                        ..Default::default()
+                    },
+                });
+            }
+            let any = partitions
+                .iter()
+                .any(|p| !p.records.is_empty() || !p.error_code.is_empty());
+            if any || tokio::time::Instant::now() >= deadline {
+                return Ok(Response::new(FetchManyResponse { partitions }));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn fetch(

@@ -6,7 +6,8 @@
 //! - `connection` / `metadata`: cached channels per broker, the topic/leader cache, routing.
 //! - [`partitioner`]: Kafka-compatible murmur2 key hashing and the sticky keyless choice.
 //! - `accumulator` / `sender`: the producer's batches and its background I/O.
-//! - [`producer`], [`consumer`], [`admin`]: the public handles.
+//! - [`producer`], [`consumer`], [`admin`]: the public handles; `fetcher`: the consumer's
+//!   background long polls, one per leader broker.
 //! - [`group`]: a consumer in a group ([`Consumer::subscribe`]); `coordinator`: reaching the
 //!   group's coordinator.
 //!
@@ -20,6 +21,7 @@ mod connection;
 pub mod consumer;
 mod coordinator;
 pub mod error;
+mod fetcher;
 pub mod group;
 pub mod group_admin;
 mod metadata;

@@ -24,5 +24,5 @@ pub mod truncation;
 
 pub(crate) use partition::blocking;
 pub use partition::{Appended, Partition, PartitionStats};
-pub use reads::FetchResult;
+pub use reads::{FetchCursor, FetchResult};
 pub use tier_view::RemoteSummary;

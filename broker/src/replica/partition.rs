@@ -326,7 +326,7 @@ impl Partition {
         BrokerError::UnknownTopic(self.topic.to_string())
     }
 
-    pub(super) fn not_leader(&self) -> BrokerError {
+    pub(crate) fn not_leader(&self) -> BrokerError {
         let state = self.state.read();
         BrokerError::NotLeader {
             topic: self.topic.to_string(),

@@ -44,6 +44,83 @@ fn join(mut parts: Vec<Bytes>, len: usize) -> Bytes {
     out.freeze()
 }
 
+/// One partition's part of a long poll: what was read so far and where the next read starts.
+/// A wait woken by a new high watermark reads only what came since, never again what it holds
+/// (50 fetches waiting for 4 GiB while records arrive read each byte once, not once per
+/// append); the batch headers are walked only when a read follows.
+#[derive(Debug)]
+pub struct FetchCursor {
+    next: i64,
+    max_bytes: usize,
+    parts: Vec<Bytes>,
+    held: usize,
+    /// The last read had records: `next` moves past them before the next read.
+    walk: bool,
+    last: Option<FetchResult>,
+}
+
+impl FetchCursor {
+    pub fn new(offset: i64, max_bytes: usize) -> FetchCursor {
+        FetchCursor {
+            next: offset,
+            max_bytes,
+            parts: Vec::new(),
+            held: 0,
+            walk: false,
+            last: None,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Whether this partition's own bound is reached.
+    pub fn is_full(&self) -> bool {
+        self.held >= self.max_bytes
+    }
+
+    /// Reads what came since the last read, below `high_watermark`, up to `budget` more bytes
+    /// (and the cursor's own bound); returns the bytes read.
+    pub async fn read_more(
+        &mut self,
+        p: &Arc<Partition>,
+        budget: usize,
+        high_watermark: i64,
+    ) -> Result<usize> {
+        if std::mem::take(&mut self.walk) {
+            if let Some(last) = self.parts.last() {
+                self.next = next_offset_after(last).unwrap_or(self.next);
+            }
+        }
+        let room = self.max_bytes.saturating_sub(self.held).min(budget);
+        let mut result = p.read(self.next, room, high_watermark).await?;
+        let n = result.records.len();
+        if n > 0 {
+            self.held += n;
+            self.parts.push(std::mem::take(&mut result.records));
+            self.walk = true;
+        }
+        self.last = Some(result);
+        Ok(n)
+    }
+
+    /// Everything read, with the partition's bounds as the last read saw them.
+    pub fn finish(self, p: &Partition) -> Result<FetchResult> {
+        let records = join(self.parts, self.held);
+        Ok(match self.last {
+            Some(last) => FetchResult { records, ..last },
+            None => FetchResult {
+                records,
+                high_watermark: p.high_watermark(),
+                log_start_offset: p.log_start_offset()?,
+                log_end_offset: p.log_end_offset(),
+            },
+        })
+    }
+}
+
 /// How far behind the log end a read may start and still be done inline (records).
 const INLINE_READ_RECORDS: i64 = 4096;
 
@@ -51,6 +128,11 @@ const INLINE_READ_RECORDS: i64 = 4096;
 const INLINE_READ_BYTES: usize = 256 * 1024;
 
 impl Partition {
+    /// A receiver of the high watermark (a multi-partition long poll waits on several).
+    pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
     /// Reads whole batches from `offset` for a consumer (below the high watermark), waiting up
     /// to `max_wait` for `min_bytes` to be there.
     pub async fn fetch(
@@ -63,27 +145,14 @@ impl Partition {
         let deadline = Instant::now() + max_wait;
         let mut hw_rx = self.high_watermark.subscribe();
         let want = min_bytes.max(1);
-        // What was read so far, and where the next read starts: a wait that wakes on a new
-        // high watermark reads only what came since, never again what it holds (50 fetches
-        // waiting for 4 GiB while records arrive read each byte once, not once per append).
-        let mut parts: Vec<Bytes> = Vec::new();
-        let mut held = 0usize;
-        let mut next = offset;
+        let mut cursor = FetchCursor::new(offset, max_bytes);
         loop {
             if !self.is_leader() {
                 return Err(self.not_leader());
             }
             let hw = *hw_rx.borrow_and_update();
-            let mut result = self.read(next, max_bytes.saturating_sub(held), hw).await?;
-            held += result.records.len();
-            let done = held >= want || held >= max_bytes || Instant::now() >= deadline;
-            if !result.records.is_empty() {
-                if !done {
-                    // Only a fetch that waits on walks its batch headers.
-                    next = next_offset_after(&result.records).unwrap_or(next);
-                }
-                parts.push(std::mem::take(&mut result.records));
-            }
+            cursor.read_more(self, usize::MAX, hw).await?;
+            let done = cursor.held() >= want || cursor.is_full() || Instant::now() >= deadline;
             let waited = if done {
                 None
             } else {
@@ -92,10 +161,7 @@ impl Partition {
             match waited {
                 Some(Ok(Ok(()))) => continue,
                 Some(Ok(Err(_))) => return Err(self.closed()),
-                None | Some(Err(_)) => {
-                    result.records = join(parts, held);
-                    return Ok(result);
-                }
+                None | Some(Err(_)) => return cursor.finish(self),
             }
         }
     }

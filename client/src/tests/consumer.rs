@@ -207,3 +207,41 @@ fn a_group_members_poll_and_commit_can_run_on_a_spawned_task() {
     }
     let _ = check;
 }
+
+/// Every partition a broker leads is fetched in one FetchMany long poll; a broker older than
+/// FetchMany is read one Fetch per partition.
+#[tokio::test]
+async fn partitions_of_one_leader_share_a_long_poll() {
+    for old_broker in [false, true] {
+        let server = fake::start(&[("t", 3)]).await;
+        *server.fake.fetch_many_unimplemented.lock() = old_broker;
+        for p in 0..3 {
+            server.fake.append("t", p, &[("a", 1), ("b", 2)]);
+        }
+        let mut c = consumer(&server).await;
+        let all: Vec<(String, u32)> = (0..3).map(|p| ("t".to_string(), p)).collect();
+        c.assign(all).await.unwrap();
+        for p in 0..3 {
+            c.seek("t", p, SeekTo::Earliest).await.unwrap();
+        }
+        let records = poll_n(&mut c, 6).await;
+        for p in 0..3u32 {
+            let offsets: Vec<i64> = records
+                .iter()
+                .filter(|r| r.partition == p)
+                .map(|r| r.offset)
+                .collect();
+            assert_eq!(offsets, vec![0, 1], "partition {p}, old broker {old_broker}");
+        }
+        let calls = *server.fake.fetch_many_calls.lock();
+        if old_broker {
+            assert_eq!(calls, 0);
+        } else {
+            assert!(calls >= 1);
+        }
+        // Records that arrive later come through the same long polls.
+        server.fake.append("t", 2, &[("c", 3)]);
+        let later = poll_n(&mut c, 1).await;
+        assert_eq!((later[0].partition, later[0].offset), (2, 2));
+    }
+}
