@@ -43,6 +43,109 @@ fn produce_to_every_partition(brokers: &str, value: &str) {
     });
 }
 
+/// ProduceMany and FetchMany straight to broker 1: its own partitions are served, one it does
+/// not lead is refused on its own with NOT_LEADER_OR_FOLLOWER, a partition named twice refuses
+/// the request. Returns the partitions it wrote a second record ("many") to.
+fn multi_partition_calls_answer_each_partition(cluster: &ServeCluster) -> Vec<u32> {
+    let leaders = cluster.partitions("many");
+    let mine: Vec<u32> = (0..PARTITIONS)
+        .filter(|p| leaders[*p as usize].0 == 1)
+        .take(3)
+        .collect();
+    let other = (0..PARTITIONS)
+        .find(|p| leaders[*p as usize].0 != 1)
+        .expect("a partition led elsewhere");
+    let address = cluster.broker(1).addr.to_string();
+    block_on(async {
+        let mut client = strata_proto::log_client::LogClient::connect(format!("http://{address}"))
+            .await
+            .expect("connect to broker 1");
+        let mut batch = strata_log::BatchBuilder::new(strata_log::Compression::None);
+        batch.append(0, None, Some(&b"many"[..]), &[]);
+        let records = batch.build().unwrap();
+        let asked: Vec<u32> = mine.iter().copied().chain([other]).collect();
+        let produced = client
+            .produce_many(strata_proto::ProduceManyRequest {
+                acks: strata_proto::Acks::All as i32,
+                timeout_ms: 10_000,
+                partitions: asked
+                    .iter()
+                    .map(|p| strata_proto::PartitionBatches {
+                        topic: "many".into(),
+                        partition: *p,
+                        records: records.clone(),
+                    })
+                    .collect(),
+            })
+            .await
+            .expect("ProduceMany answers")
+            .into_inner();
+        assert_eq!(produced.partitions.len(), asked.len());
+        for (p, answer) in asked.iter().zip(&produced.partitions) {
+            assert_eq!(answer.partition, *p);
+            if *p == other {
+                assert_eq!(answer.error_code, "NOT_LEADER_OR_FOLLOWER", "{answer:?}");
+                assert!(!answer.error_message.is_empty());
+            } else {
+                assert_eq!(answer.error_code, "", "{answer:?}");
+                assert_eq!(answer.base_offset, 1, "after the record 'first'");
+            }
+        }
+        let fetched = client
+            .fetch_many(strata_proto::FetchManyRequest {
+                partitions: asked
+                    .iter()
+                    .map(|p| strata_proto::PartitionFetch {
+                        topic: "many".into(),
+                        partition: *p,
+                        offset: 0,
+                        max_bytes: 1 << 20,
+                    })
+                    .collect(),
+                max_wait_ms: 100,
+                min_bytes: 1,
+                max_bytes: 4 << 20,
+            })
+            .await
+            .expect("FetchMany answers")
+            .into_inner();
+        for (p, answer) in asked.iter().zip(&fetched.partitions) {
+            if *p == other {
+                assert_eq!(answer.error_code, "NOT_LEADER_OR_FOLLOWER", "{answer:?}");
+            } else {
+                assert_eq!(answer.error_code, "", "{answer:?}");
+                assert_eq!(answer.high_watermark, 2, "{answer:?}");
+                let values: Vec<String> = strata_log::records::decode_all(&answer.records)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+                    .collect();
+                assert_eq!(values, ["first", "many"]);
+            }
+        }
+        let twice = client
+            .fetch_many(strata_proto::FetchManyRequest {
+                partitions: [mine[0], mine[0]]
+                    .iter()
+                    .map(|p| strata_proto::PartitionFetch {
+                        topic: "many".into(),
+                        partition: *p,
+                        offset: 0,
+                        max_bytes: 1024,
+                    })
+                    .collect(),
+                max_wait_ms: 0,
+                min_bytes: 0,
+                max_bytes: 1024,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(twice.code(), tonic::Code::InvalidArgument, "{twice:?}");
+        assert!(twice.message().contains("appears twice"), "{twice:?}");
+    });
+    mine
+}
+
 #[test]
 fn six_hundred_partitions_replicate_over_one_stream_per_broker_pair() {
     let etcd = EtcdServer::start();
@@ -101,6 +204,7 @@ fn six_hundred_partitions_replicate_over_one_stream_per_broker_pair() {
 
     let addresses = cluster.addresses();
     produce_to_every_partition(&addresses, "first");
+    let written_twice = multi_partition_calls_answer_each_partition(&cluster);
 
     // A leader dies: its partitions move, and acks=all works across every partition again.
     cluster.broker_mut(2).kill9();
@@ -136,10 +240,18 @@ fn six_hundred_partitions_replicate_over_one_stream_per_broker_pair() {
         },
     );
     produce_to_every_partition(&addresses, "third");
-    for p in [0, PARTITIONS / 2, PARTITIONS - 1] {
+    for p in [0, PARTITIONS / 2, PARTITIONS - 1]
+        .into_iter()
+        .chain(written_twice.iter().copied())
+    {
+        let mut want = vec!["first"];
+        if written_twice.contains(&p) {
+            want.push("many");
+        }
+        want.extend(["second", "third"]);
         assert_eq!(
-            cluster.read(2, "many", p, 3),
-            vec!["first", "second", "third"],
+            cluster.read(2, "many", p, want.len()),
+            want,
             "partition {p} through the restarted broker"
         );
     }

@@ -231,7 +231,11 @@ async fn partitions_of_one_leader_share_a_long_poll() {
                 .filter(|r| r.partition == p)
                 .map(|r| r.offset)
                 .collect();
-            assert_eq!(offsets, vec![0, 1], "partition {p}, old broker {old_broker}");
+            assert_eq!(
+                offsets,
+                vec![0, 1],
+                "partition {p}, old broker {old_broker}"
+            );
         }
         let calls = *server.fake.fetch_many_calls.lock();
         if old_broker {
