@@ -114,13 +114,13 @@ fn every_scenario_runs_and_reports() {
         "most records came from the remote tier: {v}"
     );
 
-    // Idle: 200 partitions at rest, the broker's CPU, files and memory.
+    // Idle: 50 partitions at rest, the broker's CPU, files and memory.
     let v = bench(
         &broker,
         &[
             "idle",
             "--partitions",
-            "200",
+            "50",
             "--duration",
             "2s",
             "--topic",
@@ -129,7 +129,7 @@ fn every_scenario_runs_and_reports() {
     );
     assert_eq!(v["scenario"], "idle");
     assert_eq!(v["records"], 0);
-    assert_eq!(v["partitions"], 200);
+    assert_eq!(v["partitions"], 50);
     assert!(v["ready_seconds"].as_f64().unwrap() > 0.0, "{v}");
     let cpu = v["idle_cpu_percent"]["dev"].as_f64().unwrap();
     assert!(
@@ -138,7 +138,7 @@ fn every_scenario_runs_and_reports() {
     );
     assert_eq!(v["idle_cpu_percent_total"].as_f64().unwrap(), cpu);
     assert!(
-        v["open_fds"]["dev"].as_u64().unwrap() >= 200,
+        v["open_fds"]["dev"].as_u64().unwrap() >= 50,
         "a file per partition at least: {v}"
     );
     assert!(v["rss_bytes"]["dev"].as_u64().unwrap() > 1 << 20, "{v}");

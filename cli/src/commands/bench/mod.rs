@@ -165,9 +165,6 @@ impl Plan {
         if args.partitions == 0 {
             bail!("--partitions must be at least 1");
         }
-        if args.scenario == Scenario::Idle && args.broker_pids.is_empty() {
-            bail!("idle measures the brokers' CPU time: give each broker as --broker-pid NAME=PID");
-        }
         let amount = match (args.records, args.duration, args.scenario) {
             (Some(n), _, Scenario::Idle) => bail!(
                 "--records {n} does not apply to idle: it sends nothing; use --duration"
@@ -183,6 +180,9 @@ impl Plan {
             }
             (None, None, _) => Amount::Records(1_000_000),
         };
+        if args.scenario == Scenario::Idle && args.broker_pids.is_empty() {
+            bail!("idle measures the brokers' CPU time: give each broker as --broker-pid NAME=PID");
+        }
         if args.scenario == Scenario::Latency {
             if args.rate == 0 {
                 bail!("--rate must be above 0");
