@@ -34,6 +34,8 @@ pub type Followed = HashMap<Key, (i32, Arc<Partition>)>;
 
 /// How long the leader may hold a round with no news (Kafka's replica.fetch.wait.max.ms).
 const ROUND_WAIT_MS: u32 = 500;
+/// The same while some partition's epoch exchange runs.
+const SHORT_ROUND_WAIT_MS: u32 = 50;
 /// Bytes of records per round, and per partition in a round.
 const ROUND_MAX_BYTES: u32 = 8 * 1024 * 1024;
 /// A round that takes longer than its wait by this much is given up (the leader hangs).
@@ -103,9 +105,15 @@ pub async fn run(
         generations: 0,
     };
     let mut backoff = BACKOFF;
+    // Set when a select below saw the assignment change (which marks it seen).
+    let mut changed = true;
     loop {
-        let followed = assigned.borrow_and_update().clone();
-        s.follow(&followed);
+        if std::mem::take(&mut changed) || assigned.has_changed().unwrap_or(false) {
+            // Only when the metadata changed what this stream follows: an idle round does no
+            // work per partition here.
+            let followed = assigned.borrow_and_update().clone();
+            s.follow(&followed);
+        }
         while let Ok(done) = done_rx.try_recv() {
             s.truncated(done);
         }
@@ -115,7 +123,10 @@ pub async fn run(
             drop(fetching);
             let due = s.next_due();
             tokio::select! {
-                changed = assigned.changed() => if changed.is_err() { return },
+                seen = assigned.changed() => match seen {
+                    Ok(()) => changed = true,
+                    Err(_) => return,
+                },
                 Some(done) = done_rx.recv() => s.truncated(done),
                 _ = sleep_until(due) => {}
             }
@@ -123,7 +134,27 @@ pub async fn run(
         }
         let round = s.session.round(&fetching);
         drop(fetching);
-        match s.fetch(&round).await {
+        // While epoch exchanges are under way, short rounds: their partitions join the
+        // session soon after they finish, not a whole wait later.
+        let wait_ms = if s.truncating() {
+            SHORT_ROUND_WAIT_MS
+        } else {
+            ROUND_WAIT_MS
+        };
+        let answered = tokio::select! {
+            answered = s.fetch(&round, wait_ms) => answered,
+            seen = assigned.changed() => {
+                // Leaderships moved: the round is given up so the new assignment starts now
+                // (the leader may have taken it, so the next round opens a new session).
+                match seen {
+                    Ok(()) => changed = true,
+                    Err(_) => return,
+                }
+                s.session.reset();
+                continue;
+            }
+        };
+        match answered {
             Ok(resp) => {
                 backoff = BACKOFF;
                 s.apply(&round, resp).await;
@@ -132,7 +163,10 @@ pub async fn run(
                 tracing::debug!(leader = s.leader, error = %message, "fetch session round failed; opening a new session");
                 s.session.reset();
                 tokio::select! {
-                    changed = assigned.changed() => if changed.is_err() { return },
+                    seen = assigned.changed() => match seen {
+                    Ok(()) => changed = true,
+                    Err(_) => return,
+                },
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -261,9 +295,17 @@ impl Stream {
             .collect()
     }
 
+    /// Whether some partition is in its epoch exchange.
+    fn truncating(&self) -> bool {
+        self.parts
+            .values()
+            .any(|t| matches!(t.phase, Phase::Truncating(_)))
+    }
+
     async fn fetch(
         &mut self,
         round: &Round,
+        wait_ms: u32,
     ) -> std::result::Result<pb::ReplicaSessionResponse, String> {
         let req = pb::ReplicaSessionRequest {
             replica_id: self.me,
@@ -287,11 +329,11 @@ impl Stream {
                     partition: *partition,
                 })
                 .collect(),
-            max_wait_ms: ROUND_WAIT_MS,
+            max_wait_ms: wait_ms,
             max_bytes: ROUND_MAX_BYTES,
             partition_max_bytes: ROUND_MAX_BYTES,
         };
-        let limit = Duration::from_millis(ROUND_WAIT_MS as u64) + ROUND_GRACE;
+        let limit = Duration::from_millis(wait_ms as u64) + ROUND_GRACE;
         match tokio::time::timeout(limit, self.client.replica_fetch_session(req)).await {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(status.message().to_string()),
