@@ -156,11 +156,14 @@ impl LogService {
                 Err(e) => refuse(&mut answers[i], &e.into()),
             }
         }
+        let mut first = true;
         loop {
             let mut held: usize = served.iter().map(|(_, _, c, _)| c.held()).sum();
             let mut failed = Vec::new();
             for (k, (i, partition, cursor, rx)) in served.iter_mut().enumerate() {
-                if held >= total || cursor.is_full() {
+                // After the first pass, only partitions whose high watermark moved are read.
+                let moved = first || rx.has_changed().unwrap_or(true);
+                if held >= total || cursor.is_full() || !moved {
                     continue;
                 }
                 if !partition.is_leader() {
@@ -177,24 +180,32 @@ impl LogService {
                     }
                 }
             }
+            first = false;
             for k in failed.into_iter().rev() {
                 served.swap_remove(k);
             }
+            let open: Vec<usize> = (0..served.len())
+                .filter(|k| !served[*k].2.is_full())
+                .collect();
             if held >= want
                 || held >= total
-                || served.is_empty()
+                || open.is_empty()
                 || tokio::time::Instant::now() >= deadline
             {
                 break;
             }
+            // Woken by the high watermark of a partition that can still take bytes.
             let changed = served
                 .iter_mut()
-                .map(|(_, _, _, rx)| Box::pin(rx.changed()));
+                .enumerate()
+                .filter(|(k, _)| open.contains(k))
+                .map(|(_, (_, _, _, rx))| Box::pin(rx.changed()));
             if tokio::time::timeout_at(deadline, futures::future::select_all(changed))
                 .await
                 .is_err()
             {
                 // One more pass: what came with the last change before the deadline.
+                first = true;
                 continue;
             }
         }

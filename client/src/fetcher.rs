@@ -29,6 +29,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Least time between two fetches of a partition whose answers come back empty at once.
 const EMPTY_FLOOR: Duration = Duration::from_millis(50);
+/// Most bytes one FetchMany may answer (each partition also keeps its own bound): under the
+/// client's 64 MiB message limit with room for the framing.
+const MAX_ANSWER_BYTES: u32 = 48 * 1024 * 1024;
 
 /// What the fetcher hands to `poll`: one answer's batch bytes, or the error that stopped it.
 pub(crate) type Fetched = Result<Bytes>;
@@ -109,10 +112,16 @@ pub(crate) async fn run(
     ready: Arc<Notify>,
 ) {
     let mut in_flight = FuturesUnordered::new();
+    let mut rounds: usize = 0;
     loop {
         let now = Instant::now();
         let (groups, unknown, next_due) = due(&feeds, &cluster, now);
-        for (address, asked) in groups {
+        for (address, mut asked) in groups {
+            // A different partition first each time: the broker fills its byte budget in
+            // request order, so a backlogged partition must not always take it.
+            rounds = rounds.wrapping_add(1);
+            let n = asked.len();
+            asked.rotate_left(rounds % n);
             let (cluster, config) = (cluster.clone(), config.clone());
             in_flight.push(async move {
                 let started = Instant::now();
@@ -121,12 +130,22 @@ pub(crate) async fn run(
             });
         }
         if !unknown.is_empty() {
-            // Leaders not cached: one refresh, then the next pass places them.
+            // Leaders not cached (an election under way, a topic just created or deleted):
+            // one refresh, and the partitions it did not place wait out a backoff, so answers
+            // in flight are still taken meanwhile.
             let topics: Vec<String> = unknown.iter().map(|t| t.to_string()).collect();
-            if let Err(e) = cluster.refresh(&topics).await {
+            let refreshed = cluster.refresh(&topics).await;
+            if let Err(e) = &refreshed {
                 tracing::debug!(error = %e, "metadata refresh for fetching failed");
-                backoff_all(&feeds, &unknown, now);
             }
+            unplaced(
+                &feeds,
+                &cluster,
+                &unknown,
+                Instant::now(),
+                refreshed.err(),
+                &ready,
+            );
             continue;
         }
         let sleep = async {
@@ -183,13 +202,37 @@ fn due(
     (groups, unknown, next_due)
 }
 
-/// Partitions of topics whose leaders could not be found back off.
-fn backoff_all(feeds: &Feeds, topics: &[Arc<str>], now: Instant) {
+/// Partitions of `topics` whose leader the cache still lacks after a refresh: they back off,
+/// or, when the refresh failed for good (the topic is gone), hand that error to `poll` and stop.
+fn unplaced(
+    feeds: &Feeds,
+    cluster: &Cluster,
+    topics: &[Arc<str>],
+    now: Instant,
+    failed: Option<Error>,
+    ready: &Notify,
+) {
+    let mut handed = false;
     for (key, feed) in feeds.parts.lock().iter_mut() {
-        if topics.contains(&key.0) && !feed.in_flight {
-            feed.not_before = Some(now + feed.backoff);
-            feed.backoff = (feed.backoff * 2).min(MAX_BACKOFF);
+        if !topics.contains(&key.0) || feed.in_flight || feed.stopped {
+            continue;
         }
+        if cluster.cached_leader(&key.0, key.1).is_some() {
+            continue;
+        }
+        match &failed {
+            Some(e) if !e.is_retriable() => {
+                feed.stopped = true;
+                handed |= feed.tx.try_send(Err(e.clone())).is_ok();
+            }
+            _ => {
+                feed.not_before = Some(now + feed.backoff);
+                feed.backoff = (feed.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    if handed {
+        ready.notify_one();
     }
 }
 
@@ -215,7 +258,11 @@ async fn fetch_group(
                 .collect(),
             max_wait_ms,
             min_bytes: config.fetch_min_bytes,
-            max_bytes: config.fetch_max_bytes,
+            // Each partition may have its own fetch_max_bytes, as with a poll of its own.
+            max_bytes: config
+                .fetch_max_bytes
+                .saturating_mul(asked.len() as u32)
+                .min(MAX_ANSWER_BYTES),
         };
         client
             .fetch_many(request)

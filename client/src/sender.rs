@@ -68,10 +68,16 @@ pub(crate) async fn run(acc: Arc<Accumulator>, cluster: Arc<Cluster>, config: Ar
     while tasks.join_next().await.is_some() {}
 }
 
+/// Most record bytes in one ProduceMany: a group past it is split (the broker's request limit
+/// is 64 MiB by default).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
 /// The ready batches in groups of one request each: per leader broker (as the metadata cache
 /// has it: the sender loop does no I/O), each partition at most once (a second batch of a
-/// partition, with more than one in flight, goes alone). With acks=0, or a leader not cached,
-/// a batch goes alone.
+/// partition, with more than one in flight, goes alone), at most [`MAX_REQUEST_BYTES`] of
+/// records. With acks=0, a leader not cached, or less than a request timeout left before its
+/// delivery deadline (the request's timeout would cut its neighbours short), a batch goes
+/// alone.
 fn by_leader(
     ready: Vec<Batch>,
     cluster: &Cluster,
@@ -80,27 +86,39 @@ fn by_leader(
     if config.acks == Acks::None || ready.len() < 2 {
         return ready.into_iter().map(|b| (None, vec![b])).collect();
     }
-    let mut groups: HashMap<String, (Vec<Batch>, HashSet<Partition>)> = HashMap::new();
-    let mut alone = Vec::new();
+    let mut groups: HashMap<String, (Vec<Batch>, HashSet<Partition>, usize)> = HashMap::new();
+    let mut out = Vec::new();
+    let soon = Instant::now() + config.client.request_timeout;
     for batch in ready {
         let key = (batch.shared.topic.clone(), batch.shared.partition);
-        match cluster.cached_leader(&key.0, key.1) {
-            Some(address) => {
-                let (batches, partitions) = groups.entry(address).or_default();
-                if partitions.insert(key) {
-                    batches.push(batch);
-                } else {
-                    alone.push((None, vec![batch]));
-                }
-            }
-            None => alone.push((None, vec![batch])),
+        let leader = cluster
+            .cached_leader(&key.0, key.1)
+            .filter(|_| batch.created + config.delivery_timeout > soon);
+        let Some(address) = leader else {
+            out.push((None, vec![batch]));
+            continue;
+        };
+        let size = batch.builder.size_bytes();
+        let (batches, partitions, bytes) = groups.entry(address.clone()).or_default();
+        if partitions.contains(&key) {
+            out.push((None, vec![batch]));
+            continue;
         }
+        if *bytes + size > MAX_REQUEST_BYTES && !batches.is_empty() {
+            out.push((Some(address), std::mem::take(batches)));
+            partitions.clear();
+            *bytes = 0;
+        }
+        partitions.insert(key);
+        *bytes += size;
+        batches.push(batch);
     }
-    groups
-        .into_iter()
-        .map(|(address, (b, _))| (Some(address), b))
-        .chain(alone)
-        .collect()
+    out.extend(
+        groups
+            .into_iter()
+            .map(|(address, (b, _, _))| (Some(address), b)),
+    );
+    out
 }
 
 /// A partition, as the accumulator names it.

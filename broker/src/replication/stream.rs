@@ -45,6 +45,26 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Epoch exchanges in flight at once per stream (after a failover, every partition has one).
 const TRUNCATIONS_AT_ONCE: usize = 16;
 
+/// A truncation's outcome on its way to the stream; one that ends without one (aborted, or
+/// panicked) reports a failure when dropped, so its partition is never left truncating.
+struct Report(Option<(mpsc::UnboundedSender<Done>, Key, u64)>);
+
+impl Report {
+    fn send(&mut self, outcome: Result<()>) {
+        if let Some((done, key, generation)) = self.0.take() {
+            let _ = done.send((key, generation, outcome));
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.send(Err(crate::error::BrokerError::Internal(
+            "the epoch exchange ended without an outcome".to_string(),
+        )));
+    }
+}
+
 /// Aborts its task when dropped: a truncation outlives neither its phase nor its stream.
 #[derive(Debug)]
 struct Task(AbortHandle);
@@ -57,7 +77,7 @@ impl Drop for Task {
 
 #[derive(Debug)]
 enum Phase {
-    Truncating(Task),
+    Truncating(#[allow(dead_code)] Task),
     Fetching,
     Waiting(Instant),
 }
@@ -141,18 +161,28 @@ pub async fn run(
         } else {
             ROUND_WAIT_MS
         };
-        let answered = tokio::select! {
-            answered = s.fetch(&round, wait_ms) => answered,
-            seen = assigned.changed() => {
-                // Leaderships moved: the round is given up so the new assignment starts now
-                // (the leader may have taken it, so the next round opens a new session).
-                match seen {
-                    Ok(()) => changed = true,
-                    Err(_) => return,
+        let fetch = fetch(s.client.clone(), s.request(&round, wait_ms), wait_ms);
+        tokio::pin!(fetch);
+        let answered = loop {
+            tokio::select! {
+                answered = &mut fetch => break Some(answered),
+                seen = assigned.changed() => {
+                    match seen {
+                        Ok(()) => changed = true,
+                        Err(_) => return,
+                    }
+                    // A partition of this round moved away: the round is given up so the new
+                    // assignment starts now. Partitions only added wait for the round's end.
+                    if s.moved_away(&assigned.borrow()) {
+                        break None;
+                    }
                 }
-                s.session.reset();
-                continue;
             }
+        };
+        let Some(answered) = answered else {
+            // The leader may have taken the round: the next one opens a new session.
+            s.session.reset();
+            continue;
         };
         match answered {
             Ok(resp) => {
@@ -216,9 +246,10 @@ impl Stream {
         );
         let (key, generation) = (key.clone(), t.generation);
         let task = tokio::spawn(async move {
+            let mut report = Report(Some((done, key, generation)));
             let _permit = limit.acquire_owned().await;
             let outcome = truncate(&p, &mut client, leader, epoch).await;
-            let _ = done.send((key, generation, outcome));
+            report.send(outcome);
         });
         Phase::Truncating(Task(task.abort_handle()))
     }
@@ -243,18 +274,13 @@ impl Stream {
         }
     }
 
-    /// Partitions whose backoff is over start their epoch exchange again, and so do those
-    /// whose exchange ended without a word (its task panicked).
+    /// Partitions whose backoff is over start their epoch exchange again.
     fn restart_due(&mut self) {
         let now = Instant::now();
         let due: Vec<Key> = self
             .parts
             .iter()
-            .filter(|(_, t)| match &t.phase {
-                Phase::Waiting(at) => *at <= now,
-                Phase::Truncating(task) => task.0.is_finished(),
-                Phase::Fetching => false,
-            })
+            .filter(|(_, t)| matches!(t.phase, Phase::Waiting(at) if at <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
@@ -302,12 +328,9 @@ impl Stream {
             .any(|t| matches!(t.phase, Phase::Truncating(_)))
     }
 
-    async fn fetch(
-        &mut self,
-        round: &Round,
-        wait_ms: u32,
-    ) -> std::result::Result<pb::ReplicaSessionResponse, String> {
-        let req = pb::ReplicaSessionRequest {
+    /// The protobuf request of `round`.
+    fn request(&self, round: &Round, wait_ms: u32) -> pb::ReplicaSessionRequest {
+        pb::ReplicaSessionRequest {
             replica_id: self.me,
             session_id: round.session_id,
             session_epoch: round.session_epoch,
@@ -332,13 +355,19 @@ impl Stream {
             max_wait_ms: wait_ms,
             max_bytes: ROUND_MAX_BYTES,
             partition_max_bytes: ROUND_MAX_BYTES,
-        };
-        let limit = Duration::from_millis(wait_ms as u64) + ROUND_GRACE;
-        match tokio::time::timeout(limit, self.client.replica_fetch_session(req)).await {
-            Ok(Ok(resp)) => Ok(resp.into_inner()),
-            Ok(Err(status)) => Err(status.message().to_string()),
-            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         }
+    }
+
+    /// Whether `followed` moves a partition of the session now (gone, or at a new epoch).
+    fn moved_away(&self, followed: &Followed) -> bool {
+        self.parts
+            .iter()
+            .filter(|(_, t)| matches!(t.phase, Phase::Fetching))
+            .any(|(k, t)| {
+                followed
+                    .get(k)
+                    .is_none_or(|(epoch, p)| *epoch != t.epoch || !Arc::ptr_eq(p, &t.partition))
+            })
     }
 
     /// Applies an answer: errors move their partitions out of the session; records, resets and
@@ -419,4 +448,19 @@ fn write(p: &Partition, leader: i32, epoch: i32, d: &pb::SessionPartitionData) -
         return p.reset_to(leader, epoch, d.log_start_offset);
     }
     p.append_replica(leader, epoch, &d.records, d.high_watermark)
+}
+
+/// One round: the leader's answer, or why there is none (refused, unreachable, or no answer
+/// within the wait and a grace).
+async fn fetch(
+    mut client: ReplicaClient<Channel>,
+    req: pb::ReplicaSessionRequest,
+    wait_ms: u32,
+) -> std::result::Result<pb::ReplicaSessionResponse, String> {
+    let limit = Duration::from_millis(wait_ms as u64) + ROUND_GRACE;
+    match tokio::time::timeout(limit, client.replica_fetch_session(req)).await {
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
 }
