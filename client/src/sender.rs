@@ -77,13 +77,16 @@ const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// partition, with more than one in flight, goes alone), at most [`MAX_REQUEST_BYTES`] of
 /// records. With acks=0, a leader not cached, or less than a request timeout left before its
 /// delivery deadline (the request's timeout would cut its neighbours short), a batch goes
-/// alone.
+/// alone; with acks=all every batch goes alone.
 fn by_leader(
     ready: Vec<Batch>,
     cluster: &Cluster,
     config: &ProducerConfig,
 ) -> Vec<(Option<String>, Vec<Batch>)> {
-    if config.acks == Acks::None || ready.len() < 2 {
+    // With acks=all a request is answered once its slowest partition is replicated, and a
+    // partition sends its next batch only then: grouping held fast partitions behind slow
+    // ones (3,000 partitions: 0.58 -> 0.29 M records/s). Only acks=1 groups.
+    if config.acks != Acks::Leader || ready.len() < 2 {
         return ready.into_iter().map(|b| (None, vec![b])).collect();
     }
     let mut groups: HashMap<String, (Vec<Batch>, HashSet<Partition>, usize)> = HashMap::new();

@@ -495,13 +495,18 @@ async fn no_sequence_restart_for_a_batch_that_may_have_been_appended() {
     );
 }
 
-/// Batches of several partitions ready at once for one leader go out as one ProduceMany; a
+/// With acks=1, batches of several partitions ready at once for one leader go out as one
+/// ProduceMany; a
 /// partition refused in it is retried alone, in order; an older broker without ProduceMany
 /// gets every batch alone.
 #[tokio::test]
 async fn batches_for_one_leader_share_a_request_and_failures_retry_alone() {
     let server = fake::start(&[("t", 4)]).await;
-    let p = producer(&server, |c| c.linger = Duration::from_millis(20)).await;
+    let p = producer(&server, |c| {
+        c.linger = Duration::from_millis(20);
+        c.acks = Acks::Leader;
+    })
+    .await;
     // Warm the metadata cache: the sender groups by the leaders it knows without any I/O.
     p.send(ProducerRecord::new("t", "warm").partition(0))
         .await
