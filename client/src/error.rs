@@ -59,6 +59,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A partition's error inside a multi-partition answer (its code of docs/errors.md and
+    /// sentence), as the one-partition call's status would have made it.
+    pub(crate) fn of_partition(code: &str, message: String) -> Error {
+        let code = ErrorCode::parse(code);
+        Error::Broker {
+            code,
+            status: code.grpc_code(),
+            message,
+        }
+    }
+
     /// The Kafka-style code of the failure, when there is one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use strata_log::batch::BatchIter;
-use strata_proto::{ErrorCode, FetchManyRequest, FetchRequest, PartitionFetch};
+use strata_proto::{FetchManyRequest, FetchRequest, PartitionFetch};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -277,15 +277,9 @@ async fn fetch_group(
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let outcome = if p.error_code.is_empty() {
-                        Ok(p.records)
-                    } else {
-                        let code = ErrorCode::parse(&p.error_code);
-                        Err(Error::Broker {
-                            code,
-                            status: code.grpc_code(),
-                            message: p.error_message,
-                        })
+                    let outcome = match p.error_code.is_empty() {
+                        true => Ok(p.records),
+                        false => Err(Error::of_partition(&p.error_code, p.error_message)),
                     };
                     ((p.topic, p.partition), outcome)
                 })

@@ -286,15 +286,9 @@ async fn send_many(
             .partitions
             .into_iter()
             .map(|p| {
-                let outcome = if p.error_code.is_empty() {
-                    Ok(p.base_offset)
-                } else {
-                    let code = ErrorCode::parse(&p.error_code);
-                    Err(Error::Broker {
-                        code,
-                        status: code.grpc_code(),
-                        message: p.error_message,
-                    })
+                let outcome = match p.error_code.is_empty() {
+                    true => Ok(p.base_offset),
+                    false => Err(Error::of_partition(&p.error_code, p.error_message)),
                 };
                 ((p.topic, p.partition), outcome)
             })
