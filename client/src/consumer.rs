@@ -5,7 +5,7 @@
 //! `poll` decodes batches (the CRC is checked there: a corrupt batch is an error, never
 //! records), drops records below the partition's position (a fetch answers with the whole batch
 //! holding the offset asked for) and advances the position past what it returns. Positions move
-//! only in `poll` and `seek`; a fetch task never decides what the application has seen.
+//! only in `poll` and `seek`; the fetcher never decides what the application has seen.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ struct Assigned {
     generation: u64,
     /// An error met while records were already collected; returned by the next `poll`.
     held: Option<Error>,
-    /// Paused: `poll` returns nothing from it (its fetch task stops once its buffer is full).
+    /// Paused: `poll` returns nothing from it (the fetcher stops asking for it once its buffer is full).
     paused: bool,
 }
 
@@ -175,7 +175,8 @@ impl Consumer {
             SeekTo::Offset(o) => o,
         };
         let name = self.parts[i].topic.clone();
-        // Dropping the old state aborts its fetch task and discards what it prefetched.
+        // Dropping the old state stops fetching it and discards what it prefetched (an answer
+        // still in flight for it belongs to an older generation and is dropped).
         self.parts[i] = self.start(name, partition, position);
         Ok(position)
     }
@@ -250,7 +251,7 @@ impl Consumer {
         &self.cluster
     }
 
-    /// Drops every assigned partition (their fetch tasks stop).
+    /// Drops every assigned partition (the fetcher stops asking for them).
     pub(crate) fn clear_assignment(&mut self) {
         self.parts.clear();
         self.next = 0;
