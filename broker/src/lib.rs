@@ -1,7 +1,8 @@
 //! Strata's broker: the gRPC services over partitions hosted on this node.
 //!
 //! - [`server`]: start (lock data dir, register, open logs), serve, clean shutdown.
-//! - [`service`]: the `Log` and `Admin` gRPC services, thin translations only.
+//! - [`service`]: the `Log` and `Admin` gRPC services, thin translations only (the Log
+//!   service's multi-partition calls in `log_many.rs`).
 //! - [`admin`]: topic create, delete, describe, config changes (metadata first, replicas follow).
 //! - [`replica`]: one replica: log, role, high watermark, long-poll fetch, and the pure rules
 //!   of its leader state, follower truncation and producer state.
@@ -11,8 +12,8 @@
 //!   reassignments) and the pure placement, election and reassignment rules.
 //! - [`capacity`]: how many replicas a broker can host (its limits), checked on topic changes.
 //! - [`disk_id`]: the data directory's identity, sent in the registration.
-//! - [`replication`]: between brokers: the leader's side (follower fetches, epoch queries, ISR
-//!   changes) and the follower's fetchers.
+//! - [`replication`]: between brokers: one fetch session per (follower, leader) broker pair,
+//!   the leader's side (sessions, epoch queries, ISR changes) and the follower's streams.
 //! - [`limits`]: the server's message sizes, deadlines, connection and stream limits.
 //! - [`history`]: how much etcd history the controller keeps (compaction, pure).
 //! - [`groups`]: consumer groups: coordinator, rebalances, assignment, committed offsets.
