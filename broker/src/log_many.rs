@@ -157,12 +157,15 @@ impl LogService {
             }
         }
         let mut first = true;
+        // The partition whose high watermark ended the last wait: waiting marked its change
+        // seen, so `has_changed` no longer says so.
+        let mut woken: Option<usize> = None;
         loop {
             let mut held: usize = served.iter().map(|(_, _, c, _)| c.held()).sum();
             let mut failed = Vec::new();
             for (k, (i, partition, cursor, rx)) in served.iter_mut().enumerate() {
                 // After the first pass, only partitions whose high watermark moved are read.
-                let moved = first || rx.has_changed().unwrap_or(true);
+                let moved = first || woken == Some(k) || rx.has_changed().unwrap_or(true);
                 if held >= total || cursor.is_full() || !moved {
                     continue;
                 }
@@ -181,6 +184,7 @@ impl LogService {
                 }
             }
             first = false;
+            woken = None;
             for k in failed.into_iter().rev() {
                 served.swap_remove(k);
             }
@@ -200,13 +204,10 @@ impl LogService {
                 .enumerate()
                 .filter(|(k, _)| open.contains(k))
                 .map(|(_, (_, _, _, rx))| Box::pin(rx.changed()));
-            if tokio::time::timeout_at(deadline, futures::future::select_all(changed))
-                .await
-                .is_err()
-            {
+            match tokio::time::timeout_at(deadline, futures::future::select_all(changed)).await {
+                Ok((_, i, _)) => woken = Some(open[i]),
                 // One more pass: what came with the last change before the deadline.
-                first = true;
-                continue;
+                Err(_) => first = true,
             }
         }
         for (i, partition, cursor, _) in served {
