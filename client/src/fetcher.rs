@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use strata_log::batch::BatchIter;
-use strata_proto::{FetchManyRequest, FetchRequest, PartitionFetch};
+use strata_proto::{ErrorCode, FetchManyRequest, FetchRequest, PartitionFetch};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -29,6 +29,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Least time between two fetches of a partition whose answers come back empty at once.
 const EMPTY_FLOOR: Duration = Duration::from_millis(50);
+/// A leader with fewer partitions to fetch than this gets one long poll per partition (the
+/// one-partition Fetch): each answers as soon as its own records arrive, so a consumer of a few
+/// partitions keeps its latency; past it, one FetchMany carries them all.
+const MANY_FROM: usize = 8;
 /// Most bytes one FetchMany may answer (each partition also keeps its own bound): under the
 /// client's 64 MiB message limit with room for the framing.
 const MAX_ANSWER_BYTES: u32 = 48 * 1024 * 1024;
@@ -116,6 +120,16 @@ pub(crate) async fn run(
     loop {
         let now = Instant::now();
         let (groups, unknown, next_due) = due(&feeds, &cluster, now);
+        let groups = groups.into_iter().flat_map(|(address, asked)| {
+            if asked.len() < MANY_FROM {
+                asked
+                    .into_iter()
+                    .map(|one| (address.clone(), vec![one]))
+                    .collect::<Vec<_>>()
+            } else {
+                vec![(address, asked)]
+            }
+        });
         for (address, mut asked) in groups {
             // A different partition first each time: the broker fills its byte budget in
             // request order, so a backlogged partition must not always take it.
@@ -245,6 +259,14 @@ async fn fetch_group(
 ) -> Vec<Fetched> {
     let max_wait_ms = config.fetch_max_wait.as_millis().min(u32::MAX as u128) as u32;
     let whole = async {
+        if asked.len() == 1 {
+            // One partition: its own call, as before FetchMany existed.
+            return Err(Error::Broker {
+                code: ErrorCode::Unknown,
+                status: tonic::Code::Unimplemented,
+                message: "one partition: Fetch".to_string(),
+            });
+        }
         let mut client = cluster.conns().log(address).await?;
         let request = FetchManyRequest {
             partitions: asked
@@ -297,7 +319,7 @@ async fn fetch_group(
                 })
                 .collect()
         }
-        // A broker older than FetchMany: one Fetch per partition, at once.
+        // A broker older than FetchMany (or a single partition): one Fetch per partition.
         Err(Error::Broker {
             status: tonic::Code::Unimplemented,
             ..
