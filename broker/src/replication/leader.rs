@@ -67,33 +67,25 @@ impl BrokerState {
         if req.fetch_offset == end {
             p.wait_for_data(req.fetch_offset, max_wait).await;
         }
-        let mut max_bytes = (req.max_bytes as usize).clamp(1, self.config.max_fetch_bytes);
+        let max_bytes = (req.max_bytes as usize).clamp(1, self.config.max_fetch_bytes);
         // A replica a reassignment adds catches up throttled while outside the ISR.
-        let throttle = p.catch_up_throttle(req.replica_id);
-        if let Some(rate) = throttle {
-            let granted = self
-                .replication_throttle
-                .lock()
-                .grant(rate, self.clock.now_ms());
-            match granted {
-                Ok(allowed) => max_bytes = max_bytes.min(allowed.max(1)),
-                Err(wait) => {
-                    tokio::time::sleep(wait.min(max_wait)).await;
-                    return Ok(pb::ReplicaFetchResponse {
-                        high_watermark: p.high_watermark(),
-                        // Not below the fetch offset: the follower keeps its log as it is.
-                        log_start_offset: local_start,
-                        log_end_offset: p.log_end_offset(),
-                        records: Default::default(),
-                        remote: p.remote_summary().map(|s| s.to_proto()),
-                    });
-                }
+        let read = match self
+            .read_for(&p, req.replica_id, req.fetch_offset, max_bytes)
+            .await?
+        {
+            super::sessions::Read::Records(read) => read,
+            super::sessions::Read::Throttled(wait) => {
+                tokio::time::sleep(wait.min(max_wait)).await;
+                return Ok(pb::ReplicaFetchResponse {
+                    high_watermark: p.high_watermark(),
+                    // Not below the fetch offset: the follower keeps its log as it is.
+                    log_start_offset: local_start,
+                    log_end_offset: p.log_end_offset(),
+                    records: Default::default(),
+                    remote: p.remote_summary().map(|s| s.to_proto()),
+                });
             }
-        }
-        let read = p.read(req.fetch_offset, max_bytes, i64::MAX).await?;
-        if throttle.is_some() {
-            self.replication_throttle.lock().spent(read.records.len());
-        }
+        };
         Ok(pb::ReplicaFetchResponse {
             high_watermark: p.high_watermark(),
             log_start_offset: read.log_start_offset,

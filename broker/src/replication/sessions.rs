@@ -53,8 +53,8 @@ impl Live {
 }
 
 /// What a read for a follower found.
-enum Read {
-    Records(bytes::Bytes),
+pub(super) enum Read {
+    Records(crate::replica::FetchResult),
     /// The catch-up throttle is spent for this long.
     Throttled(Duration),
 }
@@ -402,7 +402,8 @@ impl BrokerState {
                     .read_for(&p, replica, e.fetch_offset, per_partition.min(budget))
                     .await
                 {
-                    Ok(Read::Records(records)) => {
+                    Ok(Read::Records(read)) => {
+                        let records = read.records;
                         budget -= records.len().min(budget);
                         data.records = records;
                         if budget == 0 {
@@ -429,7 +430,7 @@ impl BrokerState {
 
     /// Records of `p` from `offset` for `replica`, within `max_bytes` and the catch-up
     /// throttle of a replica a reassignment is adding.
-    async fn read_for(
+    pub(super) async fn read_for(
         &self,
         p: &Arc<Partition>,
         replica: i32,
@@ -452,6 +453,6 @@ impl BrokerState {
         if throttle.is_some() {
             self.replication_throttle.lock().spent(read.records.len());
         }
-        Ok(Read::Records(read.records))
+        Ok(Read::Records(read))
     }
 }
