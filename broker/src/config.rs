@@ -14,9 +14,11 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// Cluster-wide defaults a topic's overrides apply to.
     pub topic_defaults: TopicConfig,
-    /// How often retention runs over every partition.
+    /// How long a retention held back (by the high watermark, or by segments the remote tier
+    /// does not hold yet) waits before its partition is looked at again.
     pub retention_check_interval: Duration,
-    /// How often time-based rolls (segment.ms) and flushes (flush.ms) are checked.
+    /// How often housekeeping visits the partitions that changed or have a chore due (a roll
+    /// by segment.ms, a flush by flush.ms, retention, producer-id expiry).
     pub housekeeping_interval: Duration,
     /// Largest request (and so produce payload) the gRPC server accepts.
     pub max_request_bytes: usize,

@@ -40,6 +40,7 @@ pub mod disk_id;
 pub mod error;
 pub mod groups;
 pub mod history;
+pub mod housekeeping;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

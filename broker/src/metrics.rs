@@ -128,6 +128,10 @@ pub static ISR_EXPANDS: Counter = Counter::new();
 pub static LEADER_ELECTIONS: Counter = Counter::new();
 /// A group coordinated here formed a new generation.
 pub static GROUP_REBALANCES: Counter = Counter::new();
+/// Partitions housekeeping visited (they changed, or a chore of theirs was due).
+pub static HOUSEKEEPING_VISITS: Counter = Counter::new();
+/// Partitions on the housekeeping agenda (a chore of theirs is due some day).
+pub static HOUSEKEEPING_SCHEDULED: Gauge = Gauge::new();
 static BUILD_INFO: Gauge = Gauge::new();
 
 /// Registers every Strata metric in the process-wide registry, once.
@@ -181,6 +185,20 @@ fn register_broker(r: &Registry) {
             &m.duration,
         );
     }
+    r.counter(
+        "strata_housekeeping_visits_total",
+        "Partitions housekeeping visited: those that changed since their last visit, and \
+         those with a chore due (a roll by segment.ms, a flush by flush.ms, retention, \
+         producer-id expiry). An idle partition with nothing due is not visited.",
+        &[],
+        &HOUSEKEEPING_VISITS,
+    );
+    r.gauge(
+        "strata_housekeeping_scheduled_partitions",
+        "Partitions on the housekeeping agenda: a chore of theirs is due at a known time.",
+        &[],
+        &HOUSEKEEPING_SCHEDULED,
+    );
     r.counter(
         "strata_isr_shrinks_total",
         "ISR shrinks written by this broker as leader (lagging followers removed).",

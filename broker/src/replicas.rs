@@ -38,6 +38,8 @@ pub struct ReplicaManager {
     clock: Arc<dyn Clock>,
     topics: RwLock<HashMap<String, Arc<TopicHandle>>>,
     snapshot: RwLock<Arc<ClusterSnapshot>>,
+    /// Where partitions queue themselves for housekeeping when they change.
+    chores: Arc<crate::housekeeping::Inbox>,
 }
 
 impl ReplicaManager {
@@ -56,7 +58,13 @@ impl ReplicaManager {
             clock,
             topics: RwLock::new(HashMap::new()),
             snapshot: RwLock::new(Arc::new(ClusterSnapshot::default())),
+            chores: Arc::default(),
         }
+    }
+
+    /// The partitions that changed since housekeeping last visited them.
+    pub fn chores(&self) -> &crate::housekeeping::Inbox {
+        &self.chores
     }
 
     pub fn defaults(&self) -> &TopicConfig {
@@ -190,6 +198,7 @@ impl ReplicaManager {
         if !to_open.is_empty() {
             let dir = self.topic_dir(&topic.record);
             let (clock, log_config) = (self.clock.clone(), config.local_log_config());
+            let chores = self.chores.clone();
             let min_isr = config.min_insync_replicas;
             let tiered = config.remote_storage;
             let unclean = config.unclean_leader_election;
@@ -207,9 +216,9 @@ impl ReplicaManager {
                         p,
                         (me, incarnation),
                         log,
-                        state,
-                        revision,
+                        (state, revision),
                         clock.clone(),
+                        chores.clone(),
                     );
                     partition.set_min_insync_replicas(min_isr);
                     partition.set_tiered(tiered);

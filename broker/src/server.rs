@@ -24,7 +24,6 @@ use crate::error::{BrokerError, Result};
 use crate::limits::{self, Deadline};
 use crate::metadata::{BrokerRecord, MetadataStore};
 use crate::peers::Peers;
-use crate::replica::blocking;
 use crate::replicas::ReplicaManager;
 use crate::service::{AdminService, LogService, ReplicaService};
 use crate::state::BrokerState;
@@ -179,7 +178,7 @@ impl Broker {
         let slots = limits::ConnectionSlots::new(state.config.max_connections);
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = [
-            tokio::spawn(housekeeping(state.clone(), stop_rx.clone())),
+            tokio::spawn(crate::housekeeping::run(state.clone(), stop_rx.clone())),
             tokio::spawn(crate::cluster::follow_metadata(
                 state.clone(),
                 stop_rx.clone(),
@@ -400,41 +399,5 @@ fn lock_data_dir(config: &BrokerConfig) -> Result<File> {
             "cannot lock {}: {e}",
             path.display()
         ))),
-    }
-}
-
-/// Rolls by segment.ms, flushes by flush.ms and applies retention, until told to stop.
-async fn housekeeping(state: Arc<BrokerState>, mut stop: watch::Receiver<bool>) {
-    let tick = state.config.housekeeping_interval;
-    let retention_every = state.config.retention_check_interval.as_millis().max(1) as u64;
-    let mut last_retention = tokio::time::Instant::now();
-    let producer_expiry_ms = state.config.producer_id_expiration.as_millis() as i64;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => return,
-        }
-        let retention = last_retention.elapsed() >= Duration::from_millis(retention_every);
-        if retention {
-            last_retention = tokio::time::Instant::now();
-        }
-        let topics = state.replicas.local_topics();
-        let outcome = blocking(move || {
-            for t in &topics {
-                for p in t.partitions.values() {
-                    if let Err(e) = p.housekeeping(retention, producer_expiry_ms) {
-                        // A partition removed meanwhile is not an error worth a warning.
-                        if !matches!(e, BrokerError::UnknownTopic(_)) {
-                            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "housekeeping failed");
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await;
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "housekeeping task failed");
-        }
     }
 }

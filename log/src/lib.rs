@@ -38,6 +38,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use epochs::EpochEntry;
 pub use error::{ErrorKind, LogError, Result};
+pub use log::Chores;
 pub use log::{AppendInfo, Log, ReadResult, RetentionReport, SegmentInfo};
 pub use records::{BatchBuilder, Header, Record};
 

@@ -45,6 +45,7 @@ impl Partition {
                 self.log_end.send_replace(log.log_end_offset());
                 Ok(())
             })?;
+            self.touch();
         } else if !self.follows(leader, epoch) {
             return Err(self.stale_fetcher(leader, epoch));
         }
@@ -92,6 +93,7 @@ impl Partition {
                 tracing::warn!(topic = %self.topic, partition = self.index, from = offset, to = log.log_end_offset(), "truncating a divergent tail");
                 log.truncate_to(offset)?;
                 self.rebuild_producers(log);
+                self.touch();
             }
             self.log_end.send_replace(log.log_end_offset());
             Ok(())
@@ -111,6 +113,7 @@ impl Partition {
         self.with_follower_log(leader, epoch, |log| {
             log.reset_to(offset)?;
             self.rebuild_producers(log);
+            self.touch();
             self.log_end.send_replace(log.log_end_offset());
             Ok(())
         })?;

@@ -98,17 +98,25 @@ pub struct Partition {
     /// The fetch sessions of followers that fetch this partition from here: woken by every
     /// append and role change (dead sessions are pruned as they are met).
     pub(super) session_wakers: Mutex<Vec<Weak<Notify>>>,
+    /// This partition, for handing itself to the housekeeping inbox.
+    me: Weak<Partition>,
+    /// Changed since housekeeping last visited it (it is in the inbox).
+    touched: std::sync::atomic::AtomicBool,
+    chores: Arc<crate::housekeeping::Inbox>,
 }
 
 impl Partition {
+    /// A replica of `topic`/`index` on this broker (`broker_id`, `incarnation`) over its opened
+    /// `log`, in `state` as of metadata `revision`; it queues itself in `chores` whenever it
+    /// changes (see [`crate::housekeeping`]).
     pub fn new(
         topic: Arc<str>,
         index: u32,
         (broker_id, incarnation): (i32, i64),
         log: Log,
-        state: PartitionState,
-        revision: i64,
+        (state, revision): (PartitionState, i64),
         clock: Arc<dyn Clock>,
+        chores: Arc<crate::housekeeping::Inbox>,
     ) -> Arc<Partition> {
         let end = log.log_end_offset();
         let producers = producer_snapshots::rebuild(&log, clock.now_ms());
@@ -120,7 +128,7 @@ impl Partition {
         } else {
             log.log_start_offset()
         };
-        let partition = Arc::new(Partition {
+        let partition = Arc::new_cyclic(|me| Partition {
             topic,
             index,
             broker_id,
@@ -142,11 +150,16 @@ impl Partition {
             remote: RwLock::new(None),
             remote_summary: RwLock::new(None),
             session_wakers: Mutex::new(Vec::new()),
+            me: me.clone(),
+            touched: std::sync::atomic::AtomicBool::new(false),
+            chores,
             clock,
         });
         if partition.leads(&state) {
             partition.become_leader(&state);
         }
+        // Housekeeping learns what the opened log has due (an old segment to roll, retention).
+        partition.touch();
         partition
     }
 
@@ -432,6 +445,7 @@ impl Partition {
             me.record_producers(log, &buf);
             me.log_end.send_replace(log.log_end_offset());
             me.wake_sessions();
+            me.touch();
             Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset, duplicate: false })
         })
         .await?;
@@ -686,30 +700,41 @@ impl Partition {
     }
 
     pub fn update_config(&self, config: LogConfig) -> Result<()> {
-        self.with_log_mut(|log| log.update_config(config))
+        self.with_log_mut(|log| log.update_config(config))?;
+        self.touch(); // segment.ms, flush.ms or retention may be due sooner
+        Ok(())
     }
 
-    /// Time-based roll, flush.ms, producer-id expiry (ids idle for `producer_expiry_ms`), the
-    /// fsync of sealed segments and (when `retention` is set) retention. Runs on the blocking
-    /// pool.
-    pub fn housekeeping(&self, retention: bool, producer_expiry_ms: i64) -> Result<()> {
+    /// Housekeeping will visit this partition soon: it changed in a way that may bring a
+    /// chore due earlier than housekeeping last learnt (an append, a truncation, a new config
+    /// or retention limit). Cheap when repeated: the partition is queued once per visit.
+    pub(crate) fn touch(&self) {
+        if !self.touched.swap(true, Ordering::AcqRel) {
+            self.chores.push(self.me.clone());
+        }
+    }
+
+    /// Runs the chores due now (the roll by segment.ms, the flush by flush.ms, producer-id
+    /// expiry after `producer_expiry_ms`, retention, the fsync of sealed segments) and returns
+    /// when the next is due; `None` when none is until the partition changes. A retention
+    /// held back by the high watermark or the remote tier is looked at again after
+    /// `recheck_ms`. Runs on the blocking pool.
+    pub fn housekeeping(&self, producer_expiry_ms: i64, recheck_ms: i64) -> Result<Option<i64>> {
+        // Cleared before reading anything: a change from now on queues the partition again.
+        self.touched.store(false, Ordering::Release);
         self.expire_producers(producer_expiry_ms);
+        // Never past the high watermark (as Kafka's log start never passes it): a lagging
+        // follower must still find what it lacks.
+        let limit = self
+            .retention_limit
+            .load(Ordering::Relaxed)
+            .min(self.high_watermark());
         let report = self.with_log_mut(|log| {
             if log.roll_if_due()? {
                 self.snapshot_producers(log);
             }
             log.flush_if_due()?;
-            if retention {
-                // Never past the high watermark (as Kafka's log start never passes it): a
-                // lagging follower must still find what it lacks.
-                let limit = self
-                    .retention_limit
-                    .load(Ordering::Relaxed)
-                    .min(self.high_watermark());
-                log.enforce_retention_below(Some(limit)).map(Some)
-            } else {
-                Ok(None)
-            }
+            log.enforce_retention_below(Some(limit))
         })?;
         // Sealed segments are fsynced without the log's lock (appends go on meanwhile), then
         // the recovery point moves past them; a failed fsync stops the log.
@@ -718,17 +743,22 @@ impl Partition {
             let synced = unsynced.iter().try_for_each(|(_, file)| file.sync_data());
             self.with_log_mut(|log| log.sealed_synced(end, synced))?;
         }
-        if let Some(report) = report {
-            if report.deleted_segments > 0 {
-                tracing::info!(
-                    topic = %self.topic, partition = self.index,
-                    segments = report.deleted_segments, bytes = report.deleted_bytes,
-                    log_start_offset = report.log_start_offset,
-                    "retention deleted segments"
-                );
-            }
+        if report.deleted_segments > 0 {
+            tracing::info!(
+                topic = %self.topic, partition = self.index,
+                segments = report.deleted_segments, bytes = report.deleted_bytes,
+                log_start_offset = report.log_start_offset,
+                "retention deleted segments"
+            );
         }
-        Ok(())
+        let chores = self.with_log(|log| Ok(log.chores(Some(limit))))?;
+        let now = self.clock.now_ms();
+        let due = [
+            chores.due_ms,
+            chores.held_back.then(|| now.saturating_add(recheck_ms)),
+            self.producers.lock().next_expiry_ms(producer_expiry_ms),
+        ];
+        Ok(due.into_iter().flatten().min())
     }
 
     /// Takes the log out of the partition (for a clean close or a delete) and wakes every

@@ -31,9 +31,9 @@ fn partition(dir: &std::path::Path, state: PartitionState, revision: i64) -> Arc
         0,
         (ME, INCARNATION),
         log,
-        state,
-        revision,
+        (state, revision),
         clock,
+        Arc::default(),
     )
 }
 

@@ -249,6 +249,16 @@ impl ProducerState {
         }
     }
 
+    /// When the longest-idle producer is forgotten by [`Producers::expire`] with `max_age_ms`
+    /// (the first moment it has been idle for more than that), if any is remembered.
+    pub fn next_expiry_ms(&self, max_age_ms: i64) -> Option<i64> {
+        self.producers
+            .values()
+            .map(|p| p.last_append_ms)
+            .min()
+            .map(|last| last.saturating_add(max_age_ms).saturating_add(1))
+    }
+
     /// Forgets producers that have not appended for more than `max_age_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64, max_age_ms: i64) -> usize {
         let before = self.producers.len();

@@ -85,7 +85,9 @@ impl Partition {
             (true, Some(s)) => s.end,
             (true, None) => 0,
         };
-        self.retention_limit.store(limit, Ordering::Relaxed);
+        if self.retention_limit.swap(limit, Ordering::Relaxed) != limit {
+            self.touch(); // local retention may delete more now
+        }
     }
 
     /// Attaches the partition's remote log (reads below the local start go there).

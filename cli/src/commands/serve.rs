@@ -78,7 +78,9 @@ pub struct ServeArgs {
     /// S3 region (default us-east-1).
     #[arg(long, env = "STRATA_S3_REGION")]
     pub s3_region: Option<String>,
-    /// How often retention runs (Kafka's log.retention.check.interval.ms), e.g. 30s.
+    /// Retention runs when it is due (a segment sealed, the oldest one expired); one held back
+    /// by the high watermark or by segments not yet tiered is looked at again after this, e.g.
+    /// 30s (Kafka's log.retention.check.interval.ms).
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL", value_parser = parse::duration)]
     pub retention_check_interval: Option<Duration>,
     /// Unlisted segment objects (a crashed upload's leftovers) are deleted once this old by the
