@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::timeout;
 
-use crate::{Coordinator, CoordinatorError, Expect, Write};
+use crate::{Changes, Coordinator, CoordinatorError, Event, Expect, Write};
 
 /// How long a notification or an election may take to arrive.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -28,6 +28,7 @@ pub async fn run_all(store: &dyn Coordinator) {
     long_listing_is_whole_and_ordered(store).await;
     conditional_delete(store).await;
     watch_notifies(store).await;
+    watch_reports_each_change(store).await;
     register_conflicts_and_releases(store).await;
     abandoned_registration_expires(store).await;
     registration_lost_when_its_key_is_deleted(store).await;
@@ -239,6 +240,56 @@ pub async fn watch_notifies(store: &dyn Coordinator) {
     );
     store.delete("wt/a/quiet/1", Expect::Any).await.unwrap();
     assert!(store.list("wt/").await.unwrap().is_empty());
+}
+
+/// A watch hands over each change with its key, revision and value (none for a delete), in
+/// the order the store made them, also when several came before the reader looked.
+pub async fn watch_reports_each_change(store: &dyn Coordinator) {
+    let mut watch = store.watch("we/", &["we/quiet/"]).await.expect("watch we/");
+    let first = store
+        .put("we/1", Bytes::from("one"), Expect::Absent)
+        .await
+        .unwrap();
+    let second = store
+        .commit(vec![
+            Write::put("we/2", Bytes::from("two"), Expect::Absent),
+            Write::put("we/quiet/x", Bytes::from("x"), Expect::Absent),
+        ])
+        .await
+        .unwrap();
+    store.delete("we/1", Expect::Any).await.unwrap();
+    let third = store.revision().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match timeout(PATIENCE, watch.changes())
+            .await
+            .expect("the changes are reported")
+            .expect("the watch is alive")
+        {
+            Changes::Events(events) => seen.extend(events),
+            Changes::Unknown => panic!("three changes must not overflow the watch"),
+        }
+    }
+    let expected = vec![
+        Event {
+            key: "we/1".into(),
+            revision: first,
+            value: Some(Bytes::from("one")),
+        },
+        Event {
+            key: "we/2".into(),
+            revision: second,
+            value: Some(Bytes::from("two")),
+        },
+        Event {
+            key: "we/1".into(),
+            revision: third,
+            value: None,
+        },
+    ];
+    assert_eq!(seen, expected);
+    store.delete("we/2", Expect::Any).await.unwrap();
+    store.delete("we/quiet/x", Expect::Any).await.unwrap();
 }
 
 /// A registered key conflicts while held, is listed, and goes on release.

@@ -41,8 +41,8 @@ struct Inner {
     cluster: String,
     path: PathBuf,
     store: Mutex<Store>,
-    /// The key of every change, for watches.
-    changes: broadcast::Sender<String>,
+    /// Every change, for watches.
+    changes: broadcast::Sender<crate::Event>,
     elections: Mutex<live::Elections>,
     next_id: AtomicU64,
 }
@@ -214,7 +214,15 @@ impl Inner {
         store.state = next;
         for w in writes.iter().filter(|w| w.op != Op::Check) {
             store.live.take_over(&w.key);
-            let _ = self.changes.send(w.key.clone());
+            let value = match &w.op {
+                Op::Put(v) => Some(v.clone()),
+                _ => None,
+            };
+            let _ = self.changes.send(crate::Event {
+                key: w.key.clone(),
+                revision,
+                value,
+            });
         }
         Ok(revision)
     }

@@ -17,13 +17,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, TxnOp, TxnOpResponse,
+    WatchOptions,
 };
 
 use crate::etcd_channel::MakeChannel;
 use crate::metrics::EtcdOp;
 use crate::{
-    etcd_lease, Coordinator, CoordinatorError, Expect, Lease, Op, Result, Versioned, Watch, Write,
+    etcd_lease, Coordinator, CoordinatorError, Event, Expect, Lease, Op, Result, Versioned, Watch,
+    Write,
 };
 
 /// How often an idle stream's connection is pinged. etcd refuses pings more often than every
@@ -473,12 +475,23 @@ impl Coordinator for EtcdCoordinator {
                             break format!("the watch was cancelled ({})", resp.cancel_reason());
                         }
                         Ok(Some(resp)) => {
-                            let relevant = resp.events().iter().any(|e| {
-                                e.kv().is_some_and(|kv| {
-                                    !except.iter().any(|x| kv.key().starts_with(x))
+                            let events: Vec<Event> = resp
+                                .events()
+                                .iter()
+                                .filter_map(|e| {
+                                    let kv = e.kv()?;
+                                    if except.iter().any(|x| kv.key().starts_with(x)) {
+                                        return None;
+                                    }
+                                    let key = shared.strip(kv.key())?.to_string();
+                                    let value = match e.event_type() {
+                                        EventType::Put => Some(Bytes::copy_from_slice(kv.value())),
+                                        EventType::Delete => None,
+                                    };
+                                    Some(Event { key, revision: kv.mod_revision(), value })
                                 })
-                            });
-                            if relevant && !tx.notify() {
+                                .collect();
+                            if !events.is_empty() && !tx.notify(events) {
                                 return;
                             }
                         }

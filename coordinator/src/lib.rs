@@ -26,7 +26,7 @@ pub use embedded::EmbeddedCoordinator;
 pub use error::{CoordinatorError, Result};
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use etcd_channel::MakeChannel;
-pub use session::{Lease, Watch};
+pub use session::{Changes, Event, Lease, Watch, MAX_PENDING_EVENTS};
 
 use async_trait::async_trait;
 use bytes::Bytes;

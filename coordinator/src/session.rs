@@ -3,7 +3,9 @@
 //! lasts while it is kept alive).
 //!
 //! Both are the same for every implementation: a `Watch` is fed by a task through a channel of
-//! capacity one, so notifications coalesce; a `Lease` holds an optional keepalive task, a lost
+//! capacity one, so notifications coalesce, and the changes themselves wait in a bounded buffer
+//! beside it (past [`MAX_PENDING_EVENTS`] they are dropped and the watch says so, and the
+//! caller re-reads instead); a `Lease` holds an optional keepalive task, a lost
 //! flag and a release action. The release action is a future that does nothing until polled
 //! (etcd) or a guard that releases when dropped (embedded), so `abandon` can simply drop it.
 
@@ -11,18 +13,51 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::{CoordinatorError, Result};
 
-/// Change notifications for a prefix.
+/// Most changes a [`Watch`] holds for its reader (a controller failover of 10,000 partitions
+/// writes 10,000 states); past it they are dropped and [`Watch::changes`] says so.
+pub const MAX_PENDING_EVENTS: usize = 20_000;
+
+/// One change of a key, as a watch saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Relative to the cluster's root, like the watched prefix.
+    pub key: String,
+    /// The store-wide revision of the change.
+    pub revision: i64,
+    /// The new value; `None` when the key was deleted.
+    pub value: Option<Bytes>,
+}
+
+/// What changed since the last [`Watch::changes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// These changes, in the order the store made them.
+    Events(Vec<Event>),
+    /// More than [`MAX_PENDING_EVENTS`] (or changes the store could not describe): re-read.
+    Unknown,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    events: Vec<Event>,
+    overflowed: bool,
+}
+
+/// Change notifications for a prefix, with the changes.
 ///
-/// Notifications may be coalesced: after one, re-read with [`Coordinator::list`](crate::Coordinator::list).
+/// Notifications may be coalesced: after one, take what changed with [`Watch::changes`], or
+/// re-read with [`Coordinator::list`](crate::Coordinator::list).
 #[derive(Debug)]
 pub struct Watch {
     rx: mpsc::Receiver<()>,
+    pending: Arc<Mutex<Pending>>,
     ended: Arc<OnceLock<String>>,
 }
 
@@ -30,6 +65,7 @@ pub struct Watch {
 #[derive(Debug, Clone)]
 pub(crate) struct WatchSender {
     tx: mpsc::Sender<()>,
+    pending: Arc<Mutex<Pending>>,
     ended: Arc<OnceLock<String>>,
 }
 
@@ -37,13 +73,28 @@ impl Watch {
     pub(crate) fn channel() -> (WatchSender, Watch) {
         let (tx, rx) = mpsc::channel(1);
         let ended = Arc::new(OnceLock::new());
+        let pending = Arc::new(Mutex::new(Pending::default()));
         (
             WatchSender {
                 tx,
+                pending: pending.clone(),
                 ended: ended.clone(),
             },
-            Watch { rx, ended },
+            Watch { rx, pending, ended },
         )
+    }
+
+    /// Waits for the next change and returns every change since the last call (or
+    /// [`Changes::Unknown`] when they were too many to keep). `Err(Unavailable)` when the watch
+    /// ended, as [`Watch::changed`].
+    pub async fn changes(&mut self) -> Result<Changes> {
+        self.changed().await?;
+        let mut pending = self.pending.lock();
+        let taken = std::mem::take(&mut *pending);
+        Ok(match taken.overflowed {
+            true => Changes::Unknown,
+            false => Changes::Events(taken.events),
+        })
     }
 
     /// Waits for the next change. `Err(CoordinatorError::Unavailable)` when the watch ended
@@ -62,8 +113,33 @@ impl Watch {
 }
 
 impl WatchSender {
-    /// Records a change; coalesces with one not yet consumed. False once the watch is dropped.
-    pub(crate) fn notify(&self) -> bool {
+    /// Records changes; the notification coalesces with one not yet consumed, the changes are
+    /// kept up to [`MAX_PENDING_EVENTS`]. False once the watch is dropped.
+    pub(crate) fn notify(&self, events: impl IntoIterator<Item = Event>) -> bool {
+        {
+            let mut pending = self.pending.lock();
+            if !pending.overflowed {
+                pending.events.extend(events);
+                if pending.events.len() > MAX_PENDING_EVENTS {
+                    pending.events = Vec::new();
+                    pending.overflowed = true;
+                }
+            }
+        }
+        self.wake()
+    }
+
+    /// Records changes it cannot describe (the reader re-reads).
+    pub(crate) fn notify_unknown(&self) -> bool {
+        {
+            let mut pending = self.pending.lock();
+            pending.events = Vec::new();
+            pending.overflowed = true;
+        }
+        self.wake()
+    }
+
+    fn wake(&self) -> bool {
         !matches!(
             self.tx.try_send(()),
             Err(mpsc::error::TrySendError::Closed(()))

@@ -65,7 +65,11 @@ impl Registered {
 }
 
 /// Notifies `watch` of every change whose key starts with `prefix` and with none of `except`.
-pub(super) fn watch(changes: &broadcast::Sender<String>, prefix: &str, except: &[&str]) -> Watch {
+pub(super) fn watch(
+    changes: &broadcast::Sender<crate::Event>,
+    prefix: &str,
+    except: &[&str],
+) -> Watch {
     // Subscribe before returning, so every later change is seen.
     let mut rx = changes.subscribe();
     let (tx, watch) = Watch::channel();
@@ -79,10 +83,15 @@ pub(super) fn watch(changes: &broadcast::Sender<String>, prefix: &str, except: &
             tokio::select! {
                 _ = tx.closed() => return,
                 change = rx.recv() => match change {
-                    Ok(key) if ignored(&key) => {}
-                    // Lagged: changes were missed; one notification covers them.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if !tx.notify() {
+                    Ok(event) if ignored(&event.key) => {}
+                    Ok(event) => {
+                        if !tx.notify([event]) {
+                            return;
+                        }
+                    }
+                    // Changes were missed: the reader re-reads.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if !tx.notify_unknown() {
                             return;
                         }
                     }
@@ -112,13 +121,17 @@ pub(super) fn register(inner: &Arc<Inner>, key: &str, value: Bytes) -> Result<Le
     store.live.keys.insert(
         key.to_string(),
         Registration {
-            value,
+            value: value.clone(),
             revision,
             id,
             lost,
         },
     );
-    let _ = inner.changes.send(key.to_string());
+    let _ = inner.changes.send(crate::Event {
+        key: key.to_string(),
+        revision,
+        value: Some(value),
+    });
     let guard = RegistrationGuard {
         inner: Arc::downgrade(inner),
         key: key.to_string(),
@@ -155,7 +168,11 @@ impl Drop for RegistrationGuard {
         {
             store.live.keys.remove(&self.key);
             store.state.revision += 1;
-            let _ = inner.changes.send(self.key.clone());
+            let _ = inner.changes.send(crate::Event {
+                key: self.key.clone(),
+                revision: store.state.revision,
+                value: None,
+            });
         }
     }
 }
