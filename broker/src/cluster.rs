@@ -1,14 +1,18 @@
 //! Following the cluster metadata: every broker keeps its local replicas in line with what the
-//! coordinator says, reacting to change notifications and re-reading everything periodically
-//! (so a missed notification costs at most one resync interval).
+//! coordinator says. The changes its watch hands over are applied as deltas where they are
+//! partition states ([`crate::deltas`]); any other change, a watch that lost changes, and the
+//! periodic resync re-read everything (so a missed notification costs at most one resync
+//! interval).
 //!
-//! Invariant: only [`BrokerState::sync`] changes which replicas exist locally, and syncs run
-//! one at a time, each applying one consistent snapshot.
+//! Invariant: only [`BrokerState::sync`] changes which replicas exist locally, and syncs and
+//! deltas run one at a time (under `sync_lock`), each applying one consistent snapshot.
 
 use std::sync::Arc;
 use std::time::Duration;
+use strata_coordinator::{Changes, Event};
 use tokio::sync::watch;
 
+use crate::deltas::{classify, with_changes, Delta};
 use crate::error::Result;
 use crate::state::BrokerState;
 
@@ -19,11 +23,45 @@ impl BrokerState {
     /// Reads the whole metadata and applies it to the local replicas.
     pub async fn sync(&self) -> Result<()> {
         let _one_at_a_time = self.sync_lock.lock().await;
+        crate::metrics::METADATA_READS.inc();
         let snapshot = Arc::new(self.metadata.snapshot().await?);
         self.replicas.apply(snapshot).await?;
         self.attach_remote_logs();
         self.reconcile_fetchers();
         Ok(())
+    }
+
+    /// Applies watched changes: partition states as deltas, anything else by a re-read.
+    pub async fn apply_changes(&self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let reason = {
+            let _one_at_a_time = self.sync_lock.lock().await;
+            let snapshot = self.replicas.snapshot();
+            match classify(&snapshot, self.config.broker_id, events) {
+                Delta::States(changes) if changes.is_empty() => return Ok(()), // all stale
+                Delta::States(changes) => {
+                    let mut moved = false;
+                    for c in &changes {
+                        if let Some(p) = self.replicas.local(&c.topic, c.index) {
+                            let before = p.leader_and_epoch();
+                            p.set_state(c.state.clone(), c.revision);
+                            moved |= p.leader_and_epoch() != before;
+                        }
+                    }
+                    crate::metrics::METADATA_DELTAS.add(changes.len() as u64);
+                    self.replicas.publish(with_changes(&snapshot, &changes));
+                    if moved {
+                        self.reconcile_fetchers();
+                    }
+                    return Ok(());
+                }
+                Delta::Resync(reason) => reason,
+            }
+        };
+        tracing::debug!(%reason, "re-reading the metadata");
+        self.sync().await
     }
 }
 
@@ -64,16 +102,16 @@ pub async fn follow_metadata(state: Arc<BrokerState>, mut stop: watch::Receiver<
             }
         };
         loop {
-            tokio::select! {
-                changed = w.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
-                _ = tokio::time::sleep(resync) => {}
+            let applied = tokio::select! {
+                changes = w.changes() => match changes {
+                    Ok(Changes::Events(events)) => state.apply_changes(events).await,
+                    Ok(Changes::Unknown) => state.sync().await,
+                    Err(_) => break,
+                },
+                _ = tokio::time::sleep(resync) => state.sync().await,
                 _ = stop.changed() => return,
-            }
-            if let Err(e) = state.sync().await {
+            };
+            if let Err(e) = applied {
                 tracing::warn!(error = %e, "metadata sync failed");
                 break;
             }

@@ -36,7 +36,8 @@ pub struct BrokerConfig {
     /// Lease of the broker's registration and of the controller election: a broker that dies
     /// is noticed after this long.
     pub session_ttl: Duration,
-    /// How often metadata is re-read even without a change notification.
+    /// How often the whole metadata is re-read even when the watch reported nothing: a safety
+    /// net, since changes arrive by the watch (partition states as deltas).
     pub metadata_resync_interval: Duration,
     /// A follower not caught up for this long leaves the ISR (replica.lag.time.max.ms).
     pub replica_lag_time_max: Duration,
@@ -82,7 +83,7 @@ impl BrokerConfig {
             max_partitions_per_broker: crate::capacity::DEFAULT_MAX_PARTITIONS,
             max_connections: crate::limits::MAX_CONNECTIONS,
             session_ttl: Duration::from_secs(6),
-            metadata_resync_interval: Duration::from_secs(5),
+            metadata_resync_interval: Duration::from_secs(30),
             replica_lag_time_max: Duration::from_secs(30),
             leader_rebalance_interval: Duration::from_secs(30),
             auto_balance: false,

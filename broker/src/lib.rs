@@ -36,6 +36,7 @@ pub mod capacity;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod deltas;
 pub mod disk_id;
 pub mod error;
 pub mod groups;

@@ -132,6 +132,10 @@ pub static GROUP_REBALANCES: Counter = Counter::new();
 pub static HOUSEKEEPING_VISITS: Counter = Counter::new();
 /// Partitions on the housekeeping agenda (a chore of theirs is due some day).
 pub static HOUSEKEEPING_SCHEDULED: Gauge = Gauge::new();
+/// Whole re-reads of the metadata (start, watch restarts, changes deltas do not cover, resyncs).
+pub static METADATA_READS: Counter = Counter::new();
+/// Partition states applied from watched changes without a re-read.
+pub static METADATA_DELTAS: Counter = Counter::new();
 static BUILD_INFO: Gauge = Gauge::new();
 
 /// Registers every Strata metric in the process-wide registry, once.
@@ -185,6 +189,21 @@ fn register_broker(r: &Registry) {
             &m.duration,
         );
     }
+    r.counter(
+        "strata_metadata_reads_total",
+        "Whole re-reads of the cluster metadata: at start, when the watch restarts or lost \
+         changes, for a change deltas do not cover (topics, brokers, replicas moving here), \
+         and every resync interval.",
+        &[],
+        &METADATA_READS,
+    );
+    r.counter(
+        "strata_metadata_deltas_total",
+        "Partition states (ISR changes, elections) applied from the metadata watch without \
+         re-reading the metadata.",
+        &[],
+        &METADATA_DELTAS,
+    );
     r.counter(
         "strata_housekeeping_visits_total",
         "Partitions housekeeping visited: those that changed since their last visit, and \

@@ -116,6 +116,12 @@ impl ReplicaManager {
         })
     }
 
+    /// Publishes `snapshot` as is (its partition states were applied to the local replicas by
+    /// the caller, see [`crate::deltas`]).
+    pub fn publish(&self, snapshot: Arc<ClusterSnapshot>) {
+        *self.snapshot.write() = snapshot;
+    }
+
     /// Makes the local replicas match `snapshot`, then publishes it.
     pub async fn apply(&self, snapshot: Arc<ClusterSnapshot>) -> Result<()> {
         let current: HashMap<String, Arc<TopicHandle>> = self.topics.read().clone();

@@ -25,10 +25,12 @@ fn replica_fetches(m: &BTreeMap<String, f64>) -> f64 {
         .unwrap_or(0.0)
 }
 
+fn metric(m: &BTreeMap<String, f64>, name: &str) -> f64 {
+    m.get(name).copied().unwrap_or(0.0)
+}
+
 fn housekeeping_visits(m: &BTreeMap<String, f64>) -> f64 {
-    m.get("strata_housekeeping_visits_total")
-        .copied()
-        .unwrap_or(0.0)
+    metric(m, "strata_housekeeping_visits_total")
 }
 
 /// Sends one record to every partition with acks=all and waits for every acknowledgement.
@@ -241,6 +243,7 @@ fn six_hundred_partitions_replicate_over_one_stream_per_broker_pair() {
     let written_twice = multi_partition_calls_answer_each_partition(&cluster);
 
     // A leader dies: its partitions move, and acks=all works across every partition again.
+    let deltas_before = metric(&scrape(metrics[0]), "strata_metadata_deltas_total");
     cluster.broker_mut(2).kill9();
     let survivors: String = [1, 3]
         .iter()
@@ -259,6 +262,14 @@ fn six_hundred_partitions_replicate_over_one_stream_per_broker_pair() {
         },
     );
     produce_to_every_partition(&survivors, "second");
+    // The elections and ISR shrinks reached broker 1 as deltas of the metadata watch, not as
+    // one re-read of all 600 partitions per change.
+    let deltas = metric(&scrape(metrics[0]), "strata_metadata_deltas_total") - deltas_before;
+    eprintln!("broker 1: {deltas} partition states applied as deltas after the SIGKILL");
+    assert!(
+        deltas >= 200.0,
+        "broker 1 applied only {deltas} partition states as deltas; broker 2 led about 200"
+    );
 
     // It comes back: the followers' streams to it start over and every ISR fills again.
     cluster.broker_mut(2).restart();
