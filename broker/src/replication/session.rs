@@ -44,6 +44,14 @@ impl<T> Entry<T> {
         self.sent.as_ref() != Some(now)
     }
 
+    /// Whether the follower was never told this partition's bounds (a new member of the
+    /// session): that alone is reason to answer. Later changes of the bounds (a new high
+    /// watermark) wait for a reason to answer (records, or the end of the round's wait), as a
+    /// replica fetch without new records waits in Kafka.
+    pub fn never_sent(&self) -> bool {
+        self.sent.is_none()
+    }
+
     pub fn sent(&mut self, bounds: Bounds) {
         self.sent = Some(bounds);
     }

@@ -122,14 +122,18 @@ fn bounds_of(p: &Partition) -> Result<Bounds> {
     })
 }
 
-/// Whether a session partition has anything to answer: records past its fetch offset (not
+/// Whether a session partition has a reason to answer: records past its fetch offset (not
 /// while `throttled` and the partition is a throttled catch-up), a restart below the log
-/// start, bounds not sent yet, a lost leadership or an error (a closed log).
+/// start, bounds never sent, a lost leadership or an error (a closed log); with `last` (the
+/// round's wait is over) also bounds changed since they were sent. A new high watermark alone
+/// does not end a wait: it would double the rounds under load (each answer with records moves
+/// the high watermark once the follower reports it), and it travels with the next answer.
 fn has_news(
     p: &Partition,
     e: &super::session::Entry<Arc<Partition>>,
     replica: i32,
     throttled: bool,
+    last: bool,
 ) -> bool {
     if p.leader_and_epoch().1 != e.leader_epoch || !p.is_leader() {
         return true;
@@ -138,7 +142,10 @@ fn has_news(
         Ok(bounds) => {
             let records = e.fetch_offset < p.log_end_offset()
                 && !(throttled && p.catch_up_throttle(replica).is_some());
-            e.fetch_offset < bounds.log_start_offset || records || e.is_news(&bounds)
+            e.fetch_offset < bounds.log_start_offset
+                || records
+                || e.never_sent()
+                || (last && e.is_news(&bounds))
         }
         Err(_) => true,
     }
@@ -330,9 +337,10 @@ impl BrokerState {
             if live.throttled_until.is_some_and(|t| t <= now) {
                 live.throttled_until = None;
             }
-            self.gather(replica, live, &mut answers, total, per_partition)
+            let last = now >= deadline;
+            self.gather(replica, live, &mut answers, (total, per_partition), last)
                 .await;
-            if !answers.is_empty() || now >= deadline {
+            if !answers.is_empty() || last {
                 return Ok(answers);
             }
             // Woken by an append or a role change, when the throttle refills, or at the end.
@@ -341,22 +349,24 @@ impl BrokerState {
         }
     }
 
-    /// Adds to `answers` every session partition with news, reading records within the byte
-    /// budgets, starting after the partition the last answer ended at.
+    /// When a session partition has a reason to answer (or this is the `last` look of the
+    /// round), adds to `answers` every session partition with news, reading records within the
+    /// byte budgets (`total`, `per_partition`), starting after the partition the last answer
+    /// ended at.
     async fn gather(
         &self,
         replica: i32,
         live: &mut Live,
         answers: &mut Vec<pb::SessionPartitionData>,
-        total: usize,
-        per_partition: usize,
+        (total, per_partition): (usize, usize),
+        last: bool,
     ) {
         let throttled = live.throttled_until.is_some();
         if !live
             .session
             .partitions
             .values()
-            .any(|e| has_news(&e.handle, e, replica, throttled))
+            .any(|e| has_news(&e.handle, e, replica, throttled, last))
         {
             return; // the idle case: nothing copied, nothing allocated
         }
@@ -454,5 +464,73 @@ impl BrokerState {
             self.replication_throttle.lock().spent(read.records.len());
         }
         Ok(Read::Records(read))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::PartitionState;
+    use strata_log::{BatchBuilder, Compression, Log, LogConfig, ManualClock};
+
+    const ME: i32 = 1;
+    const FOLLOWER: i32 = 2;
+
+    fn leader(dir: &std::path::Path) -> Arc<Partition> {
+        let clock = ManualClock::new(0);
+        let log = Log::open(dir, LogConfig::default(), clock.clone()).unwrap();
+        let state = PartitionState {
+            replicas: vec![ME, FOLLOWER],
+            leader: ME,
+            leader_epoch: 1,
+            isr: vec![ME, FOLLOWER],
+            leader_incarnation: 7,
+            emptied: Vec::new(),
+            reassigning: None,
+        };
+        Partition::new(
+            Arc::from("t"),
+            0,
+            (ME, 7),
+            log,
+            (state, 1),
+            clock,
+            Arc::default(),
+        )
+    }
+
+    /// The window: the follower reports records it appended, which moves the high watermark.
+    /// A round that answered at once for that alone made two rounds per batch under load (one
+    /// with the records, one with the new high watermark); the high watermark waits for a
+    /// reason to answer, or for the end of the round's wait.
+    #[tokio::test]
+    async fn a_new_high_watermark_alone_waits_for_the_next_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = leader(dir.path());
+        let key: Key = ("t".to_string(), 0);
+        let mut session = LeaderSession::open(1, [(key.clone(), 0, 1, p.clone())]);
+        let e = session.partitions.get_mut(&key).unwrap();
+        assert!(has_news(&p, e, FOLLOWER, false, false), "bounds never sent");
+        e.sent(bounds_of(&p).unwrap());
+        assert!(!has_news(&p, e, FOLLOWER, false, false), "nothing new");
+        let mut b = BatchBuilder::new(Compression::None);
+        b.append(0, None, Some(b"v"), &[]);
+        p.append(b.build().unwrap(), None, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(has_news(&p, e, FOLLOWER, false, false), "records to send");
+        // Sent, then fetched: the follower's report moves the high watermark to 1.
+        e.sent(bounds_of(&p).unwrap());
+        e.fetch_offset = 1;
+        p.follower_fetched(FOLLOWER, 1, 0).unwrap();
+        assert_eq!(p.high_watermark(), 1);
+        assert!(
+            !has_news(&p, e, FOLLOWER, false, false),
+            "a new high watermark alone ended the wait"
+        );
+        assert!(
+            has_news(&p, e, FOLLOWER, false, true),
+            "the last look of a round carries the new high watermark"
+        );
     }
 }
