@@ -110,12 +110,7 @@ impl Log {
                 .config
                 .retention_bytes
                 .is_some_and(|limit| total - oldest.size() >= limit);
-            // A segment without timestamps ages from when this process first saw it.
-            let newest = if oldest.max_timestamp() >= 0 {
-                oldest.max_timestamp()
-            } else {
-                oldest.created_ms()
-            };
+            let newest = newest_ms(oldest);
             let by_time = self
                 .config
                 .retention_ms
@@ -218,11 +213,7 @@ impl Log {
                 .config
                 .retention_bytes
                 .is_some_and(|bytes| self.size_bytes() - oldest.size() >= bytes);
-            let newest = if oldest.max_timestamp() >= 0 {
-                oldest.max_timestamp()
-            } else {
-                oldest.created_ms()
-            };
+            let newest = newest_ms(oldest);
             // Deleted once `newest < now - retention.ms`, that is from `newest + ms + 1`.
             let by_time = self
                 .config
@@ -241,5 +232,15 @@ impl Log {
             due_ms: due,
             held_back,
         }
+    }
+}
+
+/// The time retention ages `segment` by: its newest record's timestamp, or, for a segment
+/// without timestamps, when this process first saw it.
+fn newest_ms(segment: &Segment) -> i64 {
+    if segment.max_timestamp() >= 0 {
+        segment.max_timestamp()
+    } else {
+        segment.created_ms()
     }
 }
